@@ -1,0 +1,48 @@
+# `make study` runs the whole study of one profile; `make test` runs the checks.
+PROFILE ?= subset
+VENV ?= .venv
+PYTHON := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+# Data: $DNNLS_DATA_DIR if set, else the shared subset beside the project, else tensorflow_datasets.
+SHARED_DATA := $(abspath ../shared/data/cifar10-subset/cifar-10-batches-py)
+ifeq ($(DNNLS_DATA_DIR),)
+ifneq ($(wildcard $(SHARED_DATA)),)
+export DNNLS_DATA_DIR := $(SHARED_DATA)
+endif
+endif
+
+.PHONY: study figures report test unit notebooks report-quick bench bundle clean-build
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(PYTHON) || python3 -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --upgrade pip
+	$(PYTHON) -m pip install --quiet -r requirements.txt
+	$(PYTHON) -m pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+study: $(STAMP)
+	$(PYTHON) -m dnnls_tf run all --profile $(PROFILE)
+	$(PYTHON) -m dnnls_tf figures --profile $(PROFILE)
+	$(PYTHON) -m dnnls_tf report --profile $(PROFILE)
+
+figures: $(STAMP)
+	$(PYTHON) -m dnnls_tf figures --profile $(PROFILE)
+
+report: $(STAMP)
+	$(PYTHON) -m dnnls_tf report --profile $(PROFILE)
+
+bench: $(STAMP)
+	$(PYTHON) -m dnnls_tf bench --json results/bench.json
+
+# Unit tests, the three notebooks under nbval on the quick profile, and the report
+# built from the quick profile's store (in a scratch root, so committed results stay).
+QUICK_ROOT ?= $(CURDIR)/build/quick-root
+test: $(STAMP)
+	$(PYTHON) -m pytest -q tests
+	rm -rf $(QUICK_ROOT)
+	DNNLS_PROFILE=quick DNNLS_ROOT=$(QUICK_ROOT) $(PYTHON) -m pytest -q --nbval-lax --nbval-current-env -p no:cacheprovider notebooks
+	DNNLS_ROOT=$(QUICK_ROOT) $(PYTHON) -m dnnls_tf report --profile quick --root $(QUICK_ROOT)
+
+bundle: $(STAMP)
+	$(PYTHON) -m dnnls_tf.bundle --profile $(PROFILE)

@@ -1,0 +1,198 @@
+"""Training throughput: the project's loop against plain Keras `fit`, in one process.
+
+Three contenders train the same baseline CNN (same architecture and seed) on the
+same data (the profile's holdout split) at the same batch size, each validating
+after every epoch:
+
+  loop            the project's compiled epoch (`training.Trainer`), gradient capture on
+  loop_nocapture  the same loop with capture off
+  fit             `model.compile` + `model.fit(..., validation_data=..., epochs=1)`,
+                  as a user would write it
+
+They run in interleaved rounds, one epoch each with the order rotating every
+round, after a warm-up round that is not counted (tracing, first allocations), so
+a drift in machine speed hits all three alike. An epoch's time includes its
+validation. Rates count training images: images per CPU-second
+(`time.process_time`, every thread of the process) are the targets; wall-clock
+rates stand beside them. GFLOP/s figures are per wall-clock second, like the
+float32 matmul peak measured in the same run that they are compared with.
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import statistics
+import time
+from typing import Callable
+
+import keras
+import tensorflow as tf
+
+from dnnls_tf import data as data_lib
+from dnnls_tf.config import load_config
+from dnnls_tf.models import build_cnn, count_parameters, training_flops_per_image
+from dnnls_tf.training import Trainer, make_optimizer, set_determinism
+
+CONTENDERS = ("loop", "loop_nocapture", "fit")
+SEED = 0
+
+
+def measure_matmul_peak(size: int = 2048, repeats: int = 10) -> float:
+    """Median GFLOP/s (wall clock) of a compiled float32 `size` x `size` matmul."""
+    a = tf.random.stateless_normal([size, size], seed=[1, 2])
+    b = tf.random.stateless_normal([size, size], seed=[3, 4])
+    matmul = tf.function(lambda x, y: tf.reduce_sum(tf.matmul(x, y)))  # a scalar: no big copy back
+    matmul(a, b).numpy()  # trace and warm up
+    seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        matmul(a, b).numpy()
+        seconds.append(time.perf_counter() - start)
+    return 2 * size**3 / statistics.median(seconds) / 1e9
+
+
+def summarize_rounds(timings: dict[str, list[tuple[float, float]]], images_per_epoch: int) -> dict:
+    """Median rates and median per-round ratios from per-epoch (cpu, wall) seconds.
+
+    Args:
+        timings: for each name in CONTENDERS, one (cpu_seconds, wall_seconds) per
+            counted round, in round order (round r of every contender is paired).
+        images_per_epoch: training images per epoch.
+
+    Returns:
+        `<name>_images_per_second` (per CPU-second) and `<name>_wall_images_per_second`
+        medians over rounds, `speedup_vs_fit` (median of loop/fit rates per round),
+        `capture_overhead` (median of 1 - loop/loop_nocapture per round), their
+        `_wall` twins and `rounds`.
+    """
+    rounds = len(timings["loop"])
+    if any(len(timings[name]) != rounds for name in CONTENDERS) or rounds == 0:
+        raise ValueError("every contender needs the same, non-zero number of rounds")
+    summary: dict = {"rounds": rounds}
+    for clock, column, suffix in (("cpu", 0, ""), ("wall", 1, "_wall")):
+        rates = {name: [images_per_epoch / t[column] for t in timings[name]] for name in CONTENDERS}
+        for name in CONTENDERS:
+            summary[f"{name}{suffix}_images_per_second"] = statistics.median(rates[name])
+        summary[f"speedup_vs_fit{suffix}"] = statistics.median(
+            a / c for a, c in zip(rates["loop"], rates["fit"]))
+        summary[f"capture_overhead{suffix}"] = statistics.median(
+            1 - a / b for a, b in zip(rates["loop"], rates["loop_nocapture"]))
+    return summary
+
+
+def make_contenders(config: dict) -> tuple[dict[str, Callable[[int], None]], int, keras.Model]:
+    """One-epoch functions (argument: the 1-based epoch) of the three contenders.
+
+    Returns (contenders by name, training images per epoch, the loop's model).
+    """
+    cifar = data_lib.load_cifar10(config)
+    train_images, train_labels = data_lib.split_arrays(cifar, "holdout_train", config)
+    val_images, val_labels = data_lib.split_arrays(cifar, "holdout_val", config)
+    training, model_config = config["training"], config["model"]
+    batch_size, rate = training["batch_size"], training["learning_rate"]
+
+    def new_model() -> keras.Model:
+        return build_cnn(filters=tuple(model_config["filters"]), fc_units=model_config["fc_units"], seed=SEED)
+
+    # The loop as train_model runs it: tensors made once, a fresh shuffle per epoch,
+    # validation at the profile's evaluation batch size, one host transfer per call.
+    train_tensors = [tf.convert_to_tensor(a) for a in (train_images, train_labels)]
+    val_dataset = data_lib.make_eval_dataset(val_images, val_labels, training["eval_batch_size"])
+
+    def loop_epoch_function(capture: bool) -> tuple[Callable[[int], None], keras.Model]:
+        model = new_model()
+        trainer = Trainer(model, make_optimizer(training, rate, loss_scaling=False), capture=capture)
+
+        def run_epoch(epoch: int) -> None:
+            dataset = data_lib.make_train_dataset(*train_tensors, batch_size, SEED, epoch)
+            [t.numpy() for t in trainer.train_epoch(dataset)]
+            [t.numpy() for t in trainer.evaluate(val_dataset)]
+        return run_epoch, model
+
+    fit_model = new_model()
+    fit_model.compile(optimizer=make_optimizer(training, rate, loss_scaling=False),
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                      metrics=["accuracy"])
+
+    def fit_epoch(epoch: int) -> None:
+        fit_model.fit(train_images, train_labels, batch_size=batch_size, epochs=1,
+                      validation_data=(val_images, val_labels), verbose=0)
+
+    loop_epoch, loop_model = loop_epoch_function(capture=True)
+    nocapture_epoch, _ = loop_epoch_function(capture=False)
+    contenders = {"loop": loop_epoch, "loop_nocapture": nocapture_epoch, "fit": fit_epoch}
+    return contenders, len(train_labels), loop_model
+
+
+def run_rounds(contenders: dict[str, Callable[[int], None]], rounds: int) -> dict[str, list[tuple[float, float]]]:
+    """Per-epoch (cpu, wall) seconds of each contender over `rounds` counted rounds.
+
+    Round 0 is a warm-up and is dropped; round r runs the contenders in the order
+    rotated by r, so each takes every position equally often.
+    """
+    names = list(contenders)
+    timings: dict[str, list[tuple[float, float]]] = {name: [] for name in names}
+    for round_index in range(rounds + 1):
+        shift = round_index % len(names)
+        for name in names[shift:] + names[:shift]:
+            cpu_start, wall_start = time.process_time(), time.perf_counter()
+            contenders[name](round_index + 1)
+            elapsed = (time.process_time() - cpu_start, time.perf_counter() - wall_start)
+            if round_index > 0:
+                timings[name].append(elapsed)
+    return timings
+
+
+def describe_machine() -> dict:
+    """Platform, CPU count and library versions of this run."""
+    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(), "tensorflow": tf.__version__, "keras": keras.__version__,
+            "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "")}
+
+
+def format_table(result: dict) -> str:
+    """The readable summary printed by `python -m dnnls_tf bench`."""
+    lines = [f"{'contender':<16}{'img/CPU-s':>11}{'img/wall-s':>12}",
+             *(f"{name:<16}{result[f'{name}_images_per_second']:>11.0f}"
+               f"{result[f'{name}_wall_images_per_second']:>12.0f}" for name in CONTENDERS),
+             "",
+             f"speedup vs fit     {result['speedup_vs_fit']:.3f} (CPU)  {result['speedup_vs_fit_wall']:.3f} (wall)",
+             f"capture overhead   {result['capture_overhead']:+.3f} (CPU)  {result['capture_overhead_wall']:+.3f} (wall)",
+             f"loop GFLOP/s       {result['achieved_gflops']:.1f} of a {result['matmul_peak_gflops']:.1f} "
+             f"matmul peak (wall clock, training FLOPs only)",
+             f"median of {result['rounds']} rounds, batch {result['batch_size']}, "
+             f"{result['images_per_epoch']} training images per epoch"]
+    return "\n".join(lines)
+
+
+def main(json_path: str | None = None, rounds: int = 8) -> dict:
+    """Run the benchmark, print its table, optionally write JSON; returns the result dict."""
+    if rounds < 1:
+        raise ValueError("rounds must be at least 1")
+    config = load_config("subset")
+    set_determinism(SEED)  # as every study run does (process-wide: all contenders alike)
+    contenders, images_per_epoch, model = make_contenders(config)
+    timings = run_rounds(contenders, rounds)
+    result = summarize_rounds(timings, images_per_epoch)
+    flops = training_flops_per_image(model)
+    result.update({
+        "train_flops_per_image": flops,
+        "achieved_gflops": result["loop_wall_images_per_second"] * flops / 1e9,
+        "achieved_gflops_clock": "wall",
+        "matmul_peak_gflops": measure_matmul_peak(),
+        "batch_size": config["training"]["batch_size"],
+        "eval_batch_size": config["training"]["eval_batch_size"],
+        "images_per_epoch": images_per_epoch,
+        "model_params": count_parameters(model)["params"],
+        "filters": list(config["model"]["filters"]), "fc_units": config["model"]["fc_units"],
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "machine": describe_machine(),
+        "timings": {name: [list(t) for t in values] for name, values in timings.items()},
+    })
+    print(format_table(result))
+    if json_path:
+        with open(json_path, "w") as handle:
+            json.dump(result, handle, indent=2)
+    return result

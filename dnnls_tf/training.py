@@ -1,0 +1,284 @@
+"""The compiled training loop with per-layer gradient capture.
+
+One `tf.function` call trains a whole epoch: the dataset is iterated inside the
+graph, each step runs a GradientTape update, and the per-layer sums of dL/dw
+(count, sum, sum of squares, sum of absolute values, in float64) stay on the
+device until the epoch ends. One host transfer per epoch, none per step.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import keras
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from dnnls_tf import data as data_lib
+from dnnls_tf.models import LAYER_NAMES
+
+tf.get_logger().setLevel("ERROR")  # each run traces its own functions; the retracing warning is noise
+
+STAT_NAMES = ("count", "sum", "sum_sq", "sum_abs")
+HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr")
+
+
+@dataclass
+class GradientStats:
+    """Per epoch and layer sums of dL/dw over the layer's kernel and the epoch's steps."""
+
+    layer_names: tuple[str, ...]
+    sums: np.ndarray  # (E, L, 4) float64 in the order of STAT_NAMES
+
+    def as_arrays(self) -> dict[str, np.ndarray]:
+        arrays = {"layer_names": np.array(self.layer_names)}
+        for index, name in enumerate(STAT_NAMES):
+            arrays[name] = self.sums[:, :, index]
+        return arrays
+
+
+@dataclass
+class RunResult:
+    """What one training produces: curves, gradient sums, final metrics, weights."""
+
+    history: pd.DataFrame
+    gradients: GradientStats
+    metrics: dict
+    model: keras.Model = field(repr=False)
+
+
+def set_determinism(seed: int) -> None:
+    """Seed Python, NumPy and TensorFlow and make TF ops deterministic."""
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
+def gpu_available() -> bool:
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
+def make_learning_rate(spec, steps_per_epoch: int, epochs: int):
+    """A constant, a Keras LearningRateSchedule or a per-epoch function from a description.
+
+    `spec` is a number (constant rate) or a dict naming a schedule:
+    `{"name": "warmup_cosine", "peak": p, "warmup_epochs": w, "final_fraction": f}`
+    (linear warm-up from p/10 to p over w epochs, then cosine decay to f*p), or
+    `{"name": "exponential_range", "min": a, "max": b}` (the LR range test).
+    Callables and LearningRateSchedule objects pass through.
+    """
+    if isinstance(spec, (int, float)):
+        return float(spec)
+    if callable(spec) or isinstance(spec, keras.optimizers.schedules.LearningRateSchedule):
+        return spec
+    total_steps = steps_per_epoch * epochs
+    if spec["name"] == "warmup_cosine":
+        warmup_steps = int(round(spec["warmup_epochs"] * steps_per_epoch))
+        return keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=spec["peak"] / 10 if warmup_steps else spec["peak"],
+            decay_steps=max(total_steps - warmup_steps, 1), alpha=spec["final_fraction"],
+            warmup_target=spec["peak"] if warmup_steps else None, warmup_steps=warmup_steps)
+    if spec["name"] == "exponential_range":
+        return keras.optimizers.schedules.ExponentialDecay(
+            spec["min"], decay_steps=max(total_steps - 1, 1), decay_rate=spec["max"] / spec["min"])
+    raise ValueError(f"unknown learning-rate schedule {spec!r}")
+
+
+def make_optimizer(run_config: dict, learning_rate, loss_scaling: bool):
+    if run_config["optimizer"] == "sgd":
+        optimizer = keras.optimizers.SGD(learning_rate, momentum=run_config["momentum"])
+    else:
+        optimizer = keras.optimizers.Adam(learning_rate)
+    return keras.optimizers.LossScaleOptimizer(optimizer) if loss_scaling else optimizer
+
+
+def _kernel_stats(gradient) -> tf.Tensor:
+    values = tf.cast(tf.reshape(gradient, [-1]), tf.float64)
+    return tf.stack([tf.cast(tf.size(values), tf.float64), tf.reduce_sum(values),
+                     tf.reduce_sum(values * values), tf.reduce_sum(tf.abs(values))])
+
+
+class Trainer:
+    """Compiled epoch and evaluation functions for one model and optimizer."""
+
+    def __init__(self, model: keras.Model, optimizer, capture: bool = True, jit_compile: bool = False):
+        self.model, self.optimizer, self.capture = model, optimizer, capture
+        self.variables = list(model.trainable_variables)
+        self.optimizer.build(self.variables)
+        position = {id(v): i for i, v in enumerate(self.variables)}
+        # Index of each captured layer's kernel among the trainable variables (None: frozen).
+        self.kernel_index = [position.get(id(model.get_layer(name).kernel)) for name in LAYER_NAMES]
+        self.loss_scaling = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+        self._step = tf.function(self._train_step, jit_compile=jit_compile)
+        self.train_epoch = tf.function(self._train_epoch)
+        self.evaluate = tf.function(self._evaluate)
+
+    def _train_step(self, images, labels):
+        with tf.GradientTape() as tape:
+            logits = self.model(images, training=True)
+            loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True))
+            scaled_loss = self.optimizer.scale_loss(loss) if self.loss_scaling else loss
+        gradients = tape.gradient(scaled_loss, self.variables)
+        self.optimizer.apply_gradients(zip(gradients, self.variables))
+        correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32),
+                                                 tf.cast(labels, tf.int32)), tf.float64))
+        rows = []
+        for index in self.kernel_index:
+            if index is None or not self.capture:
+                rows.append(tf.zeros([4], tf.float64))
+                continue
+            gradient = gradients[index]
+            if self.loss_scaling:  # capture the true dL/dw, not the scaled one
+                gradient = tf.cast(gradient, tf.float32) / tf.cast(self.optimizer.dynamic_scale, tf.float32)
+            rows.append(_kernel_stats(gradient))
+        return loss, correct, tf.stack(rows)
+
+    def _train_epoch(self, dataset):
+        loss_sum = tf.constant(0.0, tf.float64)
+        correct = tf.constant(0.0, tf.float64)
+        seen = tf.constant(0.0, tf.float64)
+        stats = tf.zeros([len(LAYER_NAMES), len(STAT_NAMES)], tf.float64)
+        for images, labels in dataset:
+            loss, step_correct, step_stats = self._step(images, labels)
+            size = tf.cast(tf.shape(labels)[0], tf.float64)
+            loss_sum += tf.cast(loss, tf.float64) * size
+            correct += step_correct
+            seen += size
+            stats += step_stats
+        return loss_sum / seen, correct / seen, stats
+
+    def _evaluate(self, dataset):
+        loss_sum = tf.constant(0.0, tf.float64)
+        correct = tf.constant(0.0, tf.float64)
+        seen = tf.constant(0.0, tf.float64)
+        for images, labels in dataset:
+            logits = self.model(images, training=False)
+            losses = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+            loss_sum += tf.reduce_sum(tf.cast(losses, tf.float64))
+            correct += tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32),
+                                                      tf.cast(labels, tf.int32)), tf.float64))
+            seen += tf.cast(tf.shape(labels)[0], tf.float64)
+        return loss_sum / seen, correct / seen
+
+    def current_learning_rate(self) -> float:
+        optimizer = self.optimizer.inner_optimizer if self.loss_scaling else self.optimizer
+        rate = optimizer.learning_rate
+        return float(rate.numpy() if hasattr(rate, "numpy") else rate)
+
+
+def _progress_bar(total: int, enabled: bool, description: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, disable=not enabled, desc=description, unit="epoch", leave=False)
+
+
+def train_model(model: keras.Model, run_config: dict, train_arrays, val_arrays, *,
+                capture: bool = True, progress: bool = False, jit_compile: bool = False,
+                eval_batch_size: int = 1024) -> tuple[pd.DataFrame, GradientStats, dict]:
+    """Train `model` with the run's optimizer and schedule, then restore the best epoch.
+
+    Validation runs after every epoch in inference mode; the weights of the epoch
+    with the best validation accuracy are restored at the end. A non-finite
+    training loss stops the run and marks it diverged.
+
+    Returns:
+        (history with HISTORY_COLUMNS, gradient sums, a dict with status,
+        best_epoch, diverged_epoch, wall_seconds, cpu_seconds, images_per_second)
+    """
+    epochs, batch_size, seed = run_config["epochs"], run_config["batch_size"], run_config["seed"]
+    train_images, train_labels = (tf.convert_to_tensor(a) for a in train_arrays)
+    steps_per_epoch = math.ceil(len(train_arrays[1]) / batch_size)
+    schedule = make_learning_rate(run_config["learning_rate"], steps_per_epoch, epochs)
+    per_epoch = callable(schedule) and not isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule)
+    optimizer = make_optimizer(run_config, schedule(0) if per_epoch else schedule,
+                               loss_scaling=model.dtype_policy.name == "mixed_float16")
+    trainer = Trainer(model, optimizer, capture=capture, jit_compile=jit_compile)
+    val_dataset = data_lib.make_eval_dataset(*val_arrays, eval_batch_size)
+
+    rows, epoch_stats, status, diverged_epoch = [], [], "done", None
+    best_accuracy, best_epoch, best_weights = -1.0, None, None
+    wall_start, cpu_start = time.perf_counter(), time.process_time()
+    bar = _progress_bar(epochs, progress, run_config.get("run_id", "run"))
+    for epoch in range(1, epochs + 1):
+        if per_epoch:
+            trainer.optimizer.learning_rate = float(schedule(epoch - 1))
+        dataset = data_lib.make_train_dataset(train_images, train_labels, batch_size, seed, epoch)
+        loss, accuracy, stats = (t.numpy() for t in trainer.train_epoch(dataset))
+        learning_rate = trainer.current_learning_rate()
+        epoch_stats.append(stats)
+        if not math.isfinite(loss):
+            status, diverged_epoch = "diverged", epoch
+            rows.append((epoch, loss, accuracy, math.nan, math.nan, learning_rate))
+            break
+        val_loss, val_accuracy = (float(t) for t in trainer.evaluate(val_dataset))
+        rows.append((epoch, float(loss), float(accuracy), val_loss, val_accuracy, learning_rate))
+        if val_accuracy > best_accuracy:
+            best_accuracy, best_epoch = val_accuracy, epoch
+            best_weights = [v.numpy() for v in model.weights]
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss:.3f}", val_acc=f"{val_accuracy:.3f}")
+    bar.close()
+    wall_seconds, cpu_seconds = time.perf_counter() - wall_start, time.process_time() - cpu_start
+    if best_weights is not None:
+        model.set_weights(best_weights)
+    images_seen = len(train_arrays[1]) * len(rows)
+    summary = {"status": status, "best_epoch": best_epoch, "diverged_epoch": diverged_epoch,
+               "wall_seconds": wall_seconds, "cpu_seconds": cpu_seconds,
+               "images_per_second": images_seen / wall_seconds,
+               "images_per_cpu_second": images_seen / max(cpu_seconds, 1e-9)}
+    history = pd.DataFrame(rows, columns=HISTORY_COLUMNS)
+    gradients = GradientStats(LAYER_NAMES, np.stack(epoch_stats).astype(np.float64))
+    return history, gradients, summary
+
+
+def evaluate_arrays(model: keras.Model, arrays, batch_size: int = 1024) -> tuple[float, float]:
+    """(loss, accuracy) of `model` in inference mode on one split."""
+    evaluator = Trainer.__new__(Trainer)  # only the evaluation half of a Trainer
+    evaluator.model = model
+    loss, accuracy = tf.function(evaluator._evaluate, reduce_retracing=True)(
+        data_lib.make_eval_dataset(*arrays, batch_size))
+    return float(loss), float(accuracy)
+
+
+def evaluate_final(model: keras.Model, cifar: data_lib.CifarData, train_arrays, val_arrays,
+                   batch_size: int = 1024) -> dict:
+    """Metrics of the selected model: the only place the test split is used.
+
+    generalization_gap is train minus validation accuracy, both in inference mode;
+    train_test_gap is train minus test accuracy.
+    """
+    _, train_accuracy = evaluate_arrays(model, train_arrays, batch_size)
+    val_loss, val_accuracy = evaluate_arrays(model, val_arrays, batch_size)
+    test_loss, test_accuracy = evaluate_arrays(model, data_lib.held_out_test_arrays(cifar), batch_size)
+    return {"train_accuracy": train_accuracy, "val_accuracy": val_accuracy, "val_loss": val_loss,
+            "test_accuracy": test_accuracy, "test_loss": test_loss,
+            "generalization_gap": train_accuracy - val_accuracy,
+            "train_test_gap": train_accuracy - test_accuracy}
+
+
+def lr_range_test(model: keras.Model, run_config: dict, train_arrays, min_lr: float, max_lr: float,
+                  epochs: int) -> pd.DataFrame:
+    """Smith's LR range test: the rate grows exponentially from min_lr to max_lr, step by step.
+
+    Returns one row per step: step, lr, loss (the training loss of that step's batch).
+    Stops early once the loss is non-finite or four times its lowest value.
+    """
+    batch_size, seed = run_config["batch_size"], run_config["seed"]
+    steps = math.ceil(len(train_arrays[1]) / batch_size) * epochs
+    growth = (max_lr / min_lr) ** (1 / max(steps - 1, 1))
+    optimizer = make_optimizer(run_config, min_lr, loss_scaling=False)
+    trainer = Trainer(model, optimizer, capture=False)
+    images, labels = (tf.convert_to_tensor(a) for a in train_arrays)
+    rows, lowest = [], math.inf
+    for epoch in range(1, epochs + 1):
+        for batch_images, batch_labels in data_lib.make_train_dataset(images, labels, batch_size, seed, epoch):
+            step = len(rows)
+            rate = min_lr * growth**step
+            optimizer.learning_rate = rate
+            loss = float(trainer._step(batch_images, batch_labels)[0])
+            rows.append((step, rate, loss))
+            lowest = min(lowest, loss)
+            if not math.isfinite(loss) or loss > 4 * lowest:
+                return pd.DataFrame(rows, columns=("step", "lr", "loss"))
+    return pd.DataFrame(rows, columns=("step", "lr", "loss"))

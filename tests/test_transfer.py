@@ -1,0 +1,55 @@
+import h5py
+import numpy as np
+
+from dnnls_tf.experiments import SWAPPED
+from dnnls_tf.models import reinitialize_fc_layers
+
+
+# Keras names a layer's group in the .weights.h5 file by its class, in build order:
+# conv2d, conv2d_1, conv2d_2 = conv1..conv3; dense, dense_1 = fc1, fc2;
+# batch_normalization .. batch_normalization_3 = bn1..bn4.
+CONV_GROUPS = ("layers/conv2d/", "layers/conv2d_1/", "layers/conv2d_2/")
+FC_GROUPS = {"layers/dense/": "fc1", "layers/dense_1/": "fc2"}
+FROZEN_BN_GROUPS = tuple(f"layers/batch_normalization{suffix}/" for suffix in ("", "_1", "_2"))
+
+
+def _h5_arrays(path):
+    arrays = {}
+    with h5py.File(path, "r") as handle:
+        handle.visititems(lambda name, item: arrays.__setitem__(name, item[()])
+                          if isinstance(item, h5py.Dataset) else None)
+    return arrays
+
+
+def test_transfer_keeps_convs_bit_identical_and_retrains_a_fresh_head(tiny_study):
+    source = tiny_study.run(tiny_study.run_config(0, dropout=0.2, train_split="half_a", val_split="half_b"))
+    config = tiny_study.run_config(0, dropout=0.2, init_from=source.run_id, **SWAPPED)
+    transfer = tiny_study.run(config)
+    assert transfer.config["init_from"] == source.run_id
+    assert transfer.config["frozen"] == ["conv1", "conv2", "conv3"]
+    before = _h5_arrays(tiny_study.store.weights_path(source.run_id))
+    after = _h5_arrays(tiny_study.store.weights_path(transfer.run_id))
+    conv_keys = [key for key in before if key.startswith(CONV_GROUPS)]
+    fc_keys = [key for key in before if key.startswith(tuple(FC_GROUPS)) and key.endswith("vars/0")]
+    assert len(conv_keys) == 6 and len(fc_keys) == 2
+    for key in conv_keys:
+        np.testing.assert_array_equal(before[key], after[key])
+    # the head differs from the source and from its freshly re-initialised values
+    fresh = tiny_study.build_model(tiny_study.run_config(0, dropout=0.2, **SWAPPED))
+    reinitialize_fc_layers(fresh, seed=0)
+    for key in fc_keys:
+        layer = FC_GROUPS[key[: key.index("vars")]]
+        assert not np.array_equal(before[key], after[key])
+        assert not np.array_equal(fresh.get_layer(layer).kernel.numpy(), after[key])
+    assert transfer.gradients["count"][:, :3].sum() == 0  # frozen layers get no gradient
+
+
+def test_batch_norm_statistics_of_frozen_blocks_are_untouched(tiny_study):
+    source = tiny_study.run(tiny_study.run_config(0, batch_norm=True, train_split="half_a", val_split="half_b"))
+    transfer = tiny_study.run(tiny_study.run_config(0, batch_norm=True, init_from=source.run_id, **SWAPPED))
+    before = _h5_arrays(tiny_study.store.weights_path(source.run_id))
+    after = _h5_arrays(tiny_study.store.weights_path(transfer.run_id))
+    bn_keys = [key for key in before if key.startswith(FROZEN_BN_GROUPS)]
+    assert len(bn_keys) == 12  # gamma, beta, moving mean, moving variance for three blocks
+    for key in bn_keys:
+        np.testing.assert_array_equal(before[key], after[key])
