@@ -45,4 +45,4 @@ test: $(STAMP)
 	DNNLS_ROOT=$(QUICK_ROOT) $(PYTHON) -m dnnls_tf report --profile quick --root $(QUICK_ROOT)
 
 bundle: $(STAMP)
-	$(PYTHON) -m dnnls_tf.bundle --profile $(PROFILE)
+	$(PYTHON) -m dnnls_tf bundle --profile $(PROFILE)

@@ -148,8 +148,11 @@ def run_rounds(contenders: dict[str, Callable[[int], None]], rounds: int) -> dic
 def describe_machine() -> dict:
     """Platform, CPU count and library versions of this run."""
     return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-            "cpu_count": os.cpu_count(), "tensorflow": tf.__version__, "keras": keras.__version__,
-            "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "")}
+            "cpu_count": os.cpu_count(), "python": platform.python_version(),
+            "tensorflow": tf.__version__, "keras": keras.__version__,
+            "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", ""),
+            # Other processes on a small machine slow every contender; kept to judge the numbers by.
+            "load_average_1min": os.getloadavg()[0]}
 
 
 def format_table(result: dict) -> str:
@@ -164,6 +167,10 @@ def format_table(result: dict) -> str:
              f"matmul peak (wall clock, training FLOPs only)",
              f"median of {result['rounds']} rounds, batch {result['batch_size']}, "
              f"{result['images_per_epoch']} training images per epoch"]
+    if "machine" in result:
+        machine = result["machine"]
+        lines.append(f"1-min load average {machine['load_average_1min_before']:.2f} before, "
+                     f"{machine['load_average_1min']:.2f} after, on {machine['cpu_count']} CPUs")
     return "\n".join(lines)
 
 
@@ -174,13 +181,14 @@ def main(json_path: str | None = None, rounds: int = 8) -> dict:
     config = load_config("subset")
     set_determinism(SEED)  # as every study run does (process-wide: all contenders alike)
     contenders, images_per_epoch, model = make_contenders(config)
+    machine_before = describe_machine()
     timings = run_rounds(contenders, rounds)
     result = summarize_rounds(timings, images_per_epoch)
     flops = training_flops_per_image(model)
     result.update({
         "train_flops_per_image": flops,
         "achieved_gflops": result["loop_wall_images_per_second"] * flops / 1e9,
-        "achieved_gflops_clock": "wall",
+        "achieved_gflops_clock": "wall",  # training FLOPs of loop (a) per wall-clock second
         "matmul_peak_gflops": measure_matmul_peak(),
         "batch_size": config["training"]["batch_size"],
         "eval_batch_size": config["training"]["eval_batch_size"],
@@ -188,7 +196,8 @@ def main(json_path: str | None = None, rounds: int = 8) -> dict:
         "model_params": count_parameters(model)["params"],
         "filters": list(config["model"]["filters"]), "fc_units": config["model"]["fc_units"],
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "machine": describe_machine(),
+        "determinism": True,
+        "machine": {**describe_machine(), "load_average_1min_before": machine_before["load_average_1min"]},
         "timings": {name: [list(t) for t in values] for name, values in timings.items()},
     })
     print(format_table(result))

@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_common(commands.add_parser("status", help="runs done / missing / diverged"))
     add_common(commands.add_parser("figures", help="figures and summaries from the store, no training"))
     add_common(commands.add_parser("report", help="generated tables and the PDF"))
+    add_common(commands.add_parser("bundle", help="zip of report, notebooks, library, configs and weights"))
     bench = commands.add_parser("bench", help="training throughput: loop vs model.fit")
     bench.add_argument("--json", help="write the results to this JSON file")
     bench.add_argument("--rounds", type=int, default=8, help="measured rounds after the warm-up (default 8)")
@@ -95,6 +96,13 @@ def command_report(args) -> None:
     print(build_report(_study(args, allow_training=False)))
 
 
+def command_bundle(args) -> None:
+    from dnnls_tf.bundle import write_bundle
+
+    path, weights = write_bundle(_study(args, allow_training=False))
+    print(f"{path} ({weights} weights files)")
+
+
 def command_bench(args) -> None:
     from dnnls_tf.bench import main as bench_main
 
@@ -104,7 +112,8 @@ def command_bench(args) -> None:
 
 
 COMMANDS = {"run": command_run, "status": command_status, "figures": command_figures,
-            "report": command_report, "bench": command_bench}
+            "report": command_report, "bundle": command_bundle,
+            "bench": command_bench}
 
 
 def main(argv=None) -> int:

@@ -42,13 +42,15 @@ PANELS = {"loss": ("train loss", LOSS_LABEL), "val_loss": ("validation loss", LO
 def _save(fig, study, name: str) -> Path:
     folder = Path(study.figures_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    fig.savefig(folder / f"{name}.pdf", bbox_inches="tight", pad_inches=0.02)
-    fig.savefig(folder / f"{name}.png", dpi=150, bbox_inches="tight", pad_inches=0.02)
+    fig.savefig(folder / f"{name}.png", dpi=150)  # constrained layout fits titles and outside legends
+    fig.set_layout_engine("none")  # the PDF reuses that layout instead of solving it again
+    fig.savefig(folder / f"{name}.pdf")
     plt.close(fig)
     return folder / f"{name}.png"
 
 
-def _title(fig, study, title: str, n_seeds: int | None, what: str = "mean and 95% CI") -> None:  # + caption line
+def _title(fig, study, title: str, n_seeds: int | None, what: str = "mean and 95% CI") -> None:
+    """The title, then a caption line with the profile and n seeds (default: the configured seeds)."""
     n_seeds = int(n_seeds or len(study.config["training"]["seeds"]))
     fig.suptitle(f"{title}\nprofile: {study.profile}, {what} over {n_seeds} seed{'' if n_seeds == 1 else 's'}")
 
@@ -105,17 +107,16 @@ def _curve_panels(study, curves, styles: dict, values: list[str], title: str, ex
     for index, ax in enumerate(axes.flat):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch" if index >= (rows - 1) * cols else "")
-    handles, labels = axes[0, 0].get_legend_handles_labels()
     if (frame["status"] == "diverged").any():
-        handles.append(Line2D([], [], color="0.35", ls=":", marker="x"))
-        labels.append("diverged run (x: epoch it diverged)")
-    fig.legend(handles, labels, loc="outside lower center", ncol=min(ncol, len(handles)), frameon=False)
+        axes[0, 0].plot([], [], color="0.35", ls=":", marker="x", label="diverged run (x: epoch it diverged)")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    ncol = min(ncol, len(handles), 2 if max(map(len, labels), default=0) > 24 else ncol)  # long labels: 2 columns
+    fig.legend(handles, labels, loc="outside lower center", ncol=ncol, frameon=False)
     _title(fig, study, title, frame["seed"].nunique())
     return fig, axes.ravel(), frame
 
 
 def _curve_grid(study, curves, styles: dict, title: str, name: str, ncol: int = 3) -> Path:
-    """2x2 panels: train and validation, loss and accuracy, per epoch."""
     return _save(_curve_panels(study, curves, styles, METRICS, title, ncol=ncol)[0], study, name)
 
 
@@ -126,7 +127,7 @@ def _styles(groups, label=lambda group: group) -> dict:
 # ---------------------------------------------------------------- experiment 1
 def _range_test_figure(study, range_test, grid: list[float], best_rate: float) -> Path:
     table = range_test.replace([np.inf, -np.inf], np.nan)
-    smooth = table["loss"].ewm(alpha=0.1).mean()  # the smoothing tuning.describe_range_test uses
+    smooth = table["loss"].ewm(alpha=0.1).mean().where(table["loss"].notna())  # as tuning.describe_range_test
     fig, ax = plt.subplots(figsize=(WIDTH, 3.4), layout="constrained")
     ax.plot(table["lr"], table["loss"], color="0.55", lw=0.8, marker=".", ms=3, label="loss of each step")
     ax.plot(table["lr"], smooth, color=PALETTE[0], lw=1.8, label="smoothed (EWM, α = 0.1)")
@@ -202,9 +203,8 @@ def _dropout_summary(study, summary: dict) -> Path:
         ax.errorbar(position, mean, yerr=error, fmt="o-", color=PALETTE[0], ms=4, capsize=3, lw=1.2,
                     label="mean and 95% CI")
         ax.plot(position[chosen], mean[chosen], "*", color=PALETTE[1], ms=11, label="best non-zero p (validation)")
+        ax.axhline(0.0, color="0.3", lw=0.8)  # accuracy starts at 0; a gap's sign matters
         bottom, top = ax.get_ylim()
-        if metric != "test_accuracy":
-            ax.axhline(0.0, color="0.3", lw=0.8)
         ax.set_ylim(max(bottom, 0.0 if metric == "test_accuracy" else -1.0), min(top, 1.0))
         ax.set(title=title, ylabel=ylabel, xlabel="dropout rate p")
         ax.set_xticks(position, ticks)
@@ -285,7 +285,7 @@ def _gradient_flow(study, table, window: int) -> Path:
     axes[1, 1].axis("off")
     axes[1, 1].legend(handles=handles, loc="center", frameon=False, title="model; window of epochs")
     _title(fig, study, "Experiment 3: gradients dL/dw of each layer's kernel, pooled over a window",
-           table["seed"].nunique() if len(table) else None)
+           table["seed"].nunique())
     return _save(fig, study, "exp3_gradient_flow")
 
 
@@ -343,6 +343,7 @@ def exp3_figures(study, table, models: dict, bn_curves) -> list[Path]:
     window = len(window_epochs(epochs, study.config.get("exp3", {}).get("window_epochs", 5))[0])
     labels = {"no BN": "no BN (no dropout)", "BN": "BN after every hidden layer"}
     styles = _styles(dict.fromkeys(bn_curves["group"]), lambda group: labels.get(group, group))
-    return [_gradient_flow(study, table, window), _gradient_epochs(study, models),
-            _curve_grid(study, bn_curves, styles, "Experiment 3: batch norm vs none "
-                        "(train on half A, validate on half B)", "exp3_bn_curves")]
+    flow = [_gradient_flow(study, table, window)] if len(table) else []  # empty if every run diverged
+    return flow + [_gradient_epochs(study, models),
+                   _curve_grid(study, bn_curves, styles, "Experiment 3: batch norm vs none "
+                               "(train on half A, validate on half B)", "exp3_bn_curves")]

@@ -1,4 +1,5 @@
 import os
+import shutil
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -22,6 +23,21 @@ def tiny_config(**training) -> dict:
 @pytest.fixture
 def tiny_study(tmp_path):
     return Study(config=tiny_config(), root=tmp_path)
+
+
+@pytest.fixture(scope="session")
+def _trained_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("trained")
+    study = Study(config=tiny_config(), root=root)
+    study.run_all([study.run_config(0), study.run_config(1)])
+    return root
+
+
+@pytest.fixture
+def trained_study(_trained_root, tmp_path):
+    """A tiny study whose store already holds the runs of seeds 0 and 1 (a fresh copy per test)."""
+    shutil.copytree(_trained_root, tmp_path / "root")
+    return Study(config=tiny_config(), root=tmp_path / "root")
 
 
 @pytest.fixture(scope="session")

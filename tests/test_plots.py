@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from dnnls_tf import plots
+from dnnls_tf.gradients import per_epoch
 
 LAYERS = ["conv1", "conv2", "conv3", "fc1", "fc2"]
 EPOCHS = 4
@@ -94,7 +95,7 @@ def test_exp3_figures_with_a_diverged_run(study):
     for model, runs in models.items():
         for run in runs:
             for window, epoch in (("first", 0), ("last", EPOCHS - 1)):
-                stats = plots.per_epoch(run.gradients)
+                stats = per_epoch(run.gradients)
                 rows += [{"model": model, "window": window, "layer": layer + 1, "layer_name": name,
                           "seed": run.config["seed"], **{key: stats[key][epoch, layer] for key in stats}}
                          for layer, name in enumerate(LAYERS)]

@@ -21,8 +21,10 @@ def test_run_id_is_a_stable_hash_of_the_config(tiny_study):
     assert tiny_study.run_config(0, dropout=0.2)["run_id"] != config["run_id"]
 
 
-def test_a_run_is_stored_per_the_contract(tiny_study):
+def test_a_run_is_stored_per_the_contract(trained_study):
+    tiny_study = trained_study
     run = tiny_study.run(tiny_study.run_config(0))
+    assert tiny_study.trained == []
     folder = tiny_study.store.run_dir(run.run_id)
     assert sorted(p.name for p in folder.iterdir()) == sorted(RUN_FILES)
     assert CONTRACT_CONFIG_KEYS <= set(json.loads((folder / "config.json").read_text()))
@@ -35,7 +37,8 @@ def test_a_run_is_stored_per_the_contract(tiny_study):
     assert tiny_study.store.weights_path(run.run_id).is_file()
 
 
-def test_a_finished_run_is_never_trained_again(tiny_study):
+def test_a_finished_run_is_never_trained_again(trained_study):
+    tiny_study = trained_study
     config = tiny_study.run_config(0)
     first = tiny_study.run(config)
     stamp = os.stat(tiny_study.store.run_dir(first.run_id) / "metrics.json").st_mtime_ns
@@ -51,7 +54,8 @@ def _truncate(path):
 
 @pytest.mark.parametrize("damage", ["missing metrics", "truncated history", "truncated gradients",
                                     "truncated weights"])
-def test_a_damaged_run_is_detected_and_redone_alone(tiny_study, damage, caplog):
+def test_a_damaged_run_is_detected_and_redone_alone(trained_study, damage, caplog):
+    tiny_study = trained_study
     damaged, intact = tiny_study.run(tiny_study.run_config(0)), tiny_study.run(tiny_study.run_config(1))
     intact_bytes = {p.name: p.read_bytes() for p in tiny_study.store.run_dir(intact.run_id).iterdir()}
     folder = tiny_study.store.run_dir(damaged.run_id)
