@@ -44,7 +44,7 @@ def _save(fig, study, name: str) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     fig.savefig(folder / f"{name}.png", dpi=150)  # constrained layout fits titles and outside legends
     fig.set_layout_engine("none")  # the PDF reuses that layout instead of solving it again
-    fig.savefig(folder / f"{name}.pdf")
+    fig.savefig(folder / f"{name}.pdf", metadata={"CreationDate": None})  # same figure, same bytes
     plt.close(fig)
     return folder / f"{name}.png"
 

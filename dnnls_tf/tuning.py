@@ -111,7 +111,7 @@ def search_schedule(study: Study, best_constant: float, highest_stable: float) -
     tuner.search(verbose=0)
     trials = [{"trial_id": trial.trial_id, "status": trial.status, "score": trial.score,
                "schedule": schedule_from(trial.hyperparameters.values)}
-              for trial in tuner.oracle.trials.values()]
+              for trial in sorted(tuner.oracle.trials.values(), key=lambda trial: int(trial.trial_id))]
     if not any(trial["status"] == "COMPLETED" for trial in trials):
         raise RuntimeError(f"no tuner trial completed in {tuner.project_dir}")
     best = tuner.get_best_hyperparameters(1)[0]
