@@ -40,6 +40,12 @@ def p_value(value) -> str:
     return "<0.001" if value < 0.001 else f"{value:.3f}"
 
 
+def scientific(value) -> str:
+    """3.80e-02 -> $3.80\\times10^{-2}$ (usable in text and in math)."""
+    mantissa, exponent = f"{value:.2e}".split("e")
+    return f"\\ensuremath{{{mantissa}\\times10^{{{int(exponent)}}}}}"
+
+
 def number(value) -> str:
     return f"{value:,}".replace(",", "{,}") if isinstance(value, int) else f"{value:g}"
 
@@ -80,7 +86,9 @@ class Macros:
     def add_welch(self, prefix: str, welch: dict) -> None:
         for metric in METRIC_LABELS:
             self.add(macro_name(prefix, metric, "diff"), percent(welch[metric]["difference"]))
-            self.add(macro_name(prefix, metric, "p"), p_value(welch[metric]["p_value"]))
+            value = welch[metric]["p_value"]
+            relation = "" if not math.isfinite(value) else ("p<" if value < 0.001 else "p=")
+            self.add(macro_name(prefix, metric, "p"), relation + p_value(value).lstrip("<"))
 
     def text(self) -> str:
         return "% Written by `python -m dnnls_tf report`; do not edit.\n" + "\n".join(self.lines.values()) + "\n"
@@ -195,7 +203,7 @@ def exp3_section(summary: dict, macros: Macros) -> str:
     for row in summary["gradients"]:
         model = {"no dropout": "NoDrop", "batch norm": "BatchNorm"}.get(row["model"], "Drop")
         for key in ("std", "mean_abs"):
-            macros.add(macro_name("grad", model, row["window"], row["layer_name"], key), f"{row[key]:.2e}")
+            macros.add(macro_name("grad", model, row["window"], row["layer_name"], key), scientific(row[key]))
     rows = [metric_row(name, group) for name, group in summary["models"].items()]
     welch = summary["welch_batch_norm_minus_no_dropout"]
     rows.append(["Welch $p$ (BN vs no dropout)"] + [p_value(welch[m]["p_value"]) for m in METRIC_LABELS] + [""])

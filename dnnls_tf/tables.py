@@ -149,7 +149,8 @@ def range_test_table(summary: dict) -> pd.DataFrame:
 def tuner_trials_table(summary: dict) -> pd.DataFrame:
     """keras-tuner's trials: the schedule's hyperparameters and the validation accuracy of each."""
     rows = []
-    for trial in summary["tuner"]["trials"]:
+    trials = sorted(summary["tuner"]["trials"], key=lambda trial: (len(trial["trial_id"]), trial["trial_id"]))
+    for trial in trials:
         schedule = trial["schedule"]
         rows.append({"trial": trial["trial_id"], "status": trial["status"], "peak rate": schedule["peak"],
                      "warm-up epochs": schedule["warmup_epochs"], "final fraction": schedule["final_fraction"],
@@ -351,6 +352,11 @@ def exp3_answer(summary: dict) -> str:
     for window in windows:
         lines.append(f"Spread of the std across layers (largest / smallest), {window} window: "
                      + ", ".join(f"{model} {_spread(frame, model, window):.1f}x" for model in models))
+    for window in windows:  # sqrt(pi / 2) = 1.25 for a centred normal distribution
+        tails = {model: _gradient_values(frame, model, window, "std") / _gradient_values(frame, model, window, "mean_abs")
+                 for model in models}
+        lines.append(f"std / mean |g| per layer, {window} window (1.25 for a centred normal; larger: heavier tails): "
+                     + "; ".join(f"{model} {_ratios_text(ratio)}" for model, ratio in tails.items()))
     if len(windows) == 2:
         for model in models:
             change = (_gradient_values(frame, model, windows[1], "std")

@@ -150,4 +150,5 @@ def test_exp3_tables_ratios_and_answer(exp3):
     assert "dropout 0.3 / no dropout, std: first window 2.00, 2.00, 2.00, 2.00, 2.00" in answer
     assert "no dropout 5.0x" in answer  # layer 5 / layer 1
     assert "std last / first window per layer 0.50" in answer
+    assert "no dropout 2.00, 2.00, 2.00, 2.00, 2.00" in answer  # std / mean |g|
     assert "difference +10.0 pp" in answer
