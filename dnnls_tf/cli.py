@@ -67,15 +67,11 @@ def command_run(args) -> None:
 
 
 def command_status(args) -> None:
-    from dnnls_tf.experiments import planned_runs
+    from dnnls_tf.experiments import run_counts
 
-    study = _study(args, allow_training=False)
-    for name, configs in planned_runs(study).items():
-        counts = {"done": 0, "diverged": 0, "missing": 0, "corrupt": 0}
-        for config in configs:
-            counts[study.run_status(config["run_id"])] += 1
-        known = "" if configs else " (depends on earlier experiments)"
-        print(f"{name:9s} {len(configs):3d} planned: " + ", ".join(f"{v} {k}" for k, v in counts.items()) + known)
+    for name, row in run_counts(_study(args, allow_training=False)).items():
+        planned = row.pop("planned")
+        print(f"{name:9s} {planned:3d} planned: " + ", ".join(f"{v} {k}" for k, v in row.items()))
 
 
 def command_figures(args) -> None:

@@ -306,3 +306,14 @@ def planned_runs(study: Study) -> dict[str, list[dict]]:
     plan["exp3"] = [study.run_config(seed, learning_rate=learning_rate, batch_norm=True, **HALVES)
                     for seed in seeds(study)]
     return plan
+
+
+def run_counts(study: Study) -> dict[str, dict[str, int]]:
+    """Per experiment: runs planned (as far as the store knows) and how many are done, diverged, missing, corrupt."""
+    counts = {}
+    for name, configs in planned_runs(study).items():
+        row = {"planned": len(configs), "done": 0, "diverged": 0, "missing": 0, "corrupt": 0}
+        for config in configs:
+            row[study.run_status(config["run_id"])] += 1
+        counts[name] = row
+    return counts

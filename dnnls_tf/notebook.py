@@ -123,15 +123,9 @@ def settings_table(study, experiment: str, learning_rate=None) -> pd.DataFrame:
 
 def runs_overview(study) -> pd.DataFrame:
     """Per experiment: runs planned (as far as the store knows) and how many are done, diverged, missing."""
-    from dnnls_tf.experiments import planned_runs
+    from dnnls_tf.experiments import run_counts
 
-    rows = {}
-    for name, configs in planned_runs(study).items():
-        counts = {"planned": len(configs), "done": 0, "diverged": 0, "missing": 0, "corrupt": 0}
-        for config in configs:
-            counts[study.run_status(config["run_id"])] += 1
-        rows[name] = counts
-    frame = pd.DataFrame.from_dict(rows, orient="index")
+    frame = pd.DataFrame.from_dict(run_counts(study), orient="index")
     frame.index.name = "experiment"
     return frame
 
