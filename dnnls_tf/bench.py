@@ -151,6 +151,8 @@ def describe_machine() -> dict:
             "cpu_count": os.cpu_count(), "python": platform.python_version(),
             "tensorflow": tf.__version__, "keras": keras.__version__,
             "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", ""),
+            "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),  # 0: TF's default
+            "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
             # Other processes on a small machine slow every contender; kept to judge the numbers by.
             "load_average_1min": os.getloadavg()[0]}
 
