@@ -186,6 +186,7 @@ def run_exp2(study: Study) -> dict:
         "dropout_rates": list(sweep),
         "per_rate": {str(rate): summarize_runs(runs) for rate, runs in sweep.items()},
         "best_dropout": best,
+        "welch_best_minus_no_dropout": compare_groups(sweep[best], sweep[0.0]),
         "transfer": {str(rate): {"transfer": summarize_runs(transfer[rate]),
                                  "scratch_on_b": summarize_runs(scratch[rate]),
                                  "source_on_a": summarize_runs(sweep[rate]),

@@ -172,6 +172,7 @@ def exp2_sections(summary: dict, macros: Macros) -> tuple[str, str]:
     macros.add("BestDropout", number(best))
     macros.add_group("ExpTwoNoDropout", summary["per_rate"]["0.0"])
     macros.add_group("ExpTwoBestDropout", summary["per_rate"][str(best)])
+    macros.add_welch("ExpTwoBestVsNoDropout", summary["welch_best_minus_no_dropout"])
     rows = [metric_row(f"$p={number(float(rate))}$" + (" (best)" if float(rate) == best else ""), group)
             for rate, group in summary["per_rate"].items()]
     dropout = table("Experiment 2: dropout rate in the FC layers, trained on half A and validated on half B "
