@@ -136,7 +136,7 @@ class Study:
         from dnnls_tf.models import build_cnn, freeze_conv_layers, reinitialize_fc_layers
         from dnnls_tf.training import set_determinism
 
-        set_determinism(run_config["seed"])
+        set_determinism(run_config["seed"], deterministic_ops=not self.jit_compile)
         model = build_cnn(batch_norm=run_config["batch_norm"], dropout=run_config["dropout"],
                           filters=tuple(run_config["filters"]), fc_units=run_config["fc_units"],
                           seed=run_config["seed"],
