@@ -162,17 +162,7 @@ class Trainer:
         return loss_sum / seen, correct / seen, stats
 
     def _evaluate(self, dataset):
-        loss_sum = tf.constant(0.0, tf.float64)
-        correct = tf.constant(0.0, tf.float64)
-        seen = tf.constant(0.0, tf.float64)
-        for images, labels in iter(dataset):
-            logits = self.model(images, training=False)
-            losses = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
-            loss_sum += tf.reduce_sum(tf.cast(losses, tf.float64))
-            correct += tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32),
-                                                      tf.cast(labels, tf.int32)), tf.float64))
-            seen += tf.cast(tf.shape(labels)[0], tf.float64)
-        return loss_sum / seen, correct / seen
+        return evaluate_dataset(self.model, dataset)
 
     def current_learning_rate(self) -> float:
         optimizer = self.optimizer.inner_optimizer if self.loss_scaling else self.optimizer
@@ -245,12 +235,25 @@ def train_model(model: keras.Model, run_config: dict, train_arrays, val_arrays, 
     return history, gradients, summary
 
 
+def evaluate_dataset(model: keras.Model, dataset):
+    """(mean loss, accuracy) of `model` in inference mode over a dataset (traceable)."""
+    loss_sum = tf.constant(0.0, tf.float64)
+    correct = tf.constant(0.0, tf.float64)
+    seen = tf.constant(0.0, tf.float64)
+    for images, labels in iter(dataset):
+        logits = model(images, training=False)
+        losses = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+        loss_sum += tf.reduce_sum(tf.cast(losses, tf.float64))
+        correct += tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32),
+                                                  tf.cast(labels, tf.int32)), tf.float64))
+        seen += tf.cast(tf.shape(labels)[0], tf.float64)
+    return loss_sum / seen, correct / seen
+
+
 def evaluate_arrays(model: keras.Model, arrays, batch_size: int = 1024) -> tuple[float, float]:
     """(loss, accuracy) of `model` in inference mode on one split."""
-    evaluator = Trainer.__new__(Trainer)  # only the evaluation half of a Trainer
-    evaluator.model = model
-    loss, accuracy = tf.function(evaluator._evaluate, reduce_retracing=True)(
-        data_lib.make_eval_dataset(*arrays, batch_size))
+    evaluate = tf.function(evaluate_dataset, reduce_retracing=True)
+    loss, accuracy = evaluate(model, data_lib.make_eval_dataset(*arrays, batch_size))
     return float(loss), float(accuracy)
 
 
