@@ -5,7 +5,7 @@ same data (the profile's holdout split) at the same batch size, each validating
 after every epoch:
 
   loop            the project's compiled epoch (`training.Trainer`), gradient capture on
-  loop_nocapture  the same loop with capture off
+  loop_nocapture  the same loop with capture off (on the same model and optimizer as loop)
   fit             `model.compile` + `model.fit(..., validation_data=..., epochs=1)`,
                   as a user would write it
 
@@ -33,7 +33,7 @@ import tensorflow as tf
 from dnnls_tf import data as data_lib
 from dnnls_tf.config import load_config
 from dnnls_tf.models import build_cnn, count_parameters, training_flops_per_image
-from dnnls_tf.training import Trainer, make_optimizer, set_determinism
+from dnnls_tf.training import Trainer, configure_threads, make_optimizer, set_determinism
 
 CONTENDERS = ("loop", "loop_nocapture", "fit")
 SEED = 0
@@ -65,7 +65,9 @@ def summarize_rounds(timings: dict[str, list[tuple[float, float]]], images_per_e
         `<name>_images_per_second` (per CPU-second) and `<name>_wall_images_per_second`
         medians over rounds, `speedup_vs_fit` (median of loop/fit rates per round),
         `capture_overhead` (median of 1 - loop/loop_nocapture per round), their
-        `_wall` twins and `rounds`.
+        `_wall` twins, `rounds`, and `speedup_vs_fit_ci95` / `capture_overhead_ci95`:
+        bootstrap 95 % intervals of the two CPU-time medians (the per-round ratios
+        scatter widely on a shared machine; the interval says how far to trust them).
     """
     rounds = len(timings["loop"])
     if any(len(timings[name]) != rounds for name in CONTENDERS) or rounds == 0:
@@ -77,9 +79,25 @@ def summarize_rounds(timings: dict[str, list[tuple[float, float]]], images_per_e
             summary[f"{name}{suffix}_images_per_second"] = statistics.median(rates[name])
         summary[f"speedup_vs_fit{suffix}"] = statistics.median(
             a / c for a, c in zip(rates["loop"], rates["fit"]))
-        summary[f"capture_overhead{suffix}"] = statistics.median(
-            1 - a / b for a, b in zip(rates["loop"], rates["loop_nocapture"]))
+        speedups = [a / c for a, c in zip(rates["loop"], rates["fit"])]
+        overheads = [1 - a / b for a, b in zip(rates["loop"], rates["loop_nocapture"])]
+        summary[f"speedup_vs_fit{suffix}"] = statistics.median(speedups)
+        summary[f"capture_overhead{suffix}"] = statistics.median(overheads)
+        if clock == "cpu":
+            summary["speedup_vs_fit_ci95"] = _median_interval(speedups)
+            summary["capture_overhead_ci95"] = _median_interval(overheads)
     return summary
+
+
+def _median_interval(values: list[float]) -> list[float]:
+    """Percentile-bootstrap 95 % interval of the median (seeded; [v, v] for one value)."""
+    if len(values) < 2:
+        return [values[0], values[0]]
+    from scipy.stats import bootstrap
+
+    result = bootstrap((values,), statistics.median, n_resamples=2000, method="percentile",
+                       random_state=2023, vectorized=False)
+    return [float(result.confidence_interval.low), float(result.confidence_interval.high)]
 
 
 def make_contenders(config: dict) -> tuple[dict[str, Callable[[int], None]], int, keras.Model]:
@@ -96,20 +114,25 @@ def make_contenders(config: dict) -> tuple[dict[str, Callable[[int], None]], int
     def new_model() -> keras.Model:
         return build_cnn(filters=tuple(model_config["filters"]), fc_units=model_config["fc_units"], seed=SEED)
 
-    # The loop as train_model runs it: tensors made once, a fresh shuffle per epoch,
+    # The loop as train_model runs it: tensors made once, a fresh shuffled order per epoch,
     # validation at the profile's evaluation batch size, one host transfer per call.
     train_tensors = [tf.convert_to_tensor(a) for a in (train_images, train_labels)]
     val_dataset = data_lib.make_eval_dataset(val_images, val_labels, training["eval_batch_size"])
 
-    def loop_epoch_function(capture: bool) -> tuple[Callable[[int], None], keras.Model]:
-        model = new_model()
-        trainer = Trainer(model, make_optimizer(training, rate, loss_scaling=False), capture=capture)
+    # (a) and (b) train one shared model and optimizer: two separately built but identical
+    # contenders ran up to 15 % apart per CPU-second in one process here (memory placement),
+    # far more than capture costs; sharing them leaves capture as the only difference.
+    loop_model = new_model()
+    loop_optimizer = make_optimizer(training, rate, loss_scaling=False)
+
+    def loop_epoch_function(capture: bool) -> Callable[[int], None]:
+        trainer = Trainer(loop_model, loop_optimizer, capture=capture)
 
         def run_epoch(epoch: int) -> None:
-            dataset = data_lib.make_train_dataset(*train_tensors, batch_size, SEED, epoch)
-            [t.numpy() for t in trainer.train_epoch(dataset)]
+            order = data_lib.epoch_order(len(train_labels), SEED, epoch)
+            [t.numpy() for t in trainer.train_epoch(*train_tensors, order, batch_size)]
             [t.numpy() for t in trainer.evaluate(val_dataset)]
-        return run_epoch, model
+        return run_epoch
 
     fit_model = new_model()
     fit_model.compile(optimizer=make_optimizer(training, rate, loss_scaling=False),
@@ -120,9 +143,8 @@ def make_contenders(config: dict) -> tuple[dict[str, Callable[[int], None]], int
         fit_model.fit(train_images, train_labels, batch_size=batch_size, epochs=1,
                       validation_data=(val_images, val_labels), verbose=0)
 
-    loop_epoch, loop_model = loop_epoch_function(capture=True)
-    nocapture_epoch, _ = loop_epoch_function(capture=False)
-    contenders = {"loop": loop_epoch, "loop_nocapture": nocapture_epoch, "fit": fit_epoch}
+    contenders = {"loop": loop_epoch_function(capture=True), "loop_nocapture": loop_epoch_function(capture=False),
+                  "fit": fit_epoch}
     return contenders, len(train_labels), loop_model
 
 
@@ -163,12 +185,16 @@ def format_table(result: dict) -> str:
              *(f"{name:<16}{result[f'{name}_images_per_second']:>11.0f}"
                f"{result[f'{name}_wall_images_per_second']:>12.0f}" for name in CONTENDERS),
              "",
-             f"speedup vs fit     {result['speedup_vs_fit']:.3f} (CPU)  {result['speedup_vs_fit_wall']:.3f} (wall)",
-             f"capture overhead   {result['capture_overhead']:+.3f} (CPU)  {result['capture_overhead_wall']:+.3f} (wall)",
+             f"speedup vs fit     {result['speedup_vs_fit']:.3f} (CPU)  {result['speedup_vs_fit_wall']:.3f} (wall)"
+             f"  95% CI {result['speedup_vs_fit_ci95'][0]:.3f}..{result['speedup_vs_fit_ci95'][1]:.3f} (CPU)",
+             f"capture overhead   {result['capture_overhead']:+.3f} (CPU)  {result['capture_overhead_wall']:+.3f} (wall)"
+             f"  95% CI {result['capture_overhead_ci95'][0]:+.3f}..{result['capture_overhead_ci95'][1]:+.3f} (CPU)",
              f"loop GFLOP/s       {result['achieved_gflops']:.1f} of a {result['matmul_peak_gflops']:.1f} "
              f"matmul peak (wall clock, training FLOPs only)",
              f"median of {result['rounds']} rounds, batch {result['batch_size']}, "
-             f"{result['images_per_epoch']} training images per epoch"]
+             f"{result['images_per_epoch']} training images per epoch",
+             f"TensorFlow threads: {result['threads']['intra_op_threads']} intra-op, "
+             f"{result['threads']['inter_op_threads']} inter-op (0: one per core), all contenders"]
     if "machine" in result:
         machine = result["machine"]
         lines.append(f"1-min load average {machine['load_average_1min_before']:.2f} before, "
@@ -176,11 +202,18 @@ def format_table(result: dict) -> str:
     return "\n".join(lines)
 
 
-def main(json_path: str | None = None, rounds: int = 8) -> dict:
-    """Run the benchmark, print its table, optionally write JSON; returns the result dict."""
+def main(json_path: str | None = None, rounds: int = 24, threads: tuple[int, int] | None = None) -> dict:
+    """Run the benchmark, print its table, optionally write JSON; returns the result dict.
+
+    `threads` (intra-op, inter-op) overrides the subset profile's thread pools, which
+    the study trains with (0: TensorFlow's default). They are process-wide, so every
+    contender runs with the same pools.
+    """
     if rounds < 1:
         raise ValueError("rounds must be at least 1")
     config = load_config("subset")
+    compute = config["compute"]
+    pools = configure_threads(*(threads or (compute["intra_op_threads"], compute["inter_op_threads"])))
     set_determinism(SEED)  # as every study run does (process-wide: all contenders alike)
     contenders, images_per_epoch, model = make_contenders(config)
     machine_before = describe_machine()
@@ -199,6 +232,7 @@ def main(json_path: str | None = None, rounds: int = 8) -> dict:
         "filters": list(config["model"]["filters"]), "fc_units": config["model"]["fc_units"],
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "determinism": True,
+        "threads": pools,  # TensorFlow's pool sizes for all three contenders (0: its default)
         "machine": {**describe_machine(), "load_average_1min_before": machine_before["load_average_1min"]},
         "timings": {name: [list(t) for t in values] for name, values in timings.items()},
     })

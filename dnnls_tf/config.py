@@ -64,6 +64,9 @@ _RANGES = {
     "training.learning_rate": (_positive, "a positive number"),
     "training.seeds": (_seed_list, "a non-empty list of non-negative integers"),
     "training.jit_compile": (lambda v: v in ("auto", True, False), "auto, true or false"),
+    "compute.intra_op_threads": (_non_negative, "a non-negative integer (0: TensorFlow's default)"),
+    "compute.inter_op_threads": (_non_negative, "a non-negative integer (0: TensorFlow's default)"),
+    "compute.workers": (_positive, "a positive integer"),
     "exp1.range_test_epochs": (_positive, "a positive integer"),
     "exp1.range_test_min_lr": (_positive, "a positive number"),
     "exp1.range_test_max_lr": (_positive, "a positive number"),
@@ -159,7 +162,7 @@ def load_config(profile: str | None = None, config_dir: Path | None = None) -> d
 
     The folder is `config_dir`, else $DNNLS_CONFIG_DIR, else the project's configs/.
 
-    Returns a nested dict with the sections data, model, training, exp1..exp3, plus
+    Returns a nested dict with the sections data, model, training, compute, exp1..exp3, plus
     `profile` and `description`.
     """
     name = resolve_profile(profile)

@@ -1,4 +1,4 @@
-"""CIFAR-10 loading, seeded splits and tf.data pipelines.
+"""CIFAR-10 loading, seeded splits, the epoch order and the evaluation pipeline.
 
 Images stay uint8 until they reach the model, whose first layer normalises them
 on the device. The test split is kept inside `CifarData` and handed out only by
@@ -197,13 +197,24 @@ def split_arrays(data: CifarData, split: str, config: dict) -> tuple[np.ndarray,
     return data.images[index], data.labels[index]
 
 
-def make_train_dataset(images, labels, batch_size: int, seed: int, epoch: int):
-    """One epoch of shuffled uint8 batches; the order depends only on (seed, epoch)."""
+def epoch_order(num_examples: int, seed: int, epoch: int):
+    """The epoch's shuffled order of example indices (an int32 tensor of a permutation).
+
+    Depends only on (seed, epoch), not on TensorFlow's global seed. The training loop
+    gathers each batch from the cached uint8 tensors by these indices on the device
+    (`training.Trainer.train_epoch`), which costs less per step than a tf.data
+    iterator that copies every example into a shuffle buffer and a batch.
+    """
     import tensorflow as tf
 
-    dataset = tf.data.Dataset.from_tensor_slices((images, labels))
-    dataset = dataset.shuffle(len(labels), seed=seed * 100_003 + epoch, reshuffle_each_iteration=False)
-    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    return tf.random.experimental.stateless_shuffle(tf.range(num_examples, dtype=tf.int32),
+                                                    seed=tf.constant([seed, epoch], tf.int64))
+
+
+def batch_indices(order, batch_size: int) -> list:
+    """The epoch's batches as index arrays (the last one may be short), from `epoch_order`."""
+    order = np.asarray(order)
+    return [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
 
 
 def make_eval_dataset(images, labels, batch_size: int):

@@ -103,6 +103,13 @@ def seeds(study: Study) -> list[int]:
     return study.config["training"]["seeds"]
 
 
+def run_groups(study: Study, groups: dict) -> dict:
+    """Stored runs of each group of independent configs, trained as one batch (so
+    that parallel workers stay busy across group boundaries)."""
+    stored = iter(study.run_all([config for configs in groups.values() for config in configs]))
+    return {key: [next(stored) for _ in configs] for key, configs in groups.items()}
+
+
 # ------------------------------------------------------------------ baseline
 def run_baseline(study: Study) -> dict:
     """One run of the baseline CNN on the holdout split (first seed, default rate)."""
@@ -130,7 +137,7 @@ def run_exp1(study: Study) -> dict:
     from dnnls_tf import plots, tuning
 
     range_test = tuning.ensure_range_test(study)
-    sweep = {rate: study.run_all(configs) for rate, configs in exp1_sweep_configs(study).items()}
+    sweep = run_groups(study, exp1_sweep_configs(study))
     best_rate = best_by_validation(sweep, sweep.get)
     stable = [rate for rate, runs in sweep.items() if not any(run.diverged for run in runs)]
     search = tuning.search_schedule(study, best_rate, max(stable))
@@ -156,9 +163,9 @@ def run_exp1(study: Study) -> dict:
 
 # ----------------------------------------------------------------------- exp2
 def exp2_sweep(study: Study, learning_rate: float) -> dict[float, list[StoredRun]]:
-    return {rate: study.run_all([study.run_config(seed, learning_rate=learning_rate, dropout=rate, **HALVES)
-                                 for seed in seeds(study)])
-            for rate in study.config["exp2"]["dropout_rates"]}
+    return run_groups(study, {rate: [study.run_config(seed, learning_rate=learning_rate, dropout=rate, **HALVES)
+                                     for seed in seeds(study)]
+                              for rate in study.config["exp2"]["dropout_rates"]})
 
 
 def best_dropout(sweep: dict[float, list[StoredRun]]) -> float:
@@ -174,13 +181,15 @@ def run_exp2(study: Study) -> dict:
     learning_rate, rate_source = chosen_learning_rate(study)
     sweep = exp2_sweep(study, learning_rate)
     best = best_dropout(sweep)
-    transfer, scratch = {}, {}
+    groups = {}  # (kind, rate) -> configs
     for rate in (0.0, best):
-        transfer[rate] = study.run_all([study.run_config(run.config["seed"], learning_rate=learning_rate,
-                                                         dropout=rate, init_from=run.run_id, **SWAPPED)
-                                        for run in sweep[rate]])
-        scratch[rate] = study.run_all([study.run_config(seed, learning_rate=learning_rate, dropout=rate,
-                                                        **SWAPPED) for seed in seeds(study)])
+        groups["transfer", rate] = [study.run_config(run.config["seed"], learning_rate=learning_rate, dropout=rate,
+                                                     init_from=run.run_id, **SWAPPED) for run in sweep[rate]]
+        groups["scratch", rate] = [study.run_config(seed, learning_rate=learning_rate, dropout=rate, **SWAPPED)
+                                   for seed in seeds(study)]
+    runs = run_groups(study, groups)
+    transfer = {rate: runs["transfer", rate] for rate in (0.0, best)}
+    scratch = {rate: runs["scratch", rate] for rate in (0.0, best)}
     summary = {
         "learning_rate": learning_rate, "learning_rate_source": rate_source,
         "dropout_rates": list(sweep),

@@ -37,8 +37,13 @@ def build_cnn(batch_norm: bool = False, dropout: float = 0.0, filters=(16, 32, 6
 
     extra = {"dtype": dtype} if dtype else {}
     inputs = keras.Input(IMAGE_SHAPE, name="image")
-    # Normalise on the device: (x / 255 - mean) / std as one affine map.
-    x = keras.layers.Rescaling(1.0 / (255.0 * CIFAR_STD), -CIFAR_MEAN / CIFAR_STD, name="normalize", **extra)(inputs)
+    # Normalise on the device: (x / 255 - mean) / std as one affine map. Scale and offset
+    # are given per pixel (32, 32, 3), not per channel (3,): the same values, so the same
+    # results bit for bit, but TensorFlow's CPU kernels broadcast a (3,) vector over an
+    # image 6-7x slower (0.8 vs 0.12 ms per batch of 64), about 4 % of a training step.
+    scale, offset = (np.broadcast_to(v, IMAGE_SHAPE).copy()
+                     for v in (1.0 / (255.0 * CIFAR_STD), -CIFAR_MEAN / CIFAR_STD))
+    x = keras.layers.Rescaling(scale, offset, name="normalize", **extra)(inputs)
     for index, width in enumerate(filters, start=1):
         x = keras.layers.Conv2D(width, 3, padding="same", use_bias=not batch_norm,
                                 kernel_initializer=kernel_init(), name=f"conv{index}", **extra)(x)

@@ -136,7 +136,10 @@ def setup_macros(study: Study, macros: Macros, summaries: dict) -> None:
     macros.add("WeightMemoryKB", f"{baseline.metrics['weight_bytes'] / 1024:.0f}")
     macros.add("WindowEpochs", summaries["exp3"]["window_epochs"])
     macros.add("TotalRuns", len(runs))
-    macros.add("StudyWallMinutes", f"{sum(run.metrics['wall_seconds'] for run in runs) / 60:.0f}")
+    macros.add("RunWallMinutes", f"{sum(run.metrics['wall_seconds'] for run in runs) / 60:.0f}")
+    macros.add("Workers", config["compute"]["workers"])
+    threads = {run.metrics.get("intra_op_threads") for run in runs}  # None: not recorded
+    macros.add("IntraOpThreads", threads.pop() if len(threads) == 1 and None not in threads else "varying")
     macros.add("ConvFilters", english_list(config["model"]["filters"]))
     macros.add("FCUnits", config["model"]["fc_units"])
     macros.add("LearningRates", english_list(config["exp1"]["learning_rates"]))

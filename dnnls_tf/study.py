@@ -35,6 +35,8 @@ class Study:
         self.store = RunStore(self.root, self.profile)
         self.source_kind, _ = data_lib.resolve_source(self.config, data_dir)
         self.allow_training = allow_training
+        self.epoch_progress = self.config["training"]["progress"]
+        self.threads: dict | None = None  # TensorFlow's pool sizes, once training has set them
         self.trained: list[str] = []
         self.reused: list[str] = []
 
@@ -98,7 +100,8 @@ class Study:
         """The stored run of this config; trains and stores it first if absent or corrupt."""
         stored = self.lookup(run_config)
         if stored is not None:
-            self.reused.append(stored.run_id)
+            if stored.run_id not in self.trained:  # not trained a moment ago by a worker
+                self.reused.append(stored.run_id)
             return stored
         if not self.allow_training:
             raise UserError(f"run {run_config['run_id']} is not in {self.store.runs_dir}: "
@@ -117,7 +120,30 @@ class Study:
         return "diverged" if stored.diverged else "done"
 
     def run_all(self, run_configs: list[dict]) -> list[StoredRun]:
+        """The stored runs of independent configs; missing ones are trained, in parallel
+        worker processes when the profile has `compute.workers` > 1."""
+        workers = self.config["compute"]["workers"]
+        if self.allow_training and workers > 1:
+            missing = {}
+            for config in run_configs:
+                if config["run_id"] not in missing and self.lookup(config) is None:
+                    missing[config["run_id"]] = config
+            if len(missing) > 1:
+                for config in missing.values():  # a transfer run's source, here, not in two workers
+                    if config["init_from"]:
+                        self.weights_file(config["init_from"])
+                from dnnls_tf.workers import train_in_workers
+
+                self.trained += train_in_workers(self, list(missing.values()), workers)
         return [self.run(config) for config in run_configs]
+
+    def configure_runtime(self) -> dict:
+        """Size TensorFlow's thread pools from the profile (before its first operation)."""
+        from dnnls_tf.training import configure_threads
+
+        compute = self.config["compute"]
+        self.threads = configure_threads(compute["intra_op_threads"], compute["inter_op_threads"])
+        return self.threads
 
     def weights_file(self, run_id: str) -> Path:
         """The weights of a stored run; retrains it (deterministically) if the file is gone."""
@@ -136,6 +162,7 @@ class Study:
         from dnnls_tf.models import build_cnn, freeze_conv_layers, reinitialize_fc_layers
         from dnnls_tf.training import set_determinism
 
+        self.configure_runtime()
         set_determinism(run_config["seed"], deterministic_ops=not self.jit_compile)
         model = build_cnn(batch_norm=run_config["batch_norm"], dropout=run_config["dropout"],
                           filters=tuple(run_config["filters"]), fc_units=run_config["fc_units"],
@@ -157,10 +184,10 @@ class Study:
         settings = self.config["training"]
         history, gradients, summary = training.train_model(
             model, run_config, train_arrays, val_arrays, capture=settings["capture_gradients"],
-            progress=settings["progress"], jit_compile=self.jit_compile,
+            progress=self.epoch_progress, jit_compile=self.jit_compile,
             eval_batch_size=settings["eval_batch_size"])
         metrics = dict(summary, data_source=self.data.source, num_train=len(train_arrays[1]),
-                       num_val=len(val_arrays[1]), **count_parameters(model))
+                       num_val=len(val_arrays[1]), **self.threads, **count_parameters(model))
         metrics.update(dict.fromkeys(("train_accuracy", "val_accuracy", "val_loss", "test_accuracy", "test_loss",
                                       "generalization_gap", "train_test_gap")))
         if summary["best_epoch"] is not None:

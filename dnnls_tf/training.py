@@ -1,17 +1,20 @@
 """The compiled training loop with per-layer gradient capture.
 
-One `tf.function` call trains a whole epoch: the dataset is iterated inside the
-graph, each step runs a GradientTape update, and the per-layer sums of dL/dw
-(count, sum, sum of squares, sum of absolute values, in float64) stay on the
+One `tf.function` call trains a whole epoch: a `tf.while_loop` over the steps
+gathers each batch from the cached uint8 tensors by the epoch's shuffled order
+(`data.epoch_order`), runs a GradientTape update, and keeps the per-layer sums of
+dL/dw (count, sum, sum of squares, sum of absolute values, in float64) on the
 device until the epoch ends. One host transfer per epoch, none per step.
 
-The epoch loops over an explicit iterator (`iter(dataset)`), which AutoGraph
-turns into a `tf.while_loop`; a bare `for ... in dataset` becomes a
-`dataset.reduce`, whose body runs inside tf.data's function runtime and was
-1.1-1.15x slower per CPU-second here (`python -m dnnls_tf bench`).
+Measured with `python -m dnnls_tf bench` (per CPU-second, 2-core CPU): iterating a
+tf.data pipeline inside the function cost 4-5 % more than the in-graph gather, and
+a bare `for ... in dataset` (compiled to `dataset.reduce`) 10-15 % more again.
+Thread pools are set per profile (`configure_threads`): on 2 cores this small CNN
+gains almost no wall time from a second intra-op thread, but spends ~1.6x the CPU.
 """
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import dataclass, field
@@ -24,6 +27,7 @@ import tensorflow as tf
 from dnnls_tf import data as data_lib
 from dnnls_tf.models import LAYER_NAMES
 
+log = logging.getLogger(__name__)
 tf.get_logger().setLevel("ERROR")  # each run traces its own functions; the retracing warning is noise
 
 STAT_NAMES = ("count", "sum", "sum_sq", "sum_abs")
@@ -65,6 +69,36 @@ def set_determinism(seed: int, deterministic_ops: bool = True) -> None:
         tf.config.experimental.enable_op_determinism()
 
 
+_REFUSED_POOLS: set[tuple[int, int]] = set()  # requests already warned about
+
+
+def configure_threads(intra_op: int, inter_op: int) -> dict:
+    """Size TensorFlow's thread pools (0: TensorFlow's default, one thread per core).
+
+    Pools can only be sized before TensorFlow runs its first operation; after that a
+    different request is logged and the pools stay as they are. Results are
+    deterministic for given pool sizes; a different intra-op size can change the
+    last bits of reductions (so a store records the sizes it was trained with).
+
+    Returns the pool sizes in effect: {"intra_op_threads": n, "inter_op_threads": m}.
+    """
+    threading = tf.config.threading
+    current = (threading.get_intra_op_parallelism_threads(), threading.get_inter_op_parallelism_threads())
+    if current != (intra_op, inter_op):
+        try:
+            threading.set_intra_op_parallelism_threads(intra_op)
+            threading.set_inter_op_parallelism_threads(inter_op)
+        except RuntimeError:  # TensorFlow has already started in this process
+            if (intra_op, inter_op) in _REFUSED_POOLS:
+                return {"intra_op_threads": current[0], "inter_op_threads": current[1]}
+            _REFUSED_POOLS.add((intra_op, inter_op))
+            log.warning("TensorFlow's thread pools are already fixed at %s intra-op / %s inter-op threads "
+                        "(asked for %s / %s): set them before any TensorFlow operation", *current,
+                        intra_op, inter_op)
+    return {"intra_op_threads": threading.get_intra_op_parallelism_threads(),
+            "inter_op_threads": threading.get_inter_op_parallelism_threads()}
+
+
 def gpu_available() -> bool:
     return bool(tf.config.list_physical_devices("GPU"))
 
@@ -103,13 +137,14 @@ def make_optimizer(run_config: dict, learning_rate, loss_scaling: bool):
     return keras.optimizers.LossScaleOptimizer(optimizer) if loss_scaling else optimizer
 
 
-def _kernel_stats(gradient) -> tf.Tensor:
-    # One step's sums in float32 (a tree reduction over <= ~1e5 values: relative error
-    # ~1e-7), accumulated over steps in float64. Casting the whole gradient to float64
-    # first doubled the cost of capture (`python -m dnnls_tf bench`).
+def _kernel_sums(gradient) -> list[tf.Tensor]:
+    # One step's float32 sum, sum of squares and sum of |g| of a kernel's gradient (tree
+    # reductions over <= ~1.3e5 values: relative error ~1e-7), accumulated over steps in
+    # float64. The sum of squares is the square of the fused Euclidean-norm reduction,
+    # one pass over g, where sum(g * g) first writes g * g. Casting the gradient to
+    # float64 first doubled the cost of capture.
     values = tf.reshape(tf.cast(gradient, tf.float32), [-1])
-    sums = tf.stack([tf.reduce_sum(values), tf.reduce_sum(values * values), tf.reduce_sum(tf.abs(values))])
-    return tf.concat([[tf.cast(tf.size(values), tf.float64)], tf.cast(sums, tf.float64)], 0)
+    return [tf.reduce_sum(values), tf.square(tf.math.reduce_euclidean_norm(values)), tf.reduce_sum(tf.abs(values))]
 
 
 class Trainer:
@@ -122,6 +157,10 @@ class Trainer:
         position = {id(v): i for i, v in enumerate(self.variables)}
         # Index of each captured layer's kernel among the trainable variables (None: frozen).
         self.kernel_index = [position.get(id(model.get_layer(name).kernel)) for name in LAYER_NAMES]
+        # Layers whose gradients are captured, and every layer's kernel size (0 if not captured).
+        self.captured = [layer for layer, index in enumerate(self.kernel_index) if capture and index is not None]
+        self.kernel_sizes = [float(np.prod(model.get_layer(name).kernel.shape)) if layer in self.captured else 0.0
+                             for layer, name in enumerate(LAYER_NAMES)]
         self.loss_scaling = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
         self._step = tf.function(self._train_step, jit_compile=jit_compile)
         self.train_epoch = tf.function(self._train_epoch)
@@ -136,30 +175,42 @@ class Trainer:
         self.optimizer.apply_gradients(zip(gradients, self.variables))
         correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32),
                                                  tf.cast(labels, tf.int32)), tf.float64))
-        rows = []
-        for index in self.kernel_index:
-            if index is None or not self.capture:
-                rows.append(tf.zeros([4], tf.float64))
-                continue
-            gradient = gradients[index]
+        return loss, correct, self._gradient_sums(gradients)
+
+    def _gradient_sums(self, gradients) -> tf.Tensor:
+        """(L, 3) float64: sum, sum of squares and sum of |g| of each captured kernel's gradient."""
+        if not self.captured:
+            return tf.zeros([len(LAYER_NAMES), 3], tf.float64)
+        values = []
+        for layer in self.captured:
+            gradient = gradients[self.kernel_index[layer]]
             if self.loss_scaling:  # capture the true dL/dw, not the scaled one
                 gradient = tf.cast(gradient, tf.float32) / tf.cast(self.optimizer.dynamic_scale, tf.float32)
-            rows.append(_kernel_stats(gradient))
-        return loss, correct, tf.stack(rows)
+            values += _kernel_sums(gradient)
+        sums = tf.reshape(tf.cast(tf.stack(values), tf.float64), [len(self.captured), 3])
+        if len(self.captured) == len(LAYER_NAMES):
+            return sums
+        return tf.scatter_nd([[layer] for layer in self.captured], sums, [len(LAYER_NAMES), 3])
 
-    def _train_epoch(self, dataset):
+    def _train_epoch(self, images, labels, order, batch_size: int):
+        """One epoch over `images[order]` in batches of `batch_size` (the last may be short).
+
+        Returns (mean training loss, training accuracy, (L, 4) float64 gradient sums).
+        """
+        num_examples = tf.shape(order)[0]
         loss_sum = tf.constant(0.0, tf.float64)
         correct = tf.constant(0.0, tf.float64)
-        seen = tf.constant(0.0, tf.float64)
-        stats = tf.zeros([len(LAYER_NAMES), len(STAT_NAMES)], tf.float64)
-        for images, labels in iter(dataset):  # a while loop, not dataset.reduce (module docstring)
-            loss, step_correct, step_stats = self._step(images, labels)
-            size = tf.cast(tf.shape(labels)[0], tf.float64)
-            loss_sum += tf.cast(loss, tf.float64) * size
+        sums = tf.zeros([len(LAYER_NAMES), 3], tf.float64)
+        for start in tf.range(0, num_examples, batch_size):
+            index = order[start:tf.minimum(start + batch_size, num_examples)]
+            loss, step_correct, step_sums = self._step(tf.gather(images, index), tf.gather(labels, index))
+            loss_sum += tf.cast(loss, tf.float64) * tf.cast(tf.size(index), tf.float64)
             correct += step_correct
-            seen += size
-            stats += step_stats
-        return loss_sum / seen, correct / seen, stats
+            sums += step_sums
+        seen = tf.cast(num_examples, tf.float64)
+        steps = tf.cast((num_examples + batch_size - 1) // batch_size, tf.float64)
+        counts = steps * tf.constant(self.kernel_sizes, tf.float64)  # values summed per layer
+        return loss_sum / seen, correct / seen, tf.concat([counts[:, None], sums], 1)
 
     def _evaluate(self, dataset):
         return evaluate_dataset(self.model, dataset)
@@ -206,8 +257,9 @@ def train_model(model: keras.Model, run_config: dict, train_arrays, val_arrays, 
     for epoch in range(1, epochs + 1):
         if per_epoch:
             trainer.optimizer.learning_rate = float(schedule(epoch - 1))
-        dataset = data_lib.make_train_dataset(train_images, train_labels, batch_size, seed, epoch)
-        loss, accuracy, stats = (t.numpy() for t in trainer.train_epoch(dataset))
+        order = data_lib.epoch_order(len(train_arrays[1]), seed, epoch)
+        loss, accuracy, stats = (t.numpy() for t in trainer.train_epoch(train_images, train_labels, order,
+                                                                        batch_size))
         learning_rate = trainer.current_learning_rate()
         epoch_stats.append(stats)
         if not math.isfinite(loss):
@@ -288,11 +340,11 @@ def lr_range_test(model: keras.Model, run_config: dict, train_arrays, min_lr: fl
     images, labels = (tf.convert_to_tensor(a) for a in train_arrays)
     rows, lowest = [], math.inf
     for epoch in range(1, epochs + 1):
-        for batch_images, batch_labels in data_lib.make_train_dataset(images, labels, batch_size, seed, epoch):
+        for index in data_lib.batch_indices(data_lib.epoch_order(len(train_arrays[1]), seed, epoch), batch_size):
             step = len(rows)
             rate = min_lr * growth**step
             optimizer.learning_rate = rate
-            loss = float(trainer._step(batch_images, batch_labels)[0])
+            loss = float(trainer._step(tf.gather(images, index), tf.gather(labels, index))[0])
             rows.append((step, rate, loss))
             lowest = min(lowest, loss)
             if not math.isfinite(loss) or loss > 4 * lowest:

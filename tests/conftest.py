@@ -17,6 +17,7 @@ def tiny_config(**training) -> dict:
     config["data"].update(source="synthetic", max_train=None, max_test=None)
     config["model"].update(filters=[4, 8, 8], fc_units=16)
     config["training"].update(epochs=2, batch_size=50, seeds=[0, 1], progress=False, **training)
+    config["compute"].update(workers=1)  # in-process; the parallel path has its own tests
     return config
 
 

@@ -63,7 +63,17 @@ def test_rounds_rotate_the_order_and_drop_the_warm_up():
 
 def test_table_names_every_contender_and_the_clock():
     result = summarize_rounds(_timings(), IMAGES)
-    result.update(achieved_gflops=10.0, matmul_peak_gflops=100.0, batch_size=64, images_per_epoch=IMAGES)
+    result.update(achieved_gflops=10.0, matmul_peak_gflops=100.0, batch_size=64, images_per_epoch=IMAGES,
+                  threads={"intra_op_threads": 1, "inter_op_threads": 1})
     table = format_table(result)
     assert all(name in table for name in CONTENDERS)
     assert "2.000 (CPU)" in table and "wall clock" in table
+    assert "1 intra-op, 1 inter-op" in table and "95% CI" in table
+
+
+def test_intervals_bracket_the_medians():
+    summary = summarize_rounds(_timings(), IMAGES)
+    low, high = summary["speedup_vs_fit_ci95"]
+    assert low <= summary["speedup_vs_fit"] <= high and 1.0 <= low and high <= 4.0  # ratios 2, 1, 4
+    low, high = summary["capture_overhead_ci95"]
+    assert low <= summary["capture_overhead"] <= high

@@ -69,6 +69,10 @@ def test_bad_input_is_one_line_exit_2_and_leaves_the_store_alone(tmp_path, tiny_
         assert result.returncode == 2, (args, result.stderr)
         lines = [line for line in result.stderr.splitlines() if line.strip()]
         assert lines == [lines[0]] and lines[0].startswith("error:") and message in lines[0], result.stderr
+    for args, message in ((("--threads", "1"), "expected 2 arguments"), (("--threads", "-1", "0"), "non-negative"),
+                          (("--rounds", "0"), "positive integer")):
+        result = cli("bench", *args, configs=tiny_configs)
+        assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr, args
     fresh = cli("run", "baseline", "--profile", "subset", "--root", str(tmp_path / "other"),
                 "--data-dir", str(bad_data), configs=None)
     assert fresh.returncode == 2 and "does not exist" in fresh.stderr and "Traceback" not in fresh.stderr
@@ -96,9 +100,12 @@ def _histories(root: Path) -> dict:
     return {p.name: pd.read_csv(p / "history.csv") for p in sorted(runs.iterdir())}
 
 
-def test_killed_sweep_resumes_to_the_same_store(tmp_path, tiny_configs):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_killed_sweep_resumes_to_the_same_store(tmp_path, tiny_configs, workers):
     # one seed: the sweep is the range test, 5 rates, 1 tuner trial and the schedule
-    (tiny_configs / "quick.yaml").write_text(TINY_PROFILE.replace("seeds: [0, 1]", "seeds: [0]"))
+    profile = TINY_PROFILE.replace("seeds: [0, 1]", "seeds: [0]")
+    (tiny_configs / "quick.yaml").write_text(
+        profile + f"compute: {{workers: {workers}, intra_op_threads: 1, inter_op_threads: 1}}\n")
     killed_root, clean_root = tmp_path / "killed", tmp_path / "clean"
     runs = killed_root / "results" / "quick" / "runs"
     process = subprocess.Popen([sys.executable, "-m", "dnnls_tf", "run", "exp1", "--profile", "quick",
@@ -114,6 +121,8 @@ def test_killed_sweep_resumes_to_the_same_store(tmp_path, tiny_configs):
     finished = {p.name: (p / "metrics.json").stat().st_mtime_ns for p in runs.iterdir()
                 if not p.name.startswith(".")}
     assert 2 <= len(finished) < 6
+    time.sleep(3)  # workers die with their parent: none finishes a run after the kill
+    assert {p.name for p in runs.iterdir() if not p.name.startswith(".")} == set(finished)
     resumed = cli("run", "exp1", "--profile", "quick", "--root", str(killed_root), configs=tiny_configs)
     assert resumed.returncode == 0, resumed.stderr
     for run_id, stamp in finished.items():  # nothing finished was trained twice

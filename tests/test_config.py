@@ -33,6 +33,8 @@ def _profile_with(tmp_path, text):
     ("exp2:\n  dropout_rates: [0.0, 0.2, 0.4, 0.6, 1.0]\n", "'exp2.dropout_rates' must be five rates in [0, 1)"),
     ("exp2:\n  dropout_rates: [0.1, 0.2, 0.4, 0.6, 0.8]\n", "one of them 0"),
     ("training: [1, 2\n", "malformed YAML"),
+    ("compute:\n  workers: 0\n", "'compute.workers' must be a positive integer"),
+    ("compute:\n  intra_op_threads: -1\n", "'compute.intra_op_threads' must be a non-negative integer"),
     ("data: 3\n", "'data' must be a mapping"),
 ])
 def test_bad_profile_is_one_clear_error(tmp_path, text, message):

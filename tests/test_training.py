@@ -26,7 +26,9 @@ def _numpy_gradients(seed, arrays, epochs, dropout=0.0):
     steps = []  # per epoch, per step: list of L arrays
     for epoch in range(1, epochs + 1):
         epoch_steps = []
-        for images, labels in data_lib.make_train_dataset(*arrays, RUN["batch_size"], seed, epoch):
+        order = data_lib.epoch_order(len(arrays[1]), seed, epoch)
+        for index in data_lib.batch_indices(order, RUN["batch_size"]):
+            images, labels = arrays[0][index], arrays[1][index]
             with tf.GradientTape() as tape:
                 logits = model(images, training=True)
                 loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True))
