@@ -167,7 +167,9 @@ def print_capture_overhead(study) -> None:
     for path in (study.root / "results" / "bench.json", PROJECT_ROOT / "results" / "bench.json"):
         if path.exists():
             result = json.loads(path.read_text())
-            print(f"{path}: capture_overhead {result['capture_overhead']:+.3f} "
+            interval = result.get("capture_overhead_ci95")
+            spread = f", bootstrap 95% CI {interval[0]:+.3f} to {interval[1]:+.3f}" if interval else ""
+            print(f"{path}: capture_overhead {result['capture_overhead']:+.3f}{spread} "
                   f"(median over {result.get('rounds', '?')} rounds of 1 - images/CPU-s with capture / without)")
             return
     print("not measured here yet: `python -m dnnls_tf bench --json results/bench.json` (make bench) measures it")

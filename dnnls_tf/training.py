@@ -9,8 +9,8 @@ device until the epoch ends. One host transfer per epoch, none per step.
 Measured with `python -m dnnls_tf bench` (per CPU-second, 2-core CPU): iterating a
 tf.data pipeline inside the function cost 4-5 % more than the in-graph gather, and
 a bare `for ... in dataset` (compiled to `dataset.reduce`) 10-15 % more again.
-Thread pools are set per profile (`configure_threads`): on 2 cores this small CNN
-gains almost no wall time from a second intra-op thread, but spends ~1.6x the CPU.
+Thread pools are set per profile (`configure_threads`): on 2 cores a second intra-op
+thread makes an epoch of this small CNN only 3-21 % shorter for 1.4-1.6x the CPU time.
 """
 from __future__ import annotations
 
