@@ -77,8 +77,6 @@ def summarize_rounds(timings: dict[str, list[tuple[float, float]]], images_per_e
         rates = {name: [images_per_epoch / t[column] for t in timings[name]] for name in CONTENDERS}
         for name in CONTENDERS:
             summary[f"{name}{suffix}_images_per_second"] = statistics.median(rates[name])
-        summary[f"speedup_vs_fit{suffix}"] = statistics.median(
-            a / c for a, c in zip(rates["loop"], rates["fit"]))
         speedups = [a / c for a, c in zip(rates["loop"], rates["fit"])]
         overheads = [1 - a / b for a, b in zip(rates["loop"], rates["loop_nocapture"])]
         summary[f"speedup_vs_fit{suffix}"] = statistics.median(speedups)

@@ -6,9 +6,10 @@ gathers each batch from the cached uint8 tensors by the epoch's shuffled order
 dL/dw (count, sum, sum of squares, sum of absolute values, in float64) on the
 device until the epoch ends. One host transfer per epoch, none per step.
 
-Measured with `python -m dnnls_tf bench` (per CPU-second, 2-core CPU): iterating a
-tf.data pipeline inside the function cost 4-5 % more than the in-graph gather, and
-a bare `for ... in dataset` (compiled to `dataset.reduce`) 10-15 % more again.
+Measured per CPU-second in interleaved epochs, as `python -m dnnls_tf bench` does
+(2-core CPU): iterating a tf.data pipeline inside the function cost 4-5 % more than
+the in-graph gather, and a bare `for ... in dataset` (compiled to `dataset.reduce`)
+about 10 % more again.
 Thread pools are set per profile (`configure_threads`): on 2 cores a second intra-op
 thread makes an epoch of this small CNN only 3-21 % shorter for 1.4-1.6x the CPU time.
 """
