@@ -5,7 +5,8 @@ Bands and error bars are t-based 95% CIs over seeds (stats.py), not bootstrap in
 A diverged run (non-finite training loss) counts in the means up to the epoch before it
 diverged and is drawn dotted, with an x on top at the epoch it diverged. Axes are clipped
 to meaningful ranges (accuracy in [0, 1], loss >= 0, mean lines in view): with 2 seeds a
-t-based CI is wider than that, and its band runs off the panel.
+t-based CI is wider than that, and its band runs off the panel. A loss panel in which
+one curve spikes 20x above the median of the drawn values gets a log axis.
 """
 from __future__ import annotations
 
@@ -87,7 +88,17 @@ def _limit_y(ax, value: str, means: list[float]) -> None:
     low, high = ax.get_ylim()
     if "accuracy" in value:
         ax.set_ylim(max(low, 0.0), min(high, 1.0))
-    elif np.isfinite(means).any():  # keep the mean lines readable when a band or a diverged run shoots up
+        return
+    if not np.isfinite(means).any():
+        return
+    drawn = np.concatenate([np.asarray(line.get_ydata(), float) for line in ax.lines] or [np.array([])])
+    drawn = drawn[np.isfinite(drawn) & (drawn > 0)]
+    if drawn.size and drawn.max() > 20 * np.median(drawn):
+        # one group's loss blew up (a finite spike, e.g. ~1e5 nats in epoch 1 at a too-large rate):
+        # a log axis keeps it in view without flattening every other curve
+        ax.set_yscale("log")
+        ax.set_ylim(0.8 * drawn.min(), 1.4 * drawn.max())
+    else:  # keep the mean lines readable when a band or a diverged run shoots up
         ax.set_ylim(max(low, 0.0), min(high, 1.4 * np.nanmax(means)))
 
 
