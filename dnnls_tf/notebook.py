@@ -133,7 +133,6 @@ def runs_overview(study) -> pd.DataFrame:
 def log_runs(study) -> None:
     """Replace per-epoch progress bars by one printed line per trained run (keeps outputs short)."""
     study.config["training"]["progress"] = False  # not part of a run's config: run ids are unchanged
-    study.epoch_progress = False
     logger = logging.getLogger("dnnls_tf")
     if not any(handler.get_name() == _HANDLER_NAME for handler in logger.handlers):
         handler = logging.StreamHandler(sys.stdout)

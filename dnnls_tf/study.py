@@ -35,7 +35,6 @@ class Study:
         self.store = RunStore(self.root, self.profile)
         self.source_kind, _ = data_lib.resolve_source(self.config, data_dir)
         self.allow_training = allow_training
-        self.epoch_progress = self.config["training"]["progress"]
         self.threads: dict | None = None  # TensorFlow's pool sizes, once training has set them
         self.trained: list[str] = []
         self.reused: list[str] = []
@@ -184,7 +183,7 @@ class Study:
         settings = self.config["training"]
         history, gradients, summary = training.train_model(
             model, run_config, train_arrays, val_arrays, capture=settings["capture_gradients"],
-            progress=self.epoch_progress, jit_compile=self.jit_compile,
+            progress=settings["progress"], jit_compile=self.jit_compile,
             eval_batch_size=settings["eval_batch_size"])
         metrics = dict(summary, data_source=self.data.source, num_train=len(train_arrays[1]),
                        num_val=len(val_arrays[1]), **self.threads, **count_parameters(model))

@@ -222,10 +222,11 @@ class Trainer:
         return float(rate.numpy() if hasattr(rate, "numpy") else rate)
 
 
-def _progress_bar(total: int, enabled: bool, description: str):
+def progress_bar(total: int, enabled: bool, description: str, unit: str = "epoch", leave: bool = False):
+    """A tqdm bar (notebook-aware), or a silent one when not enabled."""
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, disable=not enabled, desc=description, unit="epoch", leave=False)
+    return tqdm(total=total, disable=not enabled, desc=description, unit=unit, leave=leave)
 
 
 def train_model(model: keras.Model, run_config: dict, train_arrays, val_arrays, *,
@@ -254,7 +255,7 @@ def train_model(model: keras.Model, run_config: dict, train_arrays, val_arrays, 
     rows, epoch_stats, status, diverged_epoch = [], [], "done", None
     best_accuracy, best_epoch, best_weights = -1.0, None, None
     wall_start, cpu_start = time.perf_counter(), time.process_time()
-    bar = _progress_bar(epochs, progress, run_config.get("run_id", "run"))
+    bar = progress_bar(epochs, progress, run_config.get("run_id", "run"))
     for epoch in range(1, epochs + 1):
         if per_epoch:
             trainer.optimizer.learning_rate = float(schedule(epoch - 1))

@@ -40,8 +40,8 @@ def _initialize(parent_pid: int, config: dict, root: str, data_dir: str | None) 
     _die_with_parent(parent_pid)
     from dnnls_tf.study import Study
 
+    config["training"]["progress"] = False  # this process's copy; the parent shows one bar over the runs
     _study = Study(config=config, root=root, data_dir=data_dir)
-    _study.epoch_progress = False  # one progress line per run comes from the parent
 
 
 def _train(run_config: dict) -> tuple[str, str, float | None, float]:
@@ -58,7 +58,10 @@ def train_in_workers(study, run_configs: list[dict], workers: int) -> list[str]:
     """
     context = multiprocessing.get_context("spawn")  # TensorFlow is not fork-safe
     finished = []
-    bar = _progress(len(run_configs), workers, study.config["training"]["progress"])
+    from dnnls_tf.training import progress_bar
+
+    bar = progress_bar(len(run_configs), study.config["training"]["progress"],
+                       f"{len(run_configs)} runs on {workers} workers", unit="run", leave=True)
     with concurrent.futures.ProcessPoolExecutor(
             max_workers=min(workers, len(run_configs)), mp_context=context, initializer=_initialize,
             initargs=(os.getpid(), study.config, str(study.root), study.data_dir)) as pool:
@@ -81,8 +84,3 @@ def train_in_workers(study, run_configs: list[dict], workers: int) -> list[str]:
             bar.close()
     return finished
 
-
-def _progress(total: int, workers: int, enabled: bool):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, disable=not enabled, desc=f"{total} runs on {workers} workers", unit="run")
