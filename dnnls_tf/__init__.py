@@ -7,5 +7,5 @@ import os
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-__version__ = "0.1.0"
-STORE_FORMAT = 1  # bump when the run-store layout changes incompatibly
+__version__ = "0.2.0"
+STORE_FORMAT = 2  # bump when the run-store layout changes incompatibly

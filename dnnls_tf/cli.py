@@ -1,15 +1,20 @@
-"""Command line: parse, dispatch, and turn bad input into one line and exit code 2."""
+"""Command line: parse, check the arguments, dispatch; bad input is one line and exit code 2.
+
+TensorFlow is imported only by the commands that train (`run`, `bench`, `rehearse`),
+and only after the arguments, the config and the data have been checked.
+"""
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import time
+from pathlib import Path
 
 from dnnls_tf.errors import UserError
 
 EXPERIMENT_CHOICES = ("baseline", "exp1", "exp2", "exp3", "all")
+ALL = ("exp1", "exp2", "exp3")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -18,22 +23,27 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m dnnls_tf", description=__doc__)
+    parser = _Parser(prog="python -m dnnls_tf", description="A reproducible CIFAR-10 study of a small CNN.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    def add_common(sub):
+    def add_common(sub, data: bool = True):
         sub.add_argument("--profile", help="full, subset or quick (default: $DNNLS_PROFILE, else subset)")
-        sub.add_argument("--data-dir", help="a cifar-10-batches-py folder (default: $DNNLS_DATA_DIR)")
-        sub.add_argument("--root", help="folder for results/, weights/, figures/ (default: the project)")
+        sub.add_argument("--root", help="folder for results/, weights/, figures/ (default: $DNNLS_ROOT, else the project)")
+        sub.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                         help="override one setting of the profile (repeatable; YAML value)")
+        sub.add_argument("--config", metavar="FILE", help="a YAML file of settings that override the profile's")
+        if data:
+            sub.add_argument("--data-dir", help="a cifar-10-batches-py folder (default: $DNNLS_DATA_DIR)")
 
-    run = commands.add_parser("run", help="train what is missing and summarise an experiment")
+    run = commands.add_parser("run", help="train what the experiment's plan lacks and write its summary")
     run.add_argument("experiment", help=", ".join(EXPERIMENT_CHOICES))
     add_common(run)
-    add_common(commands.add_parser("status", help="runs done / missing / diverged"))
-    add_common(commands.add_parser("figures", help="figures and summaries from the store, no training"))
-    add_common(commands.add_parser("report", help="generated tables and the PDF"))
-    add_common(commands.add_parser("bundle", help="zip of report, notebooks, library, configs and weights"))
-    bench = commands.add_parser("bench", help="training throughput: loop vs model.fit")
+    add_common(commands.add_parser("status", help="runs done / missing / unstable / damaged, per experiment"))
+    add_common(commands.add_parser("figures", help="figures from the summaries and runs (never trains)"), data=False)
+    add_common(commands.add_parser("report", help="generated LaTeX and the PDF from the summaries"), data=False)
+    add_common(commands.add_parser("bundle", help="the submission zip: code, notebooks, results, weights, PDF"),
+               data=False)
+    bench = commands.add_parser("bench", help="training throughput: our loop vs Keras fit (plain and tuned)")
     bench.add_argument("--json", help="write the results to this JSON file")
     bench.add_argument("--rounds", type=int, default=24, help="measured rounds after the warm-up (default 24)")
     bench.add_argument("--threads", type=int, nargs=2, metavar=("INTRA", "INTER"),
@@ -42,80 +52,100 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _study(args, allow_training: bool = True):
+def _config(args):
+    from dnnls_tf.config import load_config, parse_setting
+
+    settings = dict(parse_setting(text) for text in args.set)
+    if args.config and not Path(args.config).is_file():
+        raise UserError(f"--config {args.config}: no such file")
+    return load_config(args.profile, settings=settings, config_file=args.config)
+
+
+def _study(args, writable: bool = False):
     from dnnls_tf.study import Study
 
-    return Study(args.profile, root=args.root, data_dir=args.data_dir, allow_training=allow_training)
+    if args.profile is not None and not args.profile.strip():
+        raise UserError("--profile is empty: expected full, subset or quick")
+    return Study(_config(args), root=args.root, data_dir=getattr(args, "data_dir", None), writable=writable)
 
 
 def command_run(args) -> None:
     if args.experiment not in EXPERIMENT_CHOICES:
         raise UserError(f"unknown experiment '{args.experiment}': expected one of {', '.join(EXPERIMENT_CHOICES)}")
-    study = _study(args)
-    study.data  # read and validate the data before TensorFlow starts (and prints its banners)
-    study.configure_runtime()  # thread pools: before TensorFlow's first operation
-    from dnnls_tf.experiments import run_experiment
+    names = list(ALL) if args.experiment == "all" else [args.experiment]
+    study = _study(args, writable=True)
+    study.splits  # read and validate the data before TensorFlow starts
+    from dnnls_tf import runtime, summaries
+    from dnnls_tf.runner import Runner
+    from dnnls_tf.store import StoreLock
 
-    removed = study.store.clean_temporaries()
-    if removed:
-        print(f"removed {removed} partial run(s) left by an interrupted process")
-    start = time.perf_counter()
-    run_experiment(args.experiment, study)
+    with StoreLock(study.store):
+        removed = study.store.remove_orphans()
+        if removed:
+            print(f"removed {removed} partial file(s) left by a killed process")
+        pools = runtime.start(study.config.compute)
+        runner = Runner(study, pools)
+        start = time.perf_counter()
+        plans = runner.complete(names)
+        for plan in plans:
+            summaries.write_summary(study, plan)
     minutes = (time.perf_counter() - start) / 60
-    if study.trained:
-        print(f"{args.experiment} [{study.profile}]: trained {len(study.trained)} run(s), "
-              f"{len(set(study.reused))} already in the store, {minutes:.1f} min")
+    if runner.trained:
+        print(f"{args.experiment} [{study.profile}]: trained {len(runner.trained)} run(s), "
+              f"{len(runner.read)} already in the store, {minutes:.1f} min")
     else:
-        print(f"{args.experiment} [{study.profile}]: nothing to train, all {len(set(study.reused))} run(s) "
+        print(f"{args.experiment} [{study.profile}]: nothing to train, all {len(runner.read)} run(s) "
               f"already in {study.store.runs_dir}")
 
 
 def command_status(args) -> None:
     from dnnls_tf.experiments import run_counts
 
-    for name, row in run_counts(_study(args, allow_training=False)).items():
+    study = _study(args)
+    for name, row in run_counts(study).items():
+        waiting = row.pop("waiting")
         planned = row.pop("planned")
-        print(f"{name:9s} {planned:3d} planned: " + ", ".join(f"{v} {k}" for k, v in row.items()))
+        line = f"{name:9s} {planned:3d} planned: " + ", ".join(f"{v} {k}" for k, v in row.items())
+        print(line + (f"; waiting for {waiting}" if waiting else ""))
 
 
 def command_figures(args) -> None:
-    from dnnls_tf.experiments import run_experiment
+    from dnnls_tf.figures import draw_all
 
-    study = _study(args, allow_training=False)
-    for name in ("exp1", "exp2", "exp3"):
-        try:
-            run_experiment(name, study)
-            print(f"{name}: figures in {study.figures_dir}")
-        except UserError as error:
-            print(f"{name}: skipped ({error})")
+    study = _study(args)
+    for path in draw_all(study):
+        print(path)
 
 
 def command_report(args) -> None:
     from dnnls_tf.report import build_report
 
-    print(build_report(_study(args, allow_training=False)))
+    print(build_report(_study(args)))
 
 
 def command_bundle(args) -> None:
     from dnnls_tf.bundle import write_bundle
 
-    path, weights = write_bundle(_study(args, allow_training=False))
+    path, weights = write_bundle(_study(args))
     print(f"{path} ({weights} weights files)")
 
 
 def command_bench(args) -> None:
-    from dnnls_tf.bench import main as bench_main
-
     if args.rounds < 1:
         raise UserError("--rounds must be a positive integer")
     if args.threads and min(args.threads) < 0:
         raise UserError("--threads takes two non-negative integers")
+    if args.json:
+        folder = Path(args.json).resolve().parent
+        if not folder.is_dir():
+            raise UserError(f"--json {args.json}: the folder {folder} does not exist")
+    from dnnls_tf.bench import main as bench_main
+
     bench_main(args.json, args.rounds, tuple(args.threads) if args.threads else None)
 
 
 COMMANDS = {"run": command_run, "status": command_status, "figures": command_figures,
-            "report": command_report, "bundle": command_bundle,
-            "bench": command_bench}
+            "report": command_report, "bundle": command_bundle, "bench": command_bench}
 
 
 def main(argv=None) -> int:

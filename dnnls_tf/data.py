@@ -1,21 +1,33 @@
-"""CIFAR-10 loading, seeded splits, the epoch order and the evaluation pipeline.
+"""CIFAR-10 from its sources, validated; seeded splits; fingerprints of what a run reads.
 
-Images stay uint8 until they reach the model, whose first layer normalises them
-on the device. The test split is kept inside `CifarData` and handed out only by
-`held_out_test_arrays`, which `training.evaluate_final` calls once a model is selected.
+NumPy only at import (no TensorFlow): `status` and the read-only commands use it
+too; only the tensorflow_datasets source imports TensorFlow, when it is read.
+Images stay uint8 until they reach the model, whose first layer normalises them on
+the device. The test split is kept inside `CifarData` and handed out only by
+`held_out_test_arrays`, which the final evaluation of a selected model calls.
+
+Sources, in this order (`resolve_source`): `--data-dir` / $DNNLS_DATA_DIR (a
+`cifar-10-batches-py` folder, or the official `cifar-10-python.tar.gz`), the shared
+subset beside the project, Keras' cache (`~/.keras/datasets`: an extracted folder or
+the downloaded archive), then tensorflow_datasets. Every source goes through the same
+checks (`validate_arrays`, `check_classes`); a bad one is one DataError line.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import pickle
-from dataclasses import dataclass, field
+import shutil
+import tarfile
+import tempfile
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
-from dnnls_tf.config import PROJECT_ROOT
+from dnnls_tf.config import PROJECT_ROOT, Config
 from dnnls_tf.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -24,8 +36,17 @@ NUM_CLASSES = 10
 IMAGE_SHAPE = (32, 32, 3)
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_BATCH = "test_batch"
-SHARED_SUBSET = PROJECT_ROOT.parent / "shared" / "data" / "cifar10-subset" / "cifar-10-batches-py"
+BATCHES_FOLDER = "cifar-10-batches-py"
+SHARED_SUBSET = PROJECT_ROOT.parent / "shared" / "data" / "cifar10-subset" / BATCHES_FOLDER
 SPLITS = ("holdout_train", "holdout_val", "half_a", "half_b")
+TRAIN_EVAL_SEED = 2023
+COLLAPSE_ACCURACY = 2 / NUM_CLASSES  # DESIGN: a run whose best validation accuracy stays below is unstable
+# The official cifar-10-python.tar.gz (163 MiB), as keras.datasets.cifar10 checks it.
+ARCHIVE_SHA256 = "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce"
+# Names the archive has in Keras' cache: the official one, Keras 3's download, Keras 2's.
+KERAS_ARCHIVES = ("cifar-10-python.tar.gz", "cifar-10-batches-py-target_archive", "cifar-10-batches-py.tar.gz")
+KERAS_TARGET = "cifar-10-batches-py-target"  # Keras 3 extracts to <datasets>/<this>/cifar-10-batches-py
+TFDS_BATCH = 10_000  # images per array read from tensorflow_datasets
 
 
 @dataclass(frozen=True)
@@ -51,33 +72,48 @@ def held_out_test_arrays(data: CifarData) -> tuple[np.ndarray, np.ndarray]:
     return data._test
 
 
-def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    try:
-        with open(path, "rb") as handle:
-            batch = pickle.load(handle, encoding="bytes")
-    except FileNotFoundError:
-        raise DataError(f"CIFAR-10 folder {path.parent} has no file '{path.name}' "
-                        f"(expected the official cifar-10-batches-py layout)") from None
-    except Exception as error:  # a truncated or foreign file: any unpickling error
-        raise DataError(f"{path} is not a CIFAR-10 pickle batch ({type(error).__name__})") from None
-    if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
-        raise DataError(f"{path} lacks the keys b'data' and b'labels' of a CIFAR-10 batch")
-    images, labels = batch[b"data"], np.asarray(batch[b"labels"])
+# ------------------------------------------------------------------ validation
+def validate_arrays(images, labels, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """Images (N, 32, 32, 3) uint8 and labels (N,) int32 checked and returned, or one DataError line.
+
+    Labels must be integers already: float, string or boolean labels are refused, never cast.
+    """
     if not isinstance(images, np.ndarray) or images.dtype != np.uint8:
-        raise DataError(f"{path}: b'data' must be a uint8 array, got "
+        raise DataError(f"{where}: images must be a uint8 array, got "
                         f"{getattr(images, 'dtype', type(images).__name__)}")
-    if images.ndim != 2 or images.shape[1] != 3072:
-        raise DataError(f"{path}: b'data' must have shape (N, 3072), got {images.shape}")
-    if labels.shape != (images.shape[0],):
-        raise DataError(f"{path}: {labels.shape[0]} labels for {images.shape[0]} images")
+    if images.shape[1:] != IMAGE_SHAPE or images.ndim != 4:
+        raise DataError(f"{where}: images must have shape (N, 32, 32, 3), got {images.shape}")
+    try:
+        labels = np.asarray(labels)
+    except (ValueError, TypeError, OverflowError):
+        raise DataError(f"{where}: labels are not a list of integers") from None
+    if labels.ndim != 1 or not (np.issubdtype(labels.dtype, np.integer) or labels.size == 0):
+        raise DataError(f"{where}: labels must be integers 0..9, got {labels.dtype} values of shape {labels.shape}")
+    if len(labels) != len(images):
+        raise DataError(f"{where}: {len(labels)} labels for {len(images)} images")
     if labels.size and (labels.min() < 0 or labels.max() >= NUM_CLASSES):
-        raise DataError(f"{path}: labels must lie in 0..9, found {labels.min()}..{labels.max()}")
-    # Rows hold 1024 red, 1024 green, then 1024 blue values of a row-major 32x32 image.
-    images = images.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+        raise DataError(f"{where}: labels must lie in 0..9, found {labels.min()}..{labels.max()}")
     return np.ascontiguousarray(images), labels.astype(np.int32)
 
 
-def _check_classes(labels: np.ndarray, where: str) -> None:
+def validate_batch(batch, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """Images (N, 32, 32, 3) uint8 and labels (N,) int32 of one official-layout batch dict."""
+    if isinstance(batch, dict):  # official files have bytes keys; a batch re-saved by Python 3 has str keys
+        batch = {key.encode() if isinstance(key, str) else key: value for key, value in batch.items()}
+    if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
+        raise DataError(f"{where} lacks the keys b'data' and b'labels' of a CIFAR-10 batch")
+    images = batch[b"data"]
+    if not isinstance(images, np.ndarray) or images.dtype != np.uint8:
+        raise DataError(f"{where}: b'data' must be a uint8 array, got "
+                        f"{getattr(images, 'dtype', type(images).__name__)}")
+    if images.ndim != 2 or images.shape[1] != 3072:
+        raise DataError(f"{where}: b'data' must have shape (N, 3072), got {images.shape}")
+    # Rows hold 1024 red, 1024 green, then 1024 blue values of a row-major 32x32 image.
+    return validate_arrays(images.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), batch[b"labels"], where)
+
+
+def check_classes(labels: np.ndarray, where: str) -> None:
+    """Every class present and none more than 3x as frequent as another, or a DataError."""
     counts = np.bincount(labels, minlength=NUM_CLASSES)
     if counts.min() == 0:
         missing = [int(c) for c in np.flatnonzero(counts == 0)]
@@ -86,35 +122,225 @@ def _check_classes(labels: np.ndarray, where: str) -> None:
         raise DataError(f"{where}: class counts {counts.tolist()} are far from balanced")
 
 
+# ------------------------------------------------------------------ folder source
+class _BatchUnpickler(pickle.Unpickler):
+    """Unpickles NumPy arrays, lists and dicts only: a foreign pickle cannot run code."""
+
+    ALLOWED = {("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+               *((module, name) for module in ("numpy.core.multiarray", "numpy._core.multiarray")
+                 for name in ("_reconstruct", "scalar"))}
+
+    def find_class(self, module, name):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"it refers to {module}.{name}")
+        return super().find_class(module, name)
+
+
+def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        with open(path, "rb") as handle:
+            batch = _BatchUnpickler(handle, encoding="bytes").load()
+    except FileNotFoundError:
+        raise DataError(f"CIFAR-10 folder {path.parent} has no file '{path.name}' "
+                        f"(expected the official {BATCHES_FOLDER} layout: data_batch_1..5, test_batch)") from None
+    except IsADirectoryError:
+        raise DataError(f"{path} is a folder, expected a CIFAR-10 pickle batch") from None
+    except PermissionError:
+        raise DataError(f"cannot read {path}: permission denied") from None
+    except Exception as error:  # a truncated or foreign file: any unpickling error
+        detail = f": {error}" if isinstance(error, pickle.UnpicklingError) and str(error) else ""
+        raise DataError(f"{path} is not a CIFAR-10 pickle batch ({type(error).__name__}{detail})") from None
+    return validate_batch(batch, str(path))
+
+
 def load_folder(folder: Path) -> CifarData:
-    """Read and validate a folder in the official `cifar-10-batches-py` layout."""
+    """Read and validate a folder in the official `cifar-10-batches-py` layout (or the folder holding it)."""
     folder = Path(folder)
+    if folder.is_file():
+        raise DataError(f"{folder} is a file, expected a {BATCHES_FOLDER} folder (data_batch_1..5 and "
+                        f"test_batch) or the official cifar-10-python.tar.gz")
     if not folder.is_dir():
         raise DataError(f"CIFAR-10 folder {folder} does not exist "
                         f"(expected data_batch_1..5 and test_batch there)")
+    if not (folder / TRAIN_BATCHES[0]).exists() and (folder / BATCHES_FOLDER).is_dir():
+        folder = folder / BATCHES_FOLDER  # the folder an archive was extracted into
     parts = [_read_batch(folder / name) for name in TRAIN_BATCHES]
     images = np.concatenate([p[0] for p in parts])
     labels = np.concatenate([p[1] for p in parts])
     test_images, test_labels = _read_batch(folder / TEST_BATCH)
-    _check_classes(labels, f"{folder} training batches")
-    _check_classes(test_labels, f"{folder}/{TEST_BATCH}")
+    check_classes(labels, f"{folder} training batches")
+    check_classes(test_labels, f"{folder}/{TEST_BATCH}")
     return CifarData(images, labels, f"folder:{folder}", (test_images, test_labels))
 
 
-def load_tfds() -> CifarData:
-    """CIFAR-10 through tensorflow_datasets (downloads on a machine with internet)."""
+# ------------------------------------------------------------------ archive source (Keras' cache)
+def keras_datasets_dir() -> Path:
+    """Keras' dataset cache: $KERAS_HOME/datasets, else ~/.keras/datasets."""
+    return Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras") / "datasets"
+
+
+def keras_cache_folder() -> Path | None:
+    """An extracted CIFAR-10 in Keras' cache (`keras.datasets.cifar10`), if there is one."""
+    base = keras_datasets_dir()
+    for folder in (base / BATCHES_FOLDER, base / KERAS_TARGET / BATCHES_FOLDER):
+        if (folder / TRAIN_BATCHES[0]).is_file():
+            return folder
+    return None
+
+
+def keras_cache_archive() -> Path | None:
+    """The downloaded cifar-10-python.tar.gz in Keras' cache, under any name Keras gives it."""
+    base = keras_datasets_dir()
+    return next((base / name for name in KERAS_ARCHIVES if (base / name).is_file()), None)
+
+
+def is_archive(path: Path) -> bool:
+    """Whether a --data-dir names an archive (by its name: a missing one is reported as an archive)."""
+    path = Path(path)
+    return not path.is_dir() and (path.name.endswith((".tar.gz", ".tgz")) or path.name in KERAS_ARCHIVES)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _extract(archive: Path, target: Path) -> None:
+    """Extract the archive's cifar-10-batches-py folder as `target`, whole or not at all."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=".tmp-extract-", dir=target.parent.parent))  # same file system
     try:
+        with tarfile.open(archive, "r:gz") as tar:
+            members = [m for m in tar.getmembers() if m.name.split("/")[0] == BATCHES_FOLDER]
+            if hasattr(tarfile, "data_filter"):
+                tar.extractall(scratch, members=members, filter="data")
+            else:  # Python < 3.10.12: refuse links and paths that leave the folder ourselves
+                if any(m.issym() or m.islnk() or ".." in m.name.split("/") for m in members):
+                    raise tarfile.TarError("unsafe member")
+                tar.extractall(scratch, members=members)
+        if not (scratch / BATCHES_FOLDER).is_dir():
+            raise DataError(f"{archive} holds no {BATCHES_FOLDER} folder (is it the Python version of CIFAR-10?)")
+        try:
+            os.rename(scratch / BATCHES_FOLDER, target)
+        except OSError:
+            if not target.is_dir():  # else another process extracted it first: use theirs
+                raise
+    except (tarfile.TarError, EOFError, OSError) as error:
+        raise DataError(f"cannot extract {archive} into {target.parent} ({type(error).__name__}: "
+                        f"{error})") from None
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def load_archive(archive: Path) -> CifarData:
+    """The official `cifar-10-python.tar.gz`, checked against Keras' SHA-256, extracted once into Keras' cache.
+
+    The folder lands where Keras 3 puts it (<datasets>/cifar-10-batches-py-target/
+    cifar-10-batches-py), so later reads, and `keras.datasets.cifar10`, find it.
+    """
+    archive = Path(archive)
+    if not archive.is_file():
+        raise DataError(f"CIFAR-10 archive {archive} does not exist")
+    found = _sha256(archive)
+    if found != ARCHIVE_SHA256:
+        raise DataError(f"{archive} is not the official cifar-10-python.tar.gz (SHA-256 {found[:16]}..., "
+                        f"expected {ARCHIVE_SHA256[:16]}...): a partial or different download; delete it "
+                        f"and download it again")
+    base = keras_datasets_dir()
+    existing = next(folder for folder in (base, *base.parents) if folder.exists())
+    if not os.access(existing, os.W_OK):
+        base = Path(tempfile.gettempdir()) / ".keras" / "datasets"  # as Keras does on a read-only home
+    target = base / KERAS_TARGET / BATCHES_FOLDER
+    if not target.is_dir():
+        log.warning("extracting %s into %s (once)", archive, target)
+        _extract(archive, target)
+    return replace(load_folder(target), source=f"archive:{archive}")
+
+
+# ------------------------------------------------------------------ tensorflow_datasets source
+def tfds_data_dir() -> Path:
+    """Where tensorflow_datasets keeps its data: $TFDS_DATA_DIR, else ~/tensorflow_datasets."""
+    return Path(os.environ.get("TFDS_DATA_DIR") or Path.home() / "tensorflow_datasets")
+
+
+def _entries(folder: Path, depth: int = 3) -> set[Path]:
+    """Paths up to `depth` levels below `folder` (tfds' partial files lie at most 3 deep)."""
+    found, level = set(), [folder]
+    for _ in range(depth):
+        children = []
+        for parent in level:
+            try:
+                children.extend(parent.iterdir())
+            except OSError:
+                continue
+        found.update(children)
+        level = [child for child in children if child.is_dir() and not child.is_symlink()]
+    return found
+
+
+def _remove_new(folder: Path, before: set[Path] | None) -> None:
+    """Remove what appeared under `folder` since `before` (all of it if it did not exist)."""
+    if before is None:
+        shutil.rmtree(folder, ignore_errors=True)
+        return
+    removed: list[Path] = []
+    for path in sorted(_entries(folder) - before, key=lambda p: len(p.parts)):
+        if any(parent in removed for parent in path.parents):
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        removed.append(path)
+
+
+def _tfds_split(tfds, builder, split: str) -> tuple[np.ndarray, np.ndarray]:
+    # Batches of known size, not batch_size=-1: that asks tfds for one batch of the
+    # split's recorded size, and an unrecorded size (mock data) aborts the process.
+    batches = list(tfds.as_numpy(builder.as_dataset(split=split, as_supervised=True, shuffle_files=False)
+                                 .batch(TFDS_BATCH)))
+    if not batches:
+        raise DataError(f"tensorflow_datasets cifar10 '{split}' is empty")
+    return np.concatenate([b[0] for b in batches]), np.concatenate([b[1] for b in batches])
+
+
+def load_tfds(data_dir: str | Path | None = None) -> CifarData:
+    """CIFAR-10 through tensorflow_datasets (downloads once into `data_dir`, default `tfds_data_dir()`).
+
+    A failed download or preparation removes the files it left under `data_dir` and
+    is one DataError line. The arrays get the same checks as a folder's batches.
+    """
+    folder = Path(data_dir) if data_dir else tfds_data_dir()
+    before = _entries(folder) if folder.exists() else None
+    try:
+        from dnnls_tf.runtime import import_tensorflow
+
+        import_tensorflow()  # quietly, before tensorflow_datasets imports it
         import tensorflow_datasets as tfds
 
-        train, test = tfds.as_numpy(tfds.load("cifar10", split=["train", "test"],
-                                              batch_size=-1, as_supervised=True))
-    except Exception as error:
-        raise DataError(f"tensorflow_datasets could not provide cifar10 ({type(error).__name__}); "
-                        f"set DNNLS_DATA_DIR to a cifar-10-batches-py folder") from None
-    return CifarData(train[0], train[1].astype(np.int32), "tfds:cifar10",
-                     (test[0], test[1].astype(np.int32)))
+        builder = tfds.builder("cifar10", data_dir=str(folder))
+        builder.download_and_prepare()
+        arrays = {split: _tfds_split(tfds, builder, split) for split in ("train", "test")}
+    except BaseException as error:
+        _remove_new(folder, before)
+        if not isinstance(error, Exception) or isinstance(error, DataError):
+            raise
+        message = str(error).strip().splitlines()[0][:160] if str(error).strip() else ""
+        raise DataError(f"tensorflow_datasets could not provide cifar10 ({type(error).__name__}: {message}); "
+                        f"nothing was left in {folder}. Without internet, set DNNLS_DATA_DIR to a "
+                        f"{BATCHES_FOLDER} folder or cifar-10-python.tar.gz") from None
+    checked = {}
+    for split, (images, labels) in arrays.items():
+        where = f"tensorflow_datasets cifar10 '{split}'"
+        checked[split] = validate_arrays(images, labels, where)
+        check_classes(checked[split][1], where)
+    return CifarData(*checked["train"], "tfds:cifar10", checked["test"])
 
 
+# ------------------------------------------------------------------ synthetic source
 def make_synthetic(num_train: int = 600, num_test: int = 200, seed: int = 0) -> CifarData:
     """Random images whose class shifts the mean colour: learnable, for code paths only."""
     rng = np.random.default_rng(seed)
@@ -129,48 +355,64 @@ def make_synthetic(num_train: int = 600, num_test: int = 200, seed: int = 0) -> 
     return CifarData(*draw(num_train), "synthetic", draw(num_test))
 
 
-def resolve_source(config: dict, data_dir: str | Path | None = None) -> tuple[str, str | None]:
+# ------------------------------------------------------------------ choosing and loading
+def resolve_source(config: Config, data_dir: str | Path | None = None) -> tuple[str, str | None]:
     """Which source the profile will read, decided without reading it.
 
-    Returns ("folder", path), ("tfds", None) or ("synthetic", None): --data-dir,
-    then $DNNLS_DATA_DIR, then the shared subset beside the project, then
-    synthetic images if the profile allows it, else tensorflow_datasets.
+    Returns ("folder", path), ("archive", path), ("tfds", None) or ("synthetic", None).
+    `source: auto` tries --data-dir, $DNNLS_DATA_DIR, the shared subset, Keras' cache
+    (folder, then archive), then synthetic images if the profile allows it, else
+    tensorflow_datasets. `folder` takes local files only; `tfds` and `synthetic` use
+    that source only.
     """
-    source = config["data"]["source"]
-    if source == "synthetic":
-        return "synthetic", None
-    if source in ("auto", "folder"):
-        folder = data_dir or os.environ.get("DNNLS_DATA_DIR")
-        if folder:
-            return "folder", str(folder)
-        if SHARED_SUBSET.is_dir():
-            return "folder", str(SHARED_SUBSET)
-        if source == "folder":
-            raise DataError("no CIFAR-10 folder given: pass --data-dir or set DNNLS_DATA_DIR")
-    if config["data"]["synthetic_fallback"]:
+    source = config.data.source
+    if source in ("synthetic", "tfds"):
+        return source, None
+    given = data_dir or os.environ.get("DNNLS_DATA_DIR")
+    if given:
+        return ("archive" if is_archive(Path(given)) else "folder"), str(given)
+    for candidate in (SHARED_SUBSET, keras_cache_folder()):
+        if candidate is not None and Path(candidate).is_dir():
+            return "folder", str(candidate)
+    archive = keras_cache_archive()
+    if archive is not None:
+        return "archive", str(archive)
+    if source == "folder":
+        raise DataError(f"no CIFAR-10 folder given: pass --data-dir or set DNNLS_DATA_DIR (a {BATCHES_FOLDER} "
+                        f"folder or cifar-10-python.tar.gz); none in {keras_datasets_dir()} either")
+    if config.data.synthetic_fallback:
         log.warning("no CIFAR-10 folder found: using synthetic images (quick profile only)")
         return "synthetic", None
     return "tfds", None
 
 
 @lru_cache(maxsize=4)
-def _load_source(kind: str, folder: str | None) -> CifarData:
+def _load_source(kind: str, location: str | None) -> CifarData:
     if kind == "synthetic":
         return make_synthetic()
     if kind == "folder":
-        return load_folder(Path(folder))
-    return load_tfds()
+        return load_folder(Path(location))
+    if kind == "archive":
+        return load_archive(Path(location))
+    return load_tfds(location)
 
 
-def load_cifar10(config: dict, data_dir: str | Path | None = None) -> CifarData:
+def load_cifar10(config: Config, data_dir: str | Path | None = None) -> CifarData:
     """The profile's data from its source (`resolve_source`), capped at `max_train` / `max_test`."""
-    data = _load_source(*resolve_source(config, data_dir))
-    max_train, max_test = config["data"]["max_train"], config["data"]["max_test"]
+    kind, location = resolve_source(config, data_dir)
+    if kind == "tfds":
+        from dnnls_tf import runtime
+
+        runtime.start(config.compute)  # tf.data runs TensorFlow ops: size the thread pools first
+        location = str(tfds_data_dir())
+    data = _load_source(kind, location)
+    max_train, max_test = config.data.max_train, config.data.max_test
     test_images, test_labels = data._test
     return CifarData(data.images[:max_train], data.labels[:max_train], data.source,
                      (test_images[:max_test], test_labels[:max_test]))
 
 
+# ------------------------------------------------------------------ splits
 def make_splits(num_images: int, seed: int = 2023, val_fraction: float = 0.2) -> dict[str, np.ndarray]:
     """Index arrays of the four training splits, from one seeded permutation.
 
@@ -180,45 +422,62 @@ def make_splits(num_images: int, seed: int = 2023, val_fraction: float = 0.2) ->
     order = np.random.default_rng(seed).permutation(num_images)
     num_val = int(round(num_images * val_fraction))
     half = num_images // 2
-    return {
-        "holdout_train": np.sort(order[: num_images - num_val]),
-        "holdout_val": np.sort(order[num_images - num_val:]),
-        "half_a": np.sort(order[:half]),
-        "half_b": np.sort(order[half:]),
-    }
+    splits = {"holdout_train": np.sort(order[: num_images - num_val]),
+              "holdout_val": np.sort(order[num_images - num_val:]),
+              "half_a": np.sort(order[:half]), "half_b": np.sort(order[half:])}
+    empty = [name for name, index in splits.items() if len(index) == 0]
+    if empty:
+        raise DataError(f"{num_images} training images are too few to hold out validation "
+                        f"(split '{empty[0]}' would be empty with val_fraction {val_fraction})")
+    return splits
 
 
-def split_arrays(data: CifarData, split: str, config: dict) -> tuple[np.ndarray, np.ndarray]:
-    """Images and labels of one named training split (never the test split)."""
-    if split not in SPLITS:
-        raise DataError(f"unknown split '{split}': expected one of {', '.join(SPLITS)}")
-    index = make_splits(data.num_train, config["data"]["split_seed"],
-                        config["data"]["val_fraction"])[split]
-    return data.images[index], data.labels[index]
+class SplitData:
+    """The profile's data cut into named splits, with fingerprints of what each run reads."""
+
+    def __init__(self, data: CifarData, split_seed: int, val_fraction: float):
+        self.data = data
+        self.index = make_splits(data.num_train, split_seed, val_fraction)
+        self._digests: dict[str, str] = {}
+
+    def arrays(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+        """Images and labels of one named training split (never the test split)."""
+        if split not in SPLITS:
+            raise DataError(f"unknown split '{split}': expected one of {', '.join(SPLITS)}")
+        index = self.index[split]
+        return self.data.images[index], self.data.labels[index]
+
+    def sizes(self) -> dict[str, int]:
+        return {**{name: len(index) for name, index in self.index.items()}, "test": self.data.num_test}
+
+    def _digest(self, name: str) -> str:
+        if name not in self._digests:
+            images, labels = held_out_test_arrays(self.data) if name == "test" else self.arrays(name)
+            digest = hashlib.sha256()
+            for array in (images, labels):
+                digest.update(str(array.shape).encode())
+                digest.update(np.ascontiguousarray(array).tobytes())
+            self._digests[name] = digest.hexdigest()
+        return self._digests[name]
+
+    def fingerprint(self, train_split: str, val_split: str) -> str:
+        """16 hex digits of the hash of the train, validation and test arrays a run reads."""
+        parts = [self._digest(name) for name in (train_split, val_split, "test")]
+        return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 
-def epoch_order(num_examples: int, seed: int, epoch: int):
-    """The epoch's shuffled order of example indices (an int32 tensor of a permutation).
+def train_eval_indices(num_examples: int, sample: int) -> np.ndarray:
+    """Positions (sorted) of the fixed training sample evaluated in inference mode each epoch.
 
-    Depends only on (seed, epoch), not on TensorFlow's global seed. The training loop
-    gathers each batch from the cached uint8 tensors by these indices on the device
-    (`training.Trainer.train_epoch`), which costs less per step than a tf.data
-    iterator that copies every example into a shuffle buffer and a batch.
+    The same for every model seed (seeded by the constant TRAIN_EVAL_SEED; changing it
+    changes what runs compute, so it would bump spec.SPEC_VERSION).
     """
-    import tensorflow as tf
-
-    return tf.random.experimental.stateless_shuffle(tf.range(num_examples, dtype=tf.int32),
-                                                    seed=tf.constant([seed, epoch], tf.int64))
+    if sample >= num_examples:
+        return np.arange(num_examples)
+    return np.sort(np.random.default_rng(TRAIN_EVAL_SEED).choice(num_examples, sample, replace=False))
 
 
 def batch_indices(order, batch_size: int) -> list:
-    """The epoch's batches as index arrays (the last one may be short), from `epoch_order`."""
+    """An epoch's batches as index arrays (the last one may be short)."""
     order = np.asarray(order)
     return [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
-
-
-def make_eval_dataset(images, labels, batch_size: int):
-    """Ordered uint8 batches for inference."""
-    import tensorflow as tf
-
-    return tf.data.Dataset.from_tensor_slices((images, labels)).batch(batch_size).prefetch(tf.data.AUTOTUNE)

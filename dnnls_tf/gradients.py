@@ -1,20 +1,35 @@
-"""Exact pooled gradient statistics over windows of epochs, from stored sums."""
+"""Per-layer gradient measures over windows of epochs, pooled exactly from the stored sums.
+
+For each layer and window (the first and last `gradient_window` epochs of a run):
+- mean and std of dL/dw over every kernel element at every step (the brief's
+  measures; the signed mean is ~0 by symmetry and exactly 0 for fc2, whose softmax
+  errors sum to zero over the classes, so the std is then essentially an RMS);
+- mean |dL/dw|, which does not cancel;
+- grad_to_weight: the RMS over the window's steps of the layer's gradient norm
+  ||g_t||, divided by the mean over the window's epochs of the kernel norm ||w||
+  (at each epoch's end): the relative size of an update, which scale-invariant
+  layers (BN after a conv) keep in check as ||w|| grows;
+- temporal_snr: per weight |mean_t g| / std_t g over the window's steps, averaged
+  over the kernel (computed in the compiled step; stored per run).
+"""
 from __future__ import annotations
 
 import numpy as np
 
+MEASURES = ("mean", "std", "mean_abs", "grad_to_weight", "temporal_snr")
 
-def window_epochs(epochs: int, window: int = 5) -> tuple[np.ndarray, np.ndarray]:
-    """0-based epoch indices of the first and last windows of min(window, epochs // 2) epochs."""
-    size = max(1, min(window, epochs // 2))
+
+def window_epochs(epochs: int, window: int) -> tuple[np.ndarray, np.ndarray]:
+    """0-based indices of the first and last `window` epochs of a run of `epochs` epochs."""
+    size = max(1, min(window, epochs))
     return np.arange(size), np.arange(epochs - size, epochs)
 
 
 def pool_window(gradients: dict, epoch_index) -> dict[str, np.ndarray]:
-    """Per layer: mean, std (population) and mean |g| of dL/dw over a window.
+    """Per layer (L,): mean, std (population), mean |g| and grad_to_weight over the epochs given.
 
-    The window's elements are every kernel entry at every step of its epochs; the
-    stored float64 sums make this exact: mean = S1/n, var = S2/n - mean^2.
+    mean = S1/n, var = S2/n - mean^2 from the float64 sums of every element and step.
+    Layers without gradients (frozen: count 0) give NaN.
     """
     index = np.asarray(epoch_index)
     count = gradients["count"][index].sum(axis=0)
@@ -24,11 +39,27 @@ def pool_window(gradients: dict, epoch_index) -> dict[str, np.ndarray]:
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = total / count
         variance = np.maximum(total_sq / count - mean**2, 0.0)
-        return {"mean": mean, "std": np.sqrt(variance), "mean_abs": total_abs / count}
+        steps = count / gradients["kernel_size"]
+        gradient_rms = np.sqrt(total_sq / steps)
+        weight_norm = np.sqrt(gradients["weight_sq"][index]).mean(axis=0)
+        return {"mean": mean, "std": np.sqrt(variance), "mean_abs": total_abs / count,
+                "grad_to_weight": gradient_rms / weight_norm}
+
+
+def window_measures(gradients: dict, window: int) -> dict[str, dict[str, np.ndarray]]:
+    """{"first": {measure: (L,)}, "last": {...}} for one run (every MEASURES entry)."""
+    epochs = len(gradients["count"])
+    first, last = window_epochs(epochs, window)
+    result = {}
+    for position, (name, index) in enumerate((("first", first), ("last", last))):
+        pooled = pool_window(gradients, index)
+        pooled["temporal_snr"] = np.asarray(gradients["temporal_snr"][position], dtype=float)
+        result[name] = pooled
+    return result
 
 
 def per_epoch(gradients: dict) -> dict[str, np.ndarray]:
-    """The same statistics for every epoch separately: arrays of shape (E, L)."""
+    """The pooled statistics of every epoch separately: arrays of shape (E, L)."""
     epochs = len(gradients["count"])
     pooled = [pool_window(gradients, [e]) for e in range(epochs)]
-    return {key: np.stack([p[key] for p in pooled]) for key in ("mean", "std", "mean_abs")}
+    return {key: np.stack([p[key] for p in pooled]) for key in pooled[0]}

@@ -1,13 +1,15 @@
-"""The baseline CNN and the helpers that freeze and re-initialise its layers."""
+"""The study's CNN, and the model a run spec describes (transfer surgery included)."""
 from __future__ import annotations
+
+from pathlib import Path
 
 import keras
 import numpy as np
 
 from dnnls_tf.data import IMAGE_SHAPE, NUM_CLASSES
+from dnnls_tf.spec import RunSpec
 
 LAYER_NAMES = ("conv1", "conv2", "conv3", "fc1", "fc2")  # layer numbers 1..5
-CONV_LAYERS = LAYER_NAMES[:3]
 FC_LAYERS = LAYER_NAMES[3:]
 # Per-channel mean and standard deviation of the CIFAR-10 training images (0..1 scale).
 CIFAR_MEAN = np.array([0.4914, 0.4822, 0.4465])
@@ -66,16 +68,6 @@ def build_cnn(batch_norm: bool = False, dropout: float = 0.0, filters=(16, 32, 6
     return keras.Model(inputs, outputs, name="cnn_bn" if batch_norm else "cnn")
 
 
-def freeze_conv_layers(model: keras.Model) -> list[str]:
-    """Make conv1..conv3 and their BN layers untrainable (BN then runs in inference mode)."""
-    frozen = []
-    for layer in model.layers:
-        if layer.name.startswith(("conv", "bn")) and layer.name != "bn4":
-            layer.trainable = False
-            frozen.append(layer.name)
-    return frozen
-
-
 def reinitialize_fc_layers(model: keras.Model, seed: int) -> None:
     """Give fc1 and fc2 fresh weights from new initialisers seeded with `seed`."""
     for offset, name in enumerate(FC_LAYERS):
@@ -85,6 +77,28 @@ def reinitialize_fc_layers(model: keras.Model, seed: int) -> None:
         layer.kernel.assign(initializer(layer.kernel.shape))
         if layer.bias is not None:
             layer.bias.assign(np.zeros(layer.bias.shape, dtype="float32"))
+
+
+def build_model(spec: RunSpec, source_weights: Path | None = None) -> keras.Model:
+    """The run's CNN, seeded by the spec; frozen layers fixed and the head re-initialised.
+
+    A transfer run (`init_from`) loads its source's weights first; a frozen-random run
+    keeps its own seeded conv layers. In both, the layers in `spec.frozen` are made
+    untrainable (a frozen BN layer then runs in inference mode) and fc1/fc2 get fresh
+    weights seeded by the spec, so the two kinds start from the same head.
+    """
+    model = build_cnn(batch_norm=spec.batch_norm, dropout=spec.dropout, filters=spec.filters,
+                      fc_units=spec.fc_units, seed=spec.seed,
+                      dtype="mixed_float16" if spec.mixed_precision else None)
+    if spec.init_from:
+        if source_weights is None:
+            raise ValueError(f"a transfer run needs the weights of run {spec.init_from}")
+        model.load_weights(source_weights)
+    if spec.frozen:
+        for name in spec.frozen:
+            model.get_layer(name).trainable = False
+        reinitialize_fc_layers(model, spec.seed)
+    return model
 
 
 def count_parameters(model: keras.Model) -> dict:

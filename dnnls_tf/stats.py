@@ -1,4 +1,10 @@
-"""Statistics over seeds: mean, standard deviation, t-based 95% CI, Welch's t-test."""
+"""Statistics over seeds and over test images.
+
+Over seeds: mean, standard deviation and t-based 95% CI; a paired t-test where two
+arms share seeds and splits, Welch's t-test otherwise; Holm's step-down correction
+over a declared family. Over test images: a percentile bootstrap (the test set's own
+sampling uncertainty, beside the seed CI).
+"""
 from __future__ import annotations
 
 import math
@@ -6,11 +12,14 @@ import math
 import numpy as np
 from scipy import stats as scipy_stats
 
+BOOTSTRAP_RESAMPLES = 2000
+BOOTSTRAP_SEED = 2023
+
 
 def summarize(values, confidence: float = 0.95) -> dict:
     """n, mean, std (ddof=1) and the t-distribution confidence interval of the mean.
 
-    NaN values (diverged runs) are left out and counted in `n_missing`.
+    NaN values (unstable runs) are left out and counted in `n_missing`.
     """
     array = np.asarray(values, dtype=float)
     finite = array[np.isfinite(array)]
@@ -28,29 +37,84 @@ def summarize(values, confidence: float = 0.95) -> dict:
     return result
 
 
-def welch_test(first, second) -> dict:
-    """Welch's unequal-variance t-test of mean(first) - mean(second) (two-sided)."""
-    a = np.asarray(first, dtype=float)
-    b = np.asarray(second, dtype=float)
+def compare(first, second, paired: bool, confidence: float = 0.95) -> dict:
+    """first minus second: difference of means, its t-based CI, t, df and two-sided p.
+
+    paired: a paired t-test on the per-seed differences (pairs with a NaN are dropped);
+    otherwise Welch's unequal-variance t-test. NaN results when either arm has < 2 values.
+    """
+    a, b = np.asarray(first, dtype=float), np.asarray(second, dtype=float)
+    empty = {"test": "paired t" if paired else "Welch t", "difference": math.nan, "ci_low": math.nan,
+             "ci_high": math.nan, "t": math.nan, "df": math.nan, "p": math.nan, "n_first": 0, "n_second": 0}
+    if paired:
+        if len(a) != len(b):
+            raise ValueError("a paired test needs arms of equal length")
+        keep = np.isfinite(a) & np.isfinite(b)
+        a, b = a[keep], b[keep]
+        empty.update(n_first=len(a), n_second=len(b))
+        if len(a) < 2:
+            return empty
+        differences = a - b
+        mean, sd, df = float(differences.mean()), float(differences.std(ddof=1)), len(a) - 1
+        if sd == 0:
+            return {**empty, "difference": mean}
+        result = scipy_stats.ttest_rel(a, b)
+        half = float(scipy_stats.t.ppf(0.5 + confidence / 2, df) * sd / math.sqrt(len(a)))
+        return {**empty, "difference": mean, "ci_low": mean - half, "ci_high": mean + half,
+                "t": float(result.statistic), "df": float(df), "p": float(result.pvalue)}
     a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+    empty.update(n_first=len(a), n_second=len(b))
     if len(a) < 2 or len(b) < 2:
-        return {"difference": math.nan, "t": math.nan, "p_value": math.nan, "df": math.nan}
-    result = scipy_stats.ttest_ind(a, b, equal_var=False)
+        return empty
     va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
-    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1)) if va + vb > 0 else math.nan
-    return {"difference": float(a.mean() - b.mean()), "t": float(result.statistic),
-            "p_value": float(result.pvalue), "df": float(df)}
+    mean = float(a.mean() - b.mean())
+    if va + vb == 0:
+        return {**empty, "difference": mean}
+    result = scipy_stats.ttest_ind(a, b, equal_var=False)
+    df = float((va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1)))
+    half = float(scipy_stats.t.ppf(0.5 + confidence / 2, df) * math.sqrt(va + vb))
+    return {**empty, "difference": mean, "ci_low": mean - half, "ci_high": mean + half,
+            "t": float(result.statistic), "df": df, "p": float(result.pvalue)}
+
+
+def holm(p_values) -> list[float]:
+    """Holm's step-down adjusted p-values (same order; NaN stays NaN and is not counted)."""
+    p = np.asarray(p_values, dtype=float)
+    finite = np.flatnonzero(np.isfinite(p))
+    adjusted = np.full(len(p), math.nan)
+    m = len(finite)
+    running = 0.0
+    for rank, index in enumerate(finite[np.argsort(p[finite], kind="stable")]):
+        running = max(running, min(1.0, (m - rank) * p[index]))
+        adjusted[index] = running
+    return adjusted.tolist()
+
+
+def bootstrap_interval(per_image: np.ndarray, confidence: float = 0.95) -> list[float]:
+    """Percentile-bootstrap interval of the mean of a per-image quantity, resampling test images.
+
+    `per_image` is one value per test image (for example the correctness of a group's
+    predictions averaged over its seeds, or the difference of two groups' averages):
+    the interval says how much the mean could move with another test set of this size.
+    """
+    values = np.asarray(per_image, dtype=float)
+    if values.size < 2 or np.ptp(values) == 0:
+        return [float(values.mean()), float(values.mean())] if values.size else [math.nan, math.nan]
+    result = scipy_stats.bootstrap((values,), np.mean, n_resamples=BOOTSTRAP_RESAMPLES, method="percentile",
+                                   confidence_level=confidence, random_state=BOOTSTRAP_SEED, vectorized=True)
+    return [float(result.confidence_interval.low), float(result.confidence_interval.high)]
 
 
 def band_over_seeds(frame, value: str, by=("epoch",), confidence: float = 0.95):
-    """Per-group mean and t-based CI of `value` over seeds (for learning-curve bands)."""
+    """Per-group mean and t-based CI of `value` over seeds (learning-curve bands)."""
+    import pandas as pd
+
     rows = []
     for key, group in frame.groupby(list(by)):
         key = key if isinstance(key, tuple) else (key,)
         summary = summarize(group[value].to_numpy(), confidence)
+        single = summary["n"] < 2
         rows.append({**dict(zip(by, key)), "mean": summary["mean"],
-                     "low": summary["ci_low"] if summary["n"] > 1 else summary["mean"],
-                     "high": summary["ci_high"] if summary["n"] > 1 else summary["mean"], "n": summary["n"]})
-    import pandas as pd
-
+                     "low": summary["mean"] if single else summary["ci_low"],
+                     "high": summary["mean"] if single else summary["ci_high"], "n": summary["n"]})
     return pd.DataFrame(rows)

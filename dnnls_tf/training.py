@@ -1,149 +1,89 @@
-"""The compiled training loop with per-layer gradient capture.
+"""The compiled training loop, its gradient capture, and one run from spec to result.
 
 One `tf.function` call trains a whole epoch: a `tf.while_loop` over the steps
 gathers each batch from the cached uint8 tensors by the epoch's shuffled order
-(`data.epoch_order`), runs a GradientTape update, and keeps the per-layer sums of
-dL/dw (count, sum, sum of squares, sum of absolute values, in float64) on the
-device until the epoch ends. One host transfer per epoch, none per step.
+(`epoch_order`), runs a GradientTape update, and keeps on the device, until the
+epoch ends: each step's loss, the per-layer sums of dL/dw (count, sum, sum of
+squares, sum of |g|, float64) and, in the first and last gradient windows, the
+per-weight sums of g and g^2 over steps (for the temporal signal-to-noise ratio).
+One host transfer per epoch, none per step. Evaluation is one compiled pass over
+uint8 tensors in batches of `eval_batch_size`.
 
-Measured per CPU-second in interleaved epochs, as `python -m dnnls_tf bench` does
-(2-core CPU): iterating a tf.data pipeline inside the function cost 4-5 % more than
-the in-graph gather, and a bare `for ... in dataset` (compiled to `dataset.reduce`)
-about 10 % more again.
-Thread pools are set per profile (`configure_threads`): on 2 cores a second intra-op
-thread makes an epoch of this small CNN only 3-21 % shorter for 1.4-1.6x the CPU time.
+Measured per CPU-second in interleaved epochs, as `python -m dnnls_tf bench` does:
+iterating a tf.data pipeline inside the epoch function cost 4-5 % more than the
+in-graph gather, and a bare `for ... in dataset` about 10 % more again.
 """
 from __future__ import annotations
 
-import logging
 import math
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
 
-import keras
 import numpy as np
 import pandas as pd
-import tensorflow as tf
 
-from dnnls_tf import data as data_lib
-from dnnls_tf.models import LAYER_NAMES
+from dnnls_tf.data import COLLAPSE_ACCURACY, SplitData, held_out_test_arrays, train_eval_indices
+from dnnls_tf.runtime import import_tensorflow, seed_run
+from dnnls_tf.spec import RangeTestSpec, RunSpec, WarmupCosine
 
-log = logging.getLogger(__name__)
-tf.get_logger().setLevel("ERROR")  # each run traces its own functions; the retracing warning is noise
+tf = import_tensorflow()
+import keras  # noqa: E402  (after TensorFlow's quiet import)
 
+from dnnls_tf.models import LAYER_NAMES, build_cnn, build_model, count_parameters  # noqa: E402
+
+HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr",
+                   "train_eval_loss", "train_eval_accuracy")
 STAT_NAMES = ("count", "sum", "sum_sq", "sum_abs")
-HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr")
-
-
-@dataclass
-class GradientStats:
-    """Per epoch and layer sums of dL/dw over the layer's kernel and the epoch's steps."""
-
-    layer_names: tuple[str, ...]
-    sums: np.ndarray  # (E, L, 4) float64 in the order of STAT_NAMES
-
-    def as_arrays(self) -> dict[str, np.ndarray]:
-        arrays = {"layer_names": np.array(self.layer_names)}
-        for index, name in enumerate(STAT_NAMES):
-            arrays[name] = self.sums[:, :, index]
-        return arrays
 
 
 @dataclass
 class RunResult:
-    """What one training produces: curves, gradient sums, final metrics, weights."""
+    """What one training produces: curves, per-step losses, gradient statistics, predictions, metrics."""
 
     history: pd.DataFrame
-    gradients: GradientStats
+    steps: pd.DataFrame
+    gradients: dict[str, np.ndarray]
+    predictions: dict[str, np.ndarray]
     metrics: dict
     model: keras.Model = field(repr=False)
 
 
-def set_determinism(seed: int, deterministic_ops: bool = True) -> None:
-    """Seed Python, NumPy and TensorFlow and (by default) make TF ops deterministic.
+def epoch_order(num_examples: int, seed: int, epoch: int):
+    """The epoch's shuffled order of example indices (an int32 tensor of a permutation).
 
-    XLA has no deterministic max-pool gradient on a GPU, so a jit-compiled GPU run
-    is seeded but not bit-reproducible: pass deterministic_ops=False there.
+    Depends only on (seed, epoch), not on TensorFlow's global seed.
     """
-    keras.utils.set_random_seed(seed)
-    if deterministic_ops:
-        tf.config.experimental.enable_op_determinism()
+    return tf.random.experimental.stateless_shuffle(tf.range(num_examples, dtype=tf.int32),
+                                                    seed=tf.constant([seed, epoch], tf.int64))
 
 
-_REFUSED_POOLS: set[tuple[int, int]] = set()  # requests already warned about
-
-
-def configure_threads(intra_op: int, inter_op: int) -> dict:
-    """Size TensorFlow's thread pools (0: TensorFlow's default, one thread per core).
-
-    Pools can only be sized before TensorFlow runs its first operation; after that a
-    different request is logged and the pools stay as they are. Results are
-    deterministic for given pool sizes; a different intra-op size can change the
-    last bits of reductions (so a store records the sizes it was trained with).
-
-    Returns the pool sizes in effect: {"intra_op_threads": n, "inter_op_threads": m}.
-    """
-    threading = tf.config.threading
-    current = (threading.get_intra_op_parallelism_threads(), threading.get_inter_op_parallelism_threads())
-    if current != (intra_op, inter_op):
-        try:
-            threading.set_intra_op_parallelism_threads(intra_op)
-            threading.set_inter_op_parallelism_threads(inter_op)
-        except RuntimeError:  # TensorFlow has already started in this process
-            if (intra_op, inter_op) in _REFUSED_POOLS:
-                return {"intra_op_threads": current[0], "inter_op_threads": current[1]}
-            _REFUSED_POOLS.add((intra_op, inter_op))
-            log.warning("TensorFlow's thread pools are already fixed at %s intra-op / %s inter-op threads "
-                        "(asked for %s / %s): set them before any TensorFlow operation", *current,
-                        intra_op, inter_op)
-    return {"intra_op_threads": threading.get_intra_op_parallelism_threads(),
-            "inter_op_threads": threading.get_inter_op_parallelism_threads()}
-
-
-def gpu_available() -> bool:
-    return bool(tf.config.list_physical_devices("GPU"))
-
-
-def make_learning_rate(spec, steps_per_epoch: int, epochs: int):
-    """A constant, a Keras LearningRateSchedule or a per-epoch function from a description.
-
-    `spec` is a number (constant rate) or a dict naming a schedule:
-    `{"name": "warmup_cosine", "peak": p, "warmup_epochs": w, "final_fraction": f}`
-    (linear warm-up from p/10 to p over w epochs, then cosine decay to f*p), or
-    `{"name": "exponential_range", "min": a, "max": b}` (the LR range test).
-    Callables and LearningRateSchedule objects pass through.
-    """
-    if isinstance(spec, (int, float)):
-        return float(spec)
-    if callable(spec) or isinstance(spec, keras.optimizers.schedules.LearningRateSchedule):
-        return spec
-    total_steps = steps_per_epoch * epochs
-    if spec["name"] == "warmup_cosine":
-        warmup_steps = int(round(spec["warmup_epochs"] * steps_per_epoch))
+def make_learning_rate(rate, steps_per_epoch: int, epochs: int):
+    """A constant or a Keras LearningRateSchedule from a run's learning rate."""
+    if isinstance(rate, (int, float)):
+        return float(rate)
+    if isinstance(rate, WarmupCosine):
+        warmup_steps = int(round(rate.warmup_epochs * steps_per_epoch))
         return keras.optimizers.schedules.CosineDecay(
-            initial_learning_rate=spec["peak"] / 10 if warmup_steps else spec["peak"],
-            decay_steps=max(total_steps - warmup_steps, 1), alpha=spec["final_fraction"],
-            warmup_target=spec["peak"] if warmup_steps else None, warmup_steps=warmup_steps)
-    if spec["name"] == "exponential_range":
-        return keras.optimizers.schedules.ExponentialDecay(
-            spec["min"], decay_steps=max(total_steps - 1, 1), decay_rate=spec["max"] / spec["min"])
-    raise ValueError(f"unknown learning-rate schedule {spec!r}")
+            initial_learning_rate=rate.peak / 10 if warmup_steps else rate.peak,
+            decay_steps=max(steps_per_epoch * epochs - warmup_steps, 1), alpha=rate.final_fraction,
+            warmup_target=rate.peak if warmup_steps else None, warmup_steps=warmup_steps)
+    raise ValueError(f"unknown learning rate {rate!r}")
 
 
-def make_optimizer(run_config: dict, learning_rate, loss_scaling: bool):
-    if run_config["optimizer"] == "sgd":
-        optimizer = keras.optimizers.SGD(learning_rate, momentum=run_config["momentum"])
+def make_optimizer(optimizer: str, momentum: float, learning_rate, loss_scaling: bool = False):
+    if optimizer == "sgd":
+        result = keras.optimizers.SGD(learning_rate, momentum=momentum)
     else:
-        optimizer = keras.optimizers.Adam(learning_rate)
-    return keras.optimizers.LossScaleOptimizer(optimizer) if loss_scaling else optimizer
+        result = keras.optimizers.Adam(learning_rate)
+    return keras.optimizers.LossScaleOptimizer(result) if loss_scaling else result
 
 
-def _kernel_sums(gradient) -> list[tf.Tensor]:
-    # One step's float32 sum, sum of squares and sum of |g| of a kernel's gradient (tree
-    # reductions over <= ~1.3e5 values: relative error ~1e-7), accumulated over steps in
-    # float64. The sum of squares is the square of the fused Euclidean-norm reduction,
-    # one pass over g, where sum(g * g) first writes g * g. Casting the gradient to
-    # float64 first doubled the cost of capture.
+def _kernel_sums(gradient) -> list:
+    # One step's float32 sum, sum of squares and sum of |g| of a kernel's gradient, accumulated
+    # over steps in float64. The sum of squares is the square of the fused Euclidean-norm
+    # reduction (one pass over g, where sum(g * g) first writes g * g).
     values = tf.reshape(tf.cast(gradient, tf.float32), [-1])
     return [tf.reduce_sum(values), tf.square(tf.math.reduce_euclidean_norm(values)), tf.reduce_sum(tf.abs(values))]
 
@@ -151,22 +91,29 @@ def _kernel_sums(gradient) -> list[tf.Tensor]:
 class Trainer:
     """Compiled epoch and evaluation functions for one model and optimizer."""
 
-    def __init__(self, model: keras.Model, optimizer, capture: bool = True, jit_compile: bool = False):
+    def __init__(self, model: keras.Model, optimizer, capture: bool = True, jit_compile: bool = False,
+                 eval_batch_size: int = 1024):
         self.model, self.optimizer, self.capture = model, optimizer, capture
         self.variables = list(model.trainable_variables)
         self.optimizer.build(self.variables)
         position = {id(v): i for i, v in enumerate(self.variables)}
-        # Index of each captured layer's kernel among the trainable variables (None: frozen).
-        self.kernel_index = [position.get(id(model.get_layer(name).kernel)) for name in LAYER_NAMES]
-        # Layers whose gradients are captured, and every layer's kernel size (0 if not captured).
-        self.captured = [layer for layer, index in enumerate(self.kernel_index) if capture and index is not None]
+        # Index of each layer's kernel among the trainable variables (None: frozen or not captured).
+        self.kernel_index = [position.get(id(model.get_layer(name).kernel)) if capture else None
+                             for name in LAYER_NAMES]
+        self.captured = [layer for layer, index in enumerate(self.kernel_index) if index is not None]
         self.kernel_sizes = [float(np.prod(model.get_layer(name).kernel.shape)) if layer in self.captured else 0.0
                              for layer, name in enumerate(LAYER_NAMES)]
+        # Per-weight sums of g and g^2 over the steps of the first (0) and last (1) window.
+        self.window_sums = [[tf.Variable(tf.zeros(model.get_layer(LAYER_NAMES[layer]).kernel.shape, tf.float64),
+                                         trainable=False) for layer in self.captured] for _ in range(4)]
         self.loss_scaling = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+        self.eval_batch_size = eval_batch_size
         self._step = tf.function(self._train_step, jit_compile=jit_compile)
         self.train_epoch = tf.function(self._train_epoch)
-        self.evaluate = tf.function(self._evaluate)
+        signature = [tf.TensorSpec([None, 32, 32, 3], tf.uint8), tf.TensorSpec([None], tf.int32)]
+        self.evaluate = tf.function(self._evaluate, input_signature=signature)
 
+    # ---------------------------------------------------------------- training
     def _train_step(self, images, labels):
         with tf.GradientTape() as tape:
             logits = self.model(images, training=True)
@@ -176,45 +123,108 @@ class Trainer:
         self.optimizer.apply_gradients(zip(gradients, self.variables))
         correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32),
                                                  tf.cast(labels, tf.int32)), tf.float64))
-        return loss, correct, self._gradient_sums(gradients)
+        kernels = [self._true_gradient(gradients[self.kernel_index[layer]]) for layer in self.captured]
+        return loss, correct, self._gradient_sums(kernels), kernels
 
-    def _gradient_sums(self, gradients) -> tf.Tensor:
+    def _true_gradient(self, gradient):
+        if self.loss_scaling:  # capture dL/dw, not the scaled gradient
+            return tf.cast(gradient, tf.float32) / tf.cast(self.optimizer.dynamic_scale, tf.float32)
+        return gradient
+
+    def _gradient_sums(self, kernels) -> tf.Tensor:
         """(L, 3) float64: sum, sum of squares and sum of |g| of each captured kernel's gradient."""
         if not self.captured:
             return tf.zeros([len(LAYER_NAMES), 3], tf.float64)
-        values = []
-        for layer in self.captured:
-            gradient = gradients[self.kernel_index[layer]]
-            if self.loss_scaling:  # capture the true dL/dw, not the scaled one
-                gradient = tf.cast(gradient, tf.float32) / tf.cast(self.optimizer.dynamic_scale, tf.float32)
-            values += _kernel_sums(gradient)
+        values = [value for gradient in kernels for value in _kernel_sums(gradient)]
         sums = tf.reshape(tf.cast(tf.stack(values), tf.float64), [len(self.captured), 3])
         if len(self.captured) == len(LAYER_NAMES):
             return sums
         return tf.scatter_nd([[layer] for layer in self.captured], sums, [len(LAYER_NAMES), 3])
 
-    def _train_epoch(self, images, labels, order, batch_size: int):
+    def _accumulate_window(self, which: int, kernels) -> None:
+        for total, squares, gradient in zip(self.window_sums[2 * which], self.window_sums[2 * which + 1], kernels):
+            values = tf.cast(gradient, tf.float64)
+            total.assign_add(values)
+            squares.assign_add(tf.square(values))
+
+    def _train_epoch(self, images, labels, order, batch_size: int, in_first, in_last):
         """One epoch over `images[order]` in batches of `batch_size` (the last may be short).
 
-        Returns (mean training loss, training accuracy, (L, 4) float64 gradient sums).
+        `in_first` / `in_last` (bool tensors): the epoch lies in the first / last gradient
+        window, so per-weight sums of g and g^2 are accumulated for the temporal SNR.
+
+        Returns (mean training loss, training accuracy, (L, 4) float64 gradient sums,
+        per-step losses, (L,) sum of squared kernel weights at the epoch's end).
         """
         num_examples = tf.shape(order)[0]
         loss_sum = tf.constant(0.0, tf.float64)
         correct = tf.constant(0.0, tf.float64)
         sums = tf.zeros([len(LAYER_NAMES), 3], tf.float64)
+        step_losses = tf.TensorArray(tf.float32, size=0, dynamic_size=True)
+        step = 0
         for start in tf.range(0, num_examples, batch_size):
             index = order[start:tf.minimum(start + batch_size, num_examples)]
-            loss, step_correct, step_sums = self._step(tf.gather(images, index), tf.gather(labels, index))
+            loss, step_correct, step_sums, kernels = self._step(tf.gather(images, index), tf.gather(labels, index))
+            if self.captured:
+                if in_first:
+                    self._accumulate_window(0, kernels)
+                if in_last:
+                    self._accumulate_window(1, kernels)
             loss_sum += tf.cast(loss, tf.float64) * tf.cast(tf.size(index), tf.float64)
             correct += step_correct
             sums += step_sums
+            step_losses = step_losses.write(step, tf.cast(loss, tf.float32))
+            step += 1
         seen = tf.cast(num_examples, tf.float64)
         steps = tf.cast((num_examples + batch_size - 1) // batch_size, tf.float64)
         counts = steps * tf.constant(self.kernel_sizes, tf.float64)  # values summed per layer
-        return loss_sum / seen, correct / seen, tf.concat([counts[:, None], sums], 1)
+        weight_sq = tf.stack([tf.reduce_sum(tf.square(tf.cast(self.model.get_layer(name).kernel, tf.float64)))
+                              for name in LAYER_NAMES])
+        return (loss_sum / seen, correct / seen, tf.concat([counts[:, None], sums], 1), step_losses.stack(),
+                weight_sq)
 
-    def _evaluate(self, dataset):
-        return evaluate_dataset(self.model, dataset)
+    def window_snr(self, which: int, steps: int) -> np.ndarray:
+        """(L,) mean over each kernel's weights of |mean_t g| / std_t g over the window's steps.
+
+        Population std over steps; weights whose gradient did not vary (std 0) are left
+        out of the mean. Resets the window's sums. NaN for layers not captured.
+        """
+        result = np.full(len(LAYER_NAMES), np.nan)
+        for layer, total, squares in zip(self.captured, self.window_sums[2 * which], self.window_sums[2 * which + 1]):
+            mean = total.numpy() / steps
+            std = np.sqrt(np.maximum(squares.numpy() / steps - mean**2, 0.0))
+            varying = std > 0
+            if varying.any():
+                result[layer] = float(np.mean(np.abs(mean[varying]) / std[varying]))
+            total.assign(tf.zeros_like(total))
+            squares.assign(tf.zeros_like(squares))
+        return result
+
+    # -------------------------------------------------------------- evaluation
+    def _evaluate(self, images, labels):
+        """Mean loss, accuracy and predicted classes of the model in inference mode."""
+        num_examples = tf.shape(labels)[0]
+        loss_sum = tf.constant(0.0, tf.float64)
+        correct = tf.constant(0.0, tf.float64)
+        predictions = tf.TensorArray(tf.int32, size=0, dynamic_size=True, infer_shape=False)
+        batch = 0
+        for start in tf.range(0, num_examples, self.eval_batch_size):
+            stop = tf.minimum(start + self.eval_batch_size, num_examples)
+            logits = self.model(images[start:stop], training=False)
+            batch_labels = labels[start:stop]
+            losses = keras.losses.sparse_categorical_crossentropy(batch_labels, logits, from_logits=True)
+            predicted = tf.argmax(logits, -1, output_type=tf.int32)
+            loss_sum += tf.reduce_sum(tf.cast(losses, tf.float64))
+            correct += tf.reduce_sum(tf.cast(tf.equal(predicted, batch_labels), tf.float64))
+            predictions = predictions.write(batch, predicted)
+            batch += 1
+        seen = tf.cast(num_examples, tf.float64)
+        return loss_sum / seen, correct / seen, predictions.concat()
+
+    def evaluate_arrays(self, arrays) -> tuple[float, float, np.ndarray]:
+        loss, accuracy, predictions = self.evaluate(tf.convert_to_tensor(arrays[0]),
+                                                    tf.convert_to_tensor(arrays[1], tf.int32))
+        return float(loss), float(accuracy), predictions.numpy()
 
     def current_learning_rate(self) -> float:
         optimizer = self.optimizer.inner_optimizer if self.loss_scaling else self.optimizer
@@ -229,47 +239,62 @@ def progress_bar(total: int, enabled: bool, description: str, unit: str = "epoch
     return tqdm(total=total, disable=not enabled, desc=description, unit=unit, leave=leave)
 
 
-def train_model(model: keras.Model, run_config: dict, train_arrays, val_arrays, *,
-                capture: bool = True, progress: bool = False, jit_compile: bool = False,
-                eval_batch_size: int = 1024) -> tuple[pd.DataFrame, GradientStats, dict]:
-    """Train `model` with the run's optimizer and schedule, then restore the best epoch.
+EpochHook = Callable[[int, dict, np.ndarray, np.ndarray], None]  # epoch, history row, step losses, (L, 4) sums
 
-    Validation runs after every epoch in inference mode; the weights of the epoch
-    with the best validation accuracy are restored at the end. A non-finite
-    training loss stops the run and marks it diverged.
 
-    Returns:
-        (history with HISTORY_COLUMNS, gradient sums, a dict with status,
-        best_epoch, diverged_epoch, wall_seconds, cpu_seconds, images_per_second)
+def train_run(spec: RunSpec, splits: SplitData, source_weights: Path | None = None, *,
+              progress: bool = False, on_epoch: EpochHook | None = None) -> RunResult:
+    """Train the run a spec describes, restore its best-validation epoch and evaluate it.
+
+    Validation (and the fixed training sample) runs after every epoch in inference
+    mode; the weights of the epoch with the best validation accuracy are restored at
+    the end and used for every final figure (train, validation and test). A
+    non-finite training loss stops the run and marks it diverged.
     """
-    epochs, batch_size, seed = run_config["epochs"], run_config["batch_size"], run_config["seed"]
+    seed_run(spec.seed, spec.jit_compile)
+    model = build_model(spec, source_weights)
+    train_arrays, val_arrays = splits.arrays(spec.train_split), splits.arrays(spec.val_split)
+    sample = train_eval_indices(len(train_arrays[1]), spec.train_eval_sample)
+    sample_arrays = (train_arrays[0][sample], train_arrays[1][sample])
+    steps_per_epoch = math.ceil(len(train_arrays[1]) / spec.batch_size)
+    optimizer = make_optimizer(spec.optimizer, spec.momentum,
+                               make_learning_rate(spec.learning_rate, steps_per_epoch, spec.epochs),
+                               loss_scaling=spec.mixed_precision)
+    trainer = Trainer(model, optimizer, capture=spec.capture_gradients, jit_compile=spec.jit_compile,
+                      eval_batch_size=spec.eval_batch_size)
     train_images, train_labels = (tf.convert_to_tensor(a) for a in train_arrays)
-    steps_per_epoch = math.ceil(len(train_arrays[1]) / batch_size)
-    schedule = make_learning_rate(run_config["learning_rate"], steps_per_epoch, epochs)
-    per_epoch = callable(schedule) and not isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule)
-    optimizer = make_optimizer(run_config, schedule(0) if per_epoch else schedule,
-                               loss_scaling=model.dtype_policy.name == "mixed_float16")
-    trainer = Trainer(model, optimizer, capture=capture, jit_compile=jit_compile)
-    val_dataset = data_lib.make_eval_dataset(*val_arrays, eval_batch_size)
+    first = set(range(spec.gradient_window))
+    last = set(range(spec.epochs - spec.gradient_window, spec.epochs))
 
-    rows, epoch_stats, status, diverged_epoch = [], [], "done", None
-    best_accuracy, best_epoch, best_weights = -1.0, None, None
+    rows, step_rows, epoch_stats, weight_sq = [], [], [], []
+    snr = np.full((2, len(LAYER_NAMES)), np.nan)
+    status, diverged_epoch, best_accuracy, best_epoch, best_weights = "done", None, -1.0, None, None
     wall_start, cpu_start = time.perf_counter(), time.process_time()
-    bar = progress_bar(epochs, progress, run_config.get("run_id", "run"))
-    for epoch in range(1, epochs + 1):
-        if per_epoch:
-            trainer.optimizer.learning_rate = float(schedule(epoch - 1))
-        order = data_lib.epoch_order(len(train_arrays[1]), seed, epoch)
-        loss, accuracy, stats = (t.numpy() for t in trainer.train_epoch(train_images, train_labels, order,
-                                                                        batch_size))
+    bar = progress_bar(spec.epochs, progress, spec.run_id)
+    for epoch in range(1, spec.epochs + 1):
+        loss, accuracy, stats, step_losses, squares = (t.numpy() for t in trainer.train_epoch(
+            train_images, train_labels, epoch_order(len(train_arrays[1]), spec.seed, epoch), spec.batch_size,
+            tf.constant(epoch - 1 in first), tf.constant(epoch - 1 in last)))
         learning_rate = trainer.current_learning_rate()
         epoch_stats.append(stats)
+        weight_sq.append(squares)
+        step_rows += [(len(step_rows) + i + 1, epoch, float(value)) for i, value in enumerate(step_losses)]
+        if epoch - 1 == spec.gradient_window - 1:
+            snr[0] = trainer.window_snr(0, spec.gradient_window * steps_per_epoch)
+        if epoch == spec.epochs:
+            snr[1] = trainer.window_snr(1, spec.gradient_window * steps_per_epoch)
         if not math.isfinite(loss):
             status, diverged_epoch = "diverged", epoch
-            rows.append((epoch, loss, accuracy, math.nan, math.nan, learning_rate))
+            rows.append(dict(zip(HISTORY_COLUMNS, (epoch, loss, accuracy, math.nan, math.nan, learning_rate,
+                                                   math.nan, math.nan))))
             break
-        val_loss, val_accuracy = (float(t) for t in trainer.evaluate(val_dataset))
-        rows.append((epoch, float(loss), float(accuracy), val_loss, val_accuracy, learning_rate))
+        val_loss, val_accuracy, _ = trainer.evaluate_arrays(val_arrays)
+        sample_loss, sample_accuracy, _ = trainer.evaluate_arrays(sample_arrays)
+        row = dict(zip(HISTORY_COLUMNS, (epoch, float(loss), float(accuracy), val_loss, val_accuracy,
+                                         learning_rate, sample_loss, sample_accuracy)))
+        rows.append(row)
+        if on_epoch is not None:
+            on_epoch(epoch, row, step_losses, stats)
         if val_accuracy > best_accuracy:
             best_accuracy, best_epoch = val_accuracy, epoch
             best_weights = [v.numpy() for v in model.weights]
@@ -279,75 +304,66 @@ def train_model(model: keras.Model, run_config: dict, train_arrays, val_arrays, 
     wall_seconds, cpu_seconds = time.perf_counter() - wall_start, time.process_time() - cpu_start
     if best_weights is not None:
         model.set_weights(best_weights)
-    images_seen = len(train_arrays[1]) * len(rows)
-    summary = {"status": status, "best_epoch": best_epoch, "diverged_epoch": diverged_epoch,
-               "wall_seconds": wall_seconds, "cpu_seconds": cpu_seconds,
-               "images_per_second": images_seen / wall_seconds,
-               "images_per_cpu_second": images_seen / max(cpu_seconds, 1e-9)}
-    history = pd.DataFrame(rows, columns=HISTORY_COLUMNS)
-    gradients = GradientStats(LAYER_NAMES, np.stack(epoch_stats).astype(np.float64))
-    return history, gradients, summary
+    images_trained = len(train_arrays[1]) * len(rows)
+    metrics = {"status": status, "best_epoch": best_epoch, "diverged_epoch": diverged_epoch,
+               "wall_seconds": wall_seconds, "cpu_seconds": cpu_seconds, "images_trained": images_trained,
+               "images_per_second": images_trained / wall_seconds,
+               "images_per_cpu_second": images_trained / max(cpu_seconds, 1e-9),
+               "num_train": len(train_arrays[1]), "num_val": len(val_arrays[1]), **count_parameters(model)}
+    predictions = {"test_predictions": np.zeros(0, np.int16), "test_labels": np.zeros(0, np.uint8)}
+    if best_epoch is not None:
+        final, test_predictions = evaluate_selected(trainer, train_arrays, val_arrays, splits)
+        metrics.update(final)
+        predictions = {"test_predictions": test_predictions.astype(np.int16),
+                       "test_labels": held_out_test_arrays(splits.data)[1].astype(np.uint8)}
+    metrics["stable"] = status == "done" and (metrics.get("val_accuracy") or 0.0) >= COLLAPSE_ACCURACY
+    gradients = {"layer_names": np.array(LAYER_NAMES),
+                 **{name: np.stack(epoch_stats)[:, :, index].astype(np.float64) for index, name in enumerate(STAT_NAMES)},
+                 "weight_sq": np.stack(weight_sq).astype(np.float64), "temporal_snr": snr,
+                 "kernel_size": np.array([np.prod(model.get_layer(name).kernel.shape) for name in LAYER_NAMES],
+                                         dtype=np.float64)}
+    return RunResult(pd.DataFrame(rows, columns=HISTORY_COLUMNS), pd.DataFrame(step_rows, columns=("step", "epoch", "loss")),
+                     gradients, predictions, metrics, model)
 
 
-def evaluate_dataset(model: keras.Model, dataset):
-    """(mean loss, accuracy) of `model` in inference mode over a dataset (traceable)."""
-    loss_sum = tf.constant(0.0, tf.float64)
-    correct = tf.constant(0.0, tf.float64)
-    seen = tf.constant(0.0, tf.float64)
-    for images, labels in iter(dataset):
-        logits = model(images, training=False)
-        losses = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
-        loss_sum += tf.reduce_sum(tf.cast(losses, tf.float64))
-        correct += tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32),
-                                                  tf.cast(labels, tf.int32)), tf.float64))
-        seen += tf.cast(tf.shape(labels)[0], tf.float64)
-    return loss_sum / seen, correct / seen
-
-
-def evaluate_arrays(model: keras.Model, arrays, batch_size: int = 1024) -> tuple[float, float]:
-    """(loss, accuracy) of `model` in inference mode on one split."""
-    evaluate = tf.function(evaluate_dataset, reduce_retracing=True)
-    loss, accuracy = evaluate(model, data_lib.make_eval_dataset(*arrays, batch_size))
-    return float(loss), float(accuracy)
-
-
-def evaluate_final(model: keras.Model, cifar: data_lib.CifarData, train_arrays, val_arrays,
-                   batch_size: int = 1024) -> dict:
+def evaluate_selected(trainer: Trainer, train_arrays, val_arrays, splits: SplitData) -> tuple[dict, np.ndarray]:
     """Metrics of the selected model: the only place the test split is used.
 
     generalization_gap is train minus validation accuracy, both in inference mode;
     train_test_gap is train minus test accuracy.
     """
-    _, train_accuracy = evaluate_arrays(model, train_arrays, batch_size)
-    val_loss, val_accuracy = evaluate_arrays(model, val_arrays, batch_size)
-    test_loss, test_accuracy = evaluate_arrays(model, data_lib.held_out_test_arrays(cifar), batch_size)
-    return {"train_accuracy": train_accuracy, "val_accuracy": val_accuracy, "val_loss": val_loss,
-            "test_accuracy": test_accuracy, "test_loss": test_loss,
-            "generalization_gap": train_accuracy - val_accuracy,
-            "train_test_gap": train_accuracy - test_accuracy}
+    _, train_accuracy, _ = trainer.evaluate_arrays(train_arrays)
+    val_loss, val_accuracy, _ = trainer.evaluate_arrays(val_arrays)
+    test_loss, test_accuracy, predictions = trainer.evaluate_arrays(held_out_test_arrays(splits.data))
+    return ({"train_accuracy": train_accuracy, "val_accuracy": val_accuracy, "val_loss": val_loss,
+             "test_accuracy": test_accuracy, "test_loss": test_loss,
+             "generalization_gap": train_accuracy - val_accuracy,
+             "train_test_gap": train_accuracy - test_accuracy}, predictions)
 
 
-def lr_range_test(model: keras.Model, run_config: dict, train_arrays, min_lr: float, max_lr: float,
-                  epochs: int) -> pd.DataFrame:
-    """Smith's LR range test: the rate grows exponentially from min_lr to max_lr, step by step.
+def lr_range_test(spec: RangeTestSpec, splits: SplitData) -> pd.DataFrame:
+    """Smith's LR range test: the rate grows geometrically from min_lr to max_lr, step by step.
 
     Returns one row per step: step, lr, loss (the training loss of that step's batch).
     Stops early once the loss is non-finite or four times its lowest value.
     """
-    batch_size, seed = run_config["batch_size"], run_config["seed"]
-    steps = math.ceil(len(train_arrays[1]) / batch_size) * epochs
-    growth = (max_lr / min_lr) ** (1 / max(steps - 1, 1))
-    optimizer = make_optimizer(run_config, min_lr, loss_scaling=False)
+    seed_run(spec.seed)
+    model = build_cnn(filters=spec.filters, fc_units=spec.fc_units, seed=spec.seed)
+    images, labels = splits.arrays(spec.train_split)
+    steps = math.ceil(len(labels) / spec.batch_size) * spec.epochs
+    growth = (spec.max_lr / spec.min_lr) ** (1 / max(steps - 1, 1))
+    optimizer = make_optimizer(spec.optimizer, spec.momentum, spec.min_lr)
     trainer = Trainer(model, optimizer, capture=False)
-    images, labels = (tf.convert_to_tensor(a) for a in train_arrays)
+    images, labels = tf.convert_to_tensor(images), tf.convert_to_tensor(labels)
     rows, lowest = [], math.inf
-    for epoch in range(1, epochs + 1):
-        for index in data_lib.batch_indices(data_lib.epoch_order(len(train_arrays[1]), seed, epoch), batch_size):
-            step = len(rows)
-            rate = min_lr * growth**step
+    for epoch in range(1, spec.epochs + 1):
+        order = epoch_order(len(labels), spec.seed, epoch).numpy()
+        for start in range(0, len(order), spec.batch_size):
+            index = order[start:start + spec.batch_size]
+            rate = spec.min_lr * growth ** len(rows)
             optimizer.learning_rate = rate
             loss = float(trainer._step(tf.gather(images, index), tf.gather(labels, index))[0])
-            rows.append((step, rate, loss))
+            rows.append((len(rows) + 1, rate, loss))
             lowest = min(lowest, loss)
             if not math.isfinite(loss) or loss > 4 * lowest:
                 return pd.DataFrame(rows, columns=("step", "lr", "loss"))

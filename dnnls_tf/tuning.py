@@ -1,119 +1,145 @@
-"""Experiment 1's evidence and search: the LR range test and the keras-tuner schedule search."""
+"""keras-tuner's random search over experiment 1's schedule.
+
+The trials' hyperparameters come from keras-tuner's `RandomSearchOracle` (seeded):
+its proposals do not depend on earlier scores, so all trials are proposed at once
+(as keras-tuner's distributed tuning does, one tuner id per trial), trained in
+parallel as ordinary runs of the store, and scored back into a fresh oracle, which
+picks the best. The same seed and space give the same trials; what the oracle
+proposed and chose is kept in a small record (`TunerRecord`) so that commands which
+only read the store never import keras-tuner (or TensorFlow).
+"""
 from __future__ import annotations
 
-import hashlib
+import contextlib
+import io
 import logging
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
 
-import keras_tuner
-import numpy as np
-import pandas as pd
+from dnnls_tf.atomic import write_json
+from dnnls_tf.grid import significant
+from dnnls_tf.spec import WarmupCosine, hash_of, spec_dict
 
-from dnnls_tf import data as data_lib
-from dnnls_tf.study import Study
-
-log = logging.getLogger(__name__)
-
+WARMUP_EPOCHS = (0, 2)           # inclusive range of warm-up epochs
 FINAL_FRACTIONS = (0.0, 0.01, 0.1)
 
 
-def ensure_range_test(study: Study) -> pd.DataFrame:
-    """The LR range test on the holdout training split (stored as exp1/lr_range_test.csv)."""
-    from dnnls_tf import training
+@dataclass(frozen=True)
+class ScheduleSpace:
+    """The peak rate lies in [low, high]: from the best constant rate up to the highest stable rate."""
 
-    path = study.experiment_dir("exp1") / "lr_range_test.csv"
-    if path.exists():
-        return pd.read_csv(path)
-    settings = study.config["exp1"]
-    run_config = study.run_config(study.config["training"]["seeds"][0])
-    model = study.build_model(run_config)
-    table = training.lr_range_test(model, run_config, data_lib.split_arrays(study.data, "holdout_train", study.config),
-                                   settings["range_test_min_lr"], settings["range_test_max_lr"],
-                                   settings["range_test_epochs"])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(path, index=False)
-    return table
+    low: float
+    high: float
+
+    def describe(self) -> dict:
+        return {"peak": [self.low, self.high], "warmup_epochs": list(WARMUP_EPOCHS),
+                "final_fraction": list(FINAL_FRACTIONS)}
 
 
-def describe_range_test(table: pd.DataFrame, grid, max_lr: float) -> dict:
-    """Where the smoothed range-test loss is lowest and where the loss blew up, beside the grid.
+def _oracle(space: ScheduleSpace, budget: int, seed: int, directory: str):
+    import keras_tuner
 
-    The test stops once a step's loss is non-finite or four times the lowest; the
-    rate of that step is reported as where the loss explodes (None if it never did).
-    """
-    smooth = table["loss"].ewm(alpha=0.1).mean().to_numpy()
-    rates = table["lr"].to_numpy()
-    lowest = int(np.nanargmin(smooth))
-    stopped_early = rates[-1] < 0.99 * max_lr
-    return {"steps": len(table), "lr_at_lowest_loss": float(rates[lowest]),
-            "lowest_smoothed_loss": float(smooth[lowest]),
-            "lr_where_loss_explodes": float(rates[-1]) if stopped_early else None,
-            "grid": [float(rate) for rate in grid]}
-
-
-def schedule_from(values: dict) -> dict:
-    """The run-config description of a warm-up + cosine schedule from tuner values."""
-    return {"name": "warmup_cosine", "peak": float(f"{values['peak']:.3g}"),
-            "warmup_epochs": int(values["warmup_epochs"]), "final_fraction": float(values["final_fraction"])}
+    hp = keras_tuner.HyperParameters()
+    if space.high > space.low:
+        hp.Float("peak", space.low, space.high, sampling="log")
+    else:
+        hp.Fixed("peak", space.high)
+    hp.Int("warmup_epochs", *WARMUP_EPOCHS)
+    hp.Choice("final_fraction", list(FINAL_FRACTIONS))
+    oracle = keras_tuner.oracles.RandomSearchOracle(
+        objective=keras_tuner.Objective("val_accuracy", "max"), max_trials=budget, seed=seed, hyperparameters=hp)
+    oracle._set_project_dir(directory, "schedule")
+    return oracle
 
 
-class ScheduleHyperModel(keras_tuner.HyperModel):
-    """Searches peak rate, warm-up length and final fraction of a warm-up + cosine schedule.
-
-    `build` only declares the hyperparameters: the model is built inside `fit`,
-    which trains through the project's own loop and run store (first seed,
-    holdout split) and returns the selected model's validation accuracy.
-    """
-
-    def __init__(self, study: Study, low: float, high: float):
-        super().__init__(name="warmup_cosine")
-        self.study, self.low, self.high = study, low, high
-
-    def build(self, hp):
-        hp.Float("peak", self.low, self.high, sampling="log")
-        hp.Int("warmup_epochs", 0, 2)
-        hp.Choice("final_fraction", list(FINAL_FRACTIONS))
-
-    def fit(self, hp, model=None, *args, **kwargs):
-        seed = self.study.config["training"]["seeds"][0]
-        run = self.study.run(self.study.run_config(seed, learning_rate=schedule_from(hp.values)))
-        return {"val_accuracy": 0.0 if run.diverged else run.metrics["val_accuracy"]}
+@contextlib.contextmanager
+def _quiet():
+    logging.getLogger("keras_tuner").setLevel(logging.ERROR)
+    with contextlib.redirect_stdout(io.StringIO()), tempfile.TemporaryDirectory() as directory:
+        yield directory
 
 
-class ScheduleTuner(keras_tuner.RandomSearch):
-    """Random search whose trials call `ScheduleHyperModel.fit` directly.
+def _proposals(oracle, budget: int) -> list:
+    trials = []
+    for index in range(budget):
+        trial = oracle.create_trial(f"trial-{index}")
+        if trial.status != "RUNNING":  # the space is exhausted (a tiny space)
+            break
+        trials.append(trial)
+    return trials
 
-    This is keras-tuner's pattern for custom training loops: no Keras model is
-    built and no callbacks (TensorBoard, checkpoints) are attached.
-    """
 
-    def run_trial(self, trial, *args, **kwargs):
-        return self.hypermodel.fit(trial.hyperparameters)
+def schedule_of(values: dict) -> WarmupCosine:
+    return WarmupCosine(peak=significant(float(values["peak"])), warmup_epochs=int(values["warmup_epochs"]),
+                        final_fraction=float(values["final_fraction"]))
 
 
-def search_schedule(study: Study, best_constant: float, highest_stable: float) -> dict:
-    """Random search over the schedule's hyperparameters on validation data (resumable).
+def propose(space: ScheduleSpace, budget: int, seed: int) -> list[WarmupCosine]:
+    """The schedules of keras-tuner's trials, in trial order."""
+    with _quiet() as directory:
+        return [schedule_of(trial.hyperparameters.values)
+                for trial in _proposals(_oracle(space, budget, seed, directory), budget)]
 
-    The peak rate ranges from the best constant rate to the larger of twice it and
-    the highest stable rate of the sweep. The tuner's directory is
-    results/<profile>/exp1/tuner/<space hash>: a re-run reloads its finished trials
-    (their runs come from the store) and only runs the missing ones.
-    """
-    low, high = best_constant, max(2 * best_constant, highest_stable)
-    space = hashlib.sha256(f"{low:.6g}-{high:.6g}-{FINAL_FRACTIONS}".encode()).hexdigest()[:8]
-    budget = study.config["exp1"]["tuner_trials"]
-    tuner = ScheduleTuner(
-        ScheduleHyperModel(study, low, high), objective=keras_tuner.Objective("val_accuracy", "max"),
-        max_trials=budget, seed=2023, overwrite=False,
-        directory=str(study.experiment_dir("exp1") / "tuner"), project_name=f"schedule-{space}")
-    done = sum(trial.status == "COMPLETED" for trial in tuner.oracle.trials.values())
-    if done:
-        log.info("tuner: %d of %d trials already done, running the rest", done, budget)
-    tuner.search(verbose=0)
-    trials = [{"trial_id": trial.trial_id, "status": trial.status, "score": trial.score,
-               "schedule": schedule_from(trial.hyperparameters.values)}
-              for trial in sorted(tuner.oracle.trials.values(), key=lambda trial: int(trial.trial_id))]
-    if not any(trial["status"] == "COMPLETED" for trial in trials):
-        raise RuntimeError(f"no tuner trial completed in {tuner.project_dir}")
-    best = tuner.get_best_hyperparameters(1)[0]
-    return {"search_space": {"peak": [low, high], "warmup_epochs": [0, 2], "final_fraction": list(FINAL_FRACTIONS)},
-            "trials": trials, "budget": budget, "schedule": schedule_from(best.values)}
+
+def select(space: ScheduleSpace, budget: int, seed: int, scores: list[float]) -> int:
+    """Index of the trial keras-tuner ranks best, given every trial's validation accuracy."""
+    with _quiet() as directory:
+        oracle = _oracle(space, budget, seed, directory)
+        trials = _proposals(oracle, budget)
+        if len(scores) != len(trials):
+            raise ValueError(f"{len(scores)} scores for {len(trials)} trials")
+        for trial, score in zip(trials, scores):
+            oracle.update_trial(trial.trial_id, {"val_accuracy": float(score)})
+            trial.status = "COMPLETED"
+            oracle.end_trial(trial)
+        best = oracle.get_best_trials(1)[0]
+        return [trial.trial_id for trial in trials].index(best.trial_id)
+
+
+@dataclass(frozen=True)
+class TunerRecord:
+    """What keras-tuner proposed for one (space, budget, seed), and, once scored, what it chose."""
+
+    space: ScheduleSpace
+    budget: int
+    seed: int
+    trials: tuple[WarmupCosine, ...]
+    scores: tuple[float, ...] | None = None
+    chosen: int | None = None
+
+
+@dataclass(frozen=True)
+class ScheduleSearch:  # what identifies a search (hashed for the record's file name)
+    low: float
+    high: float
+    budget: int
+    seed: int
+
+
+def record_path(folder: Path, space: ScheduleSpace, budget: int, seed: int) -> Path:
+    return Path(folder) / f"{hash_of(ScheduleSearch(space.low, space.high, budget, seed))}.json"
+
+
+def load_record(folder: Path, space: ScheduleSpace, budget: int, seed: int) -> TunerRecord | None:
+    """The stored record of this search (None if absent or unreadable)."""
+    import json
+
+    path = record_path(folder, space, budget, seed)
+    try:
+        content = json.loads(path.read_text())
+        trials = tuple(WarmupCosine(**{k: v for k, v in t.items()}) for t in content["trials"])
+        scores = tuple(float(v) for v in content["scores"]) if content.get("scores") is not None else None
+        chosen = content.get("chosen")
+        if not isinstance(chosen, (int, type(None))) or (chosen is not None and not 0 <= chosen < len(trials)):
+            return None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return TunerRecord(space, budget, seed, trials, scores, chosen)
+
+
+def save_record(folder: Path, record: TunerRecord) -> None:
+    write_json(record_path(folder, record.space, record.budget, record.seed),
+               {"search_space": record.space.describe(), "budget": record.budget, "seed": record.seed,
+                "trials": [spec_dict(t) for t in record.trials],
+                "scores": list(record.scores) if record.scores is not None else None, "chosen": record.chosen})

@@ -3,42 +3,46 @@ import shutil
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np
 import pytest
 
 from dnnls_tf.config import load_config
 from dnnls_tf.data import SHARED_SUBSET
 from dnnls_tf.study import Study
 
+TINY = {"data.source": "synthetic", "data.max_train": None, "data.max_test": None, "data.train_eval_sample": 100,
+        "model.filters": [4, 8, 8], "model.fc_units": 16, "training.epochs": 2, "training.batch_size": 50,
+        "training.seeds": [0, 1], "compute.workers": 1, "compute.progress": False,
+        "compute.intra_op_threads": 1, "compute.inter_op_threads": 1}
 
-def tiny_config(**training) -> dict:
+
+def tiny_config(**settings):
     """The quick profile shrunk to a model and data set that train in about a second."""
-    config = load_config("quick")
-    config["data"].update(source="synthetic", max_train=None, max_test=None)
-    config["model"].update(filters=[4, 8, 8], fc_units=16)
-    config["training"].update(epochs=2, batch_size=50, seeds=[0, 1], progress=False, **training)
-    config["compute"].update(workers=1)  # in-process; the parallel path has its own tests
-    return config
+    return load_config("quick", settings={**TINY, **{key.replace("__", "."): value for key, value in settings.items()}})
 
 
 @pytest.fixture
 def tiny_study(tmp_path):
-    return Study(config=tiny_config(), root=tmp_path)
+    return Study(tiny_config(), root=tmp_path, writable=True)
 
 
 @pytest.fixture(scope="session")
 def _trained_root(tmp_path_factory):
+    from dnnls_tf import runtime
+    from dnnls_tf.runner import execute
+
     root = tmp_path_factory.mktemp("trained")
-    study = Study(config=tiny_config(), root=root)
-    study.run_all([study.run_config(0), study.run_config(1)])
+    study = Study(tiny_config(), root=root, writable=True)
+    pools = runtime.start(study.config.compute)
+    for seed in (0, 1):
+        execute(study.spec(seed, 0.05), study, pools)
     return root
 
 
 @pytest.fixture
 def trained_study(_trained_root, tmp_path):
-    """A tiny study whose store already holds the runs of seeds 0 and 1 (a fresh copy per test)."""
+    """A tiny study whose store holds the holdout runs of seeds 0 and 1 at rate 0.05 (a fresh copy per test)."""
     shutil.copytree(_trained_root, tmp_path / "root")
-    return Study(config=tiny_config(), root=tmp_path / "root")
+    return Study(tiny_config(), root=tmp_path / "root", writable=True)
 
 
 @pytest.fixture(scope="session")
@@ -48,5 +52,5 @@ def real_subset():
     return os.environ.get("DNNLS_DATA_DIR") or str(SHARED_SUBSET)
 
 
-def weights_by_name(model) -> dict[str, np.ndarray]:
+def weights_by_name(model) -> dict:
     return {weight.path: weight.numpy() for weight in model.weights}

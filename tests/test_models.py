@@ -1,7 +1,8 @@
+import dataclasses
+
 import numpy as np
 
-from dnnls_tf.models import (LAYER_NAMES, build_cnn, count_parameters, freeze_conv_layers,
-                             reinitialize_fc_layers, training_flops_per_image)
+from dnnls_tf.models import LAYER_NAMES, build_cnn, build_model, count_parameters, training_flops_per_image
 
 
 def test_layers_shapes_and_logits():
@@ -35,13 +36,11 @@ def test_seed_sets_the_initial_weights():
     assert not np.array_equal(first.get_layer("conv1").kernel.numpy(), other.get_layer("conv1").kernel.numpy())
 
 
-def test_freeze_and_reinitialise():
-    model = build_cnn(batch_norm=True)
-    before = model.get_layer("fc1").kernel.numpy().copy()
-    assert freeze_conv_layers(model) == ["conv1", "bn1", "conv2", "bn2", "conv3", "bn3"]
-    assert not model.get_layer("conv2").trainable and model.get_layer("fc1").trainable
-    reinitialize_fc_layers(model, seed=0)
-    after = model.get_layer("fc1").kernel.numpy()
-    assert not np.array_equal(before, after)
-    reinitialize_fc_layers(model, seed=0)
-    np.testing.assert_array_equal(after, model.get_layer("fc1").kernel.numpy())
+def test_a_frozen_spec_freezes_conv_and_bn_and_reinitialises_the_head(tiny_study):
+    spec = tiny_study.spec(0, 0.05, batch_norm=True, frozen=True)
+    assert spec.frozen == ("conv1", "conv2", "conv3", "bn1", "bn2", "bn3") and spec.kind == "frozen_random"
+    frozen, plain = build_model(spec), build_model(dataclasses.replace(spec, frozen=()))
+    assert sorted(layer.name for layer in frozen.layers if layer.weights and not layer.trainable) == sorted(spec.frozen)
+    np.testing.assert_array_equal(frozen.get_layer("conv2").kernel.numpy(), plain.get_layer("conv2").kernel.numpy())
+    assert not np.array_equal(frozen.get_layer("fc1").kernel.numpy(), plain.get_layer("fc1").kernel.numpy())
+    np.testing.assert_array_equal(frozen.get_layer("fc1").kernel.numpy(), build_model(spec).get_layer("fc1").kernel.numpy())

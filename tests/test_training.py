@@ -1,125 +1,142 @@
+"""The compiled loop against an eager NumPy copy of the same training."""
+import dataclasses
 import math
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
-from dnnls_tf import data as data_lib
-from dnnls_tf.gradients import pool_window, window_epochs
-from dnnls_tf.models import LAYER_NAMES, build_cnn
-from dnnls_tf.training import Trainer, make_optimizer, set_determinism, train_model
-
-RUN = {"epochs": 2, "batch_size": 40, "seed": 0, "learning_rate": 0.05, "optimizer": "sgd", "momentum": 0.9}
-
-
-def _arrays(n=120, seed=0):
-    data = data_lib.make_synthetic(n, 10, seed)
-    return data.images, data.labels
+from conftest import tiny_config
+from dnnls_tf import runtime
+from dnnls_tf.gradients import pool_window, window_epochs, window_measures
+from dnnls_tf.models import LAYER_NAMES, build_model
+from dnnls_tf.spec import WarmupCosine
+from dnnls_tf.study import Study
+from dnnls_tf.training import epoch_order, make_learning_rate, make_optimizer, train_run
 
 
-def _numpy_gradients(seed, arrays, epochs, dropout=0.0):
-    """Per-step kernel gradients of an eager copy of the same training, as NumPy arrays."""
-    set_determinism(seed)
-    model = build_cnn(filters=(4, 8, 8), fc_units=16, seed=seed, dropout=dropout)
-    optimizer = make_optimizer(RUN, RUN["learning_rate"], loss_scaling=False)
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    return Study(tiny_config(data__train_eval_sample=60), root=tmp_path_factory.mktemp("training"))
+
+
+def _eager_gradients(spec, study):
+    """Per epoch and step: each layer's kernel gradient, and each epoch's end-of-epoch kernels."""
+    runtime.seed_run(spec.seed)
+    model = build_model(spec)
+    images, labels = study.splits.arrays(spec.train_split)
+    steps_per_epoch = math.ceil(len(labels) / spec.batch_size)
+    optimizer = make_optimizer(spec.optimizer, spec.momentum,
+                               make_learning_rate(spec.learning_rate, steps_per_epoch, spec.epochs))
     kernels = [model.get_layer(name).kernel for name in LAYER_NAMES]
-    steps = []  # per epoch, per step: list of L arrays
-    for epoch in range(1, epochs + 1):
+    steps, weights = [], []
+    for epoch in range(1, spec.epochs + 1):
         epoch_steps = []
-        order = data_lib.epoch_order(len(arrays[1]), seed, epoch)
-        for index in data_lib.batch_indices(order, RUN["batch_size"]):
-            images, labels = arrays[0][index], arrays[1][index]
+        order = epoch_order(len(labels), spec.seed, epoch).numpy()
+        for start in range(0, len(order), spec.batch_size):
+            index = order[start:start + spec.batch_size]
             with tf.GradientTape() as tape:
-                logits = model(images, training=True)
-                loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True))
+                logits = model(images[index], training=True)
+                loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(labels[index], logits,
+                                                                                   from_logits=True))
             gradients = tape.gradient(loss, model.trainable_variables)
             optimizer.apply_gradients(zip(gradients, model.trainable_variables))
             by_variable = {id(v): g for v, g in zip(model.trainable_variables, gradients)}
             epoch_steps.append([by_variable[id(k)].numpy().astype(np.float64) for k in kernels])
         steps.append(epoch_steps)
-    return steps
+        weights.append([k.numpy().astype(np.float64) for k in kernels])
+    return steps, weights
 
 
-def _train(seed=0, arrays=None, **overrides):
-    set_determinism(seed)
-    model = build_cnn(filters=(4, 8, 8), fc_units=16, seed=seed, dropout=overrides.pop("dropout", 0.0))
-    arrays = arrays or _arrays()
-    history, gradients, summary = train_model(model, {**RUN, "seed": seed, **overrides}, arrays, arrays)
-    return model, history, gradients, summary
+@pytest.fixture(scope="module")
+def four_epochs(study):
+    spec = dataclasses.replace(study.spec(0, 0.05), epochs=4, gradient_window=2)
+    return spec, train_run(spec, study.splits), _eager_gradients(spec, study)
 
 
-def test_captured_sums_equal_numpy_on_the_same_steps():
-    arrays = _arrays()
-    _, _, captured, _ = _train(arrays=arrays)
-    reference = _numpy_gradients(0, arrays, epochs=2)
-    for epoch, epoch_steps in enumerate(reference):
+def test_captured_sums_equal_numpy_on_the_same_steps(four_epochs):
+    spec, result, (steps, weights) = four_epochs
+    for epoch, epoch_steps in enumerate(steps):
         for layer in range(len(LAYER_NAMES)):
             values = np.concatenate([step[layer].ravel() for step in epoch_steps])
+            captured = [result.gradients[key][epoch, layer] for key in ("count", "sum", "sum_sq", "sum_abs")]
             expected = [values.size, values.sum(), (values**2).sum(), np.abs(values).sum()]
-            # graph and eager float32 gradients differ only by rounding; the signed sum can
-            # cancel to nearly zero, so its tolerance is relative to the sum of |g|
-            np.testing.assert_allclose(captured.sums[epoch, layer], expected, rtol=2e-5, atol=1e-6 * expected[3])
+            # graph and eager float32 gradients differ by rounding; the signed sum can cancel to
+            # nearly zero, so its tolerance is relative to the sum of |g|
+            np.testing.assert_allclose(captured, expected, rtol=2e-5, atol=1e-6 * expected[3])
+            np.testing.assert_allclose(result.gradients["weight_sq"][epoch, layer], (weights[epoch][layer]**2).sum(),
+                                       rtol=1e-5)
 
 
-def test_pooled_window_statistics_equal_numpy_on_concatenated_gradients():
-    arrays = _arrays()
-    _, _, captured, _ = _train(arrays=arrays, epochs=4)
-    reference = _numpy_gradients(0, arrays, epochs=4)
-    stored = captured.as_arrays()
-    first, last = window_epochs(4, window=5)
+def test_window_measures_equal_numpy_on_the_same_per_step_gradients(four_epochs):
+    spec, result, (steps, weights) = four_epochs
+    measures = window_measures(result.gradients, spec.gradient_window)
+    first, last = window_epochs(spec.epochs, spec.gradient_window)
     assert list(first) == [0, 1] and list(last) == [2, 3]
-    for index in (first, last):
-        pooled = pool_window(stored, index)
+    for name, index in (("first", first), ("last", last)):
         for layer in range(len(LAYER_NAMES)):
-            values = np.concatenate([step[layer].ravel() for e in index for step in reference[e]])
-            np.testing.assert_allclose(pooled["mean"][layer], values.mean(), atol=1e-5 * np.abs(values).mean())
-            np.testing.assert_allclose(pooled["std"][layer], values.std(), rtol=1e-4)
-            np.testing.assert_allclose(pooled["mean_abs"][layer], np.abs(values).mean(), rtol=1e-4)
+            per_step = np.stack([step[layer] for e in index for step in steps[e]])  # (T, *kernel)
+            values = per_step.ravel()
+            np.testing.assert_allclose(measures[name]["mean"][layer], values.mean(), atol=1e-5 * np.abs(values).mean())
+            np.testing.assert_allclose(measures[name]["std"][layer], values.std(), rtol=1e-4)
+            np.testing.assert_allclose(measures[name]["mean_abs"][layer], np.abs(values).mean(), rtol=1e-4)
+            norms = np.sqrt((per_step.reshape(len(per_step), -1) ** 2).sum(axis=1))
+            weight_norm = np.mean([np.sqrt((weights[e][layer] ** 2).sum()) for e in index])
+            np.testing.assert_allclose(measures[name]["grad_to_weight"][layer],
+                                       np.sqrt((norms**2).mean()) / weight_norm, rtol=1e-4)
+            mean_t, std_t = per_step.mean(axis=0).ravel(), per_step.std(axis=0).ravel()
+            varying = std_t > 0
+            snr = np.mean(np.abs(mean_t[varying]) / std_t[varying])
+            np.testing.assert_allclose(measures[name]["temporal_snr"][layer], snr, rtol=1e-3)
 
 
-def test_same_seed_same_history_and_weights_other_seed_differs():
-    model_a, history_a, gradients_a, _ = _train(seed=1, dropout=0.3)
-    model_b, history_b, gradients_b, _ = _train(seed=1, dropout=0.3)
-    _, history_c, _, _ = _train(seed=2, dropout=0.3)
-    assert history_a.equals(history_b)
-    np.testing.assert_array_equal(gradients_a.sums, gradients_b.sums)
-    for a, b in zip(model_a.weights, model_b.weights):
+def test_history_steps_and_predictions_follow_the_contract(four_epochs):
+    spec, result, _ = four_epochs
+    assert list(result.history["epoch"]) == [1, 2, 3, 4]
+    assert len(result.steps) == 4 * math.ceil(480 / 50) and list(result.steps["step"]) == list(range(1, 41))
+    assert result.history["train_eval_accuracy"].between(0, 1).all()
+    assert result.metrics["best_epoch"] == int(result.history["val_accuracy"].idxmax()) + 1
+    assert len(result.predictions["test_predictions"]) == 200
+    hits = (result.predictions["test_predictions"] == result.predictions["test_labels"]).mean()
+    assert hits == pytest.approx(result.metrics["test_accuracy"])
+
+
+def test_same_seed_same_run_other_seed_differs(study):
+    spec = study.spec(1, 0.05, dropout=0.3)
+    first, again = train_run(spec, study.splits), train_run(spec, study.splits)
+    other = train_run(dataclasses.replace(spec, seed=2), study.splits)
+    assert first.history.equals(again.history) and first.steps.equals(again.steps)
+    for key in ("sum", "sum_sq", "temporal_snr"):
+        np.testing.assert_array_equal(first.gradients[key], again.gradients[key])
+    for a, b in zip(first.model.weights, again.model.weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
-    assert not history_a[["loss", "val_accuracy"]].equals(history_c[["loss", "val_accuracy"]])
+    assert not first.history[["loss", "val_accuracy"]].equals(other.history[["loss", "val_accuracy"]])
 
 
-def test_best_validation_epoch_is_restored():
-    model, history, _, summary = _train(epochs=3)
-    best = int(history["val_accuracy"].idxmax()) + 1
-    assert summary["best_epoch"] == best
-    trainer = Trainer(model, make_optimizer(RUN, 0.1, False))
-    _, accuracy = trainer.evaluate(data_lib.make_eval_dataset(*_arrays(), 1024))
-    assert math.isclose(float(accuracy), history["val_accuracy"].max())
+def test_the_best_validation_epoch_is_restored(study):
+    result = train_run(dataclasses.replace(study.spec(0, 0.05), epochs=3), study.splits)
+    assert result.metrics["val_accuracy"] == pytest.approx(result.history["val_accuracy"].max())
 
 
-def test_non_finite_loss_marks_the_run_diverged():
-    _, history, _, summary = _train(learning_rate=1e30)
-    assert summary["status"] == "diverged"
-    assert summary["diverged_epoch"] == len(history)
-    assert not math.isfinite(history["loss"].iloc[-1])
+def test_a_non_finite_loss_marks_the_run_diverged_and_unstable(study):
+    result = train_run(study.spec(0, 1e30), study.splits)
+    assert result.metrics["status"] == "diverged" and not result.metrics["stable"]
+    assert result.metrics["diverged_epoch"] == len(result.history)
+    assert not math.isfinite(result.history["loss"].iloc[-1])
 
 
-def test_schedules_are_logged_per_epoch():
-    schedule = {"name": "warmup_cosine", "peak": 0.05, "warmup_epochs": 1, "final_fraction": 0.0}
-    _, history, _, _ = _train(learning_rate=schedule, epochs=4)
-    rates = history["lr"].to_numpy()
+def test_the_schedule_warms_up_then_decays(study):
+    spec = dataclasses.replace(study.spec(0, WarmupCosine(0.05, 1, 0.0)), epochs=4)
+    rates = train_run(spec, study.splits).history["lr"].to_numpy()
     assert math.isclose(rates[0], 0.05, rel_tol=1e-5)  # warm-up ends with the first epoch
     assert np.all(np.diff(rates) < 0) and rates[-1] < 1e-6
-    _, history, _, _ = _train(learning_rate=lambda epoch: 0.1 / (epoch + 1), epochs=3)
-    np.testing.assert_allclose(history["lr"], [0.1, 0.05, 0.1 / 3], rtol=1e-6)
 
 
-def test_mixed_precision_captures_unscaled_gradients():
-    arrays = _arrays()
-    set_determinism(0)
-    model = build_cnn(filters=(4, 8, 8), fc_units=16, seed=0, dtype="mixed_float16")
-    _, gradients, summary = train_model(model, {**RUN, "epochs": 1}, arrays, arrays)
-    _, _, reference, _ = _train(arrays=arrays, epochs=1)
-    assert summary["status"] == "done"
-    # float16 compute: the same gradients to about three digits, not scaled by the loss scale
-    np.testing.assert_allclose(gradients.sums[0, :, 3], reference.sums[0, :, 3], rtol=0.05)
+def test_mixed_precision_captures_unscaled_gradients(study):
+    spec = dataclasses.replace(study.spec(0, 0.05), epochs=1, gradient_window=1)
+    mixed = train_run(dataclasses.replace(spec, mixed_precision=True), study.splits)
+    plain = train_run(spec, study.splits)
+    assert mixed.metrics["status"] == "done"
+    # float16 compute: the same gradients to about two digits, not multiplied by the loss scale
+    np.testing.assert_allclose(mixed.gradients["sum_abs"], plain.gradients["sum_abs"], rtol=0.05)

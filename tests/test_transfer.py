@@ -1,9 +1,11 @@
+"""Transfer runs: frozen conv layers stay bit-identical, the head is fresh and retrained."""
 import h5py
 import numpy as np
 
-from dnnls_tf.experiments import SWAPPED
-from dnnls_tf.models import reinitialize_fc_layers
-
+from dnnls_tf import runtime
+from dnnls_tf.models import build_model
+from dnnls_tf.runner import execute
+from dnnls_tf.study import HALVES, SWAPPED
 
 # Keras names a layer's group in the .weights.h5 file by its class, in build order:
 # conv2d, conv2d_1, conv2d_2 = conv1..conv3; dense, dense_1 = fc1, fc2;
@@ -21,11 +23,16 @@ def _h5_arrays(path):
     return arrays
 
 
+def _train(study, spec):
+    execute(spec, study, runtime.start(study.config.compute))
+    return study.store.get(spec.run_id)
+
+
 def test_transfer_keeps_convs_bit_identical_and_retrains_a_fresh_head(tiny_study):
-    source = tiny_study.run(tiny_study.run_config(0, dropout=0.2, train_split="half_a", val_split="half_b"))
-    config = tiny_study.run_config(0, dropout=0.2, init_from=source.run_id, **SWAPPED)
-    transfer = tiny_study.run(config)
-    assert transfer.config["init_from"] == source.run_id
+    source = _train(tiny_study, tiny_study.spec(0, 0.05, dropout=0.2, splits=HALVES))
+    spec = tiny_study.spec(0, 0.05, dropout=0.2, splits=SWAPPED, init_from=source.run_id)
+    transfer = _train(tiny_study, spec)
+    assert transfer.config["init_from"] == source.run_id and transfer.spec.kind == "transfer"
     assert transfer.config["frozen"] == ["conv1", "conv2", "conv3"]
     before = _h5_arrays(tiny_study.store.weights_path(source.run_id))
     after = _h5_arrays(tiny_study.store.weights_path(transfer.run_id))
@@ -34,9 +41,7 @@ def test_transfer_keeps_convs_bit_identical_and_retrains_a_fresh_head(tiny_study
     assert len(conv_keys) == 6 and len(fc_keys) == 2
     for key in conv_keys:
         np.testing.assert_array_equal(before[key], after[key])
-    # the head differs from the source and from its freshly re-initialised values
-    fresh = tiny_study.build_model(tiny_study.run_config(0, dropout=0.2, **SWAPPED))
-    reinitialize_fc_layers(fresh, seed=0)
+    fresh = build_model(spec, tiny_study.store.weights_path(source.run_id))  # the head before training
     for key in fc_keys:
         layer = FC_GROUPS[key[: key.index("vars")]]
         assert not np.array_equal(before[key], after[key])
@@ -45,11 +50,21 @@ def test_transfer_keeps_convs_bit_identical_and_retrains_a_fresh_head(tiny_study
 
 
 def test_batch_norm_statistics_of_frozen_blocks_are_untouched(tiny_study):
-    source = tiny_study.run(tiny_study.run_config(0, batch_norm=True, train_split="half_a", val_split="half_b"))
-    transfer = tiny_study.run(tiny_study.run_config(0, batch_norm=True, init_from=source.run_id, **SWAPPED))
+    source = _train(tiny_study, tiny_study.spec(0, 0.05, batch_norm=True, splits=HALVES))
+    transfer = _train(tiny_study, tiny_study.spec(0, 0.05, batch_norm=True, splits=SWAPPED, init_from=source.run_id))
     before = _h5_arrays(tiny_study.store.weights_path(source.run_id))
     after = _h5_arrays(tiny_study.store.weights_path(transfer.run_id))
     bn_keys = [key for key in before if key.startswith(FROZEN_BN_GROUPS)]
     assert len(bn_keys) == 12  # gamma, beta, moving mean, moving variance for three blocks
     for key in bn_keys:
         np.testing.assert_array_equal(before[key], after[key])
+
+
+def test_a_frozen_random_control_starts_from_the_same_head_as_transfer(tiny_study):
+    source = _train(tiny_study, tiny_study.spec(1, 0.05, splits=HALVES))
+    transfer = build_model(tiny_study.spec(1, 0.05, splits=SWAPPED, init_from=source.run_id),
+                           tiny_study.store.weights_path(source.run_id))
+    control = build_model(tiny_study.spec(1, 0.05, splits=SWAPPED, frozen=True))
+    for name in ("fc1", "fc2"):
+        np.testing.assert_array_equal(transfer.get_layer(name).kernel.numpy(), control.get_layer(name).kernel.numpy())
+    assert not np.array_equal(transfer.get_layer("conv1").kernel.numpy(), control.get_layer("conv1").kernel.numpy())

@@ -1,0 +1,188 @@
+"""Experiment 1's grid of constant learning rates, placed by a rule (pure NumPy, no training).
+
+The brief: rates "high enough to allow the performance on the validation data to
+saturate, and low enough to prevent your model from becoming unstable". The rule:
+
+1. Anchor: the rate at which the LR range test's loss blows up (non-finite or four
+   times its lowest value), else the test's highest rate.
+2. Ladder: `ladder_rungs` rates falling from the anchor by `ladder_factor`.
+3. Evidence at each rung: full-length probe runs (probe seeds, never the study's),
+   plus, once trained, the sweep's own runs at that rate.
+4. Top: the highest rung at which every run is stable, and every rung below as well
+   (unstable = diverged or collapsed, DESIGN's definition).
+5. Bottom: the lowest rung below the top, at most `max_span` below it, whose mean validation
+   curve saturates: it gains less than `saturation_gain` from the second-to-last to
+   the last quarter of the epochs (quarter means of the mean curve). The sweep's
+   curve decides once the sweep ran at that rate, else the probes'.
+6. Grid: five rates spaced geometrically from bottom to top (3 significant digits).
+
+Because sweep runs count as evidence, a finished sweep whose top rate had an
+unstable seed, or whose lowest rate did not saturate, moves the grid; the plan then
+trains the new rates. `check_grid` records whether a finished sweep meets both
+conditions.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+GRID_SIZE = 5
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one run says about its rate: stable or not, and its validation-accuracy curve."""
+
+    stable: bool
+    val_accuracy: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class GridRule:
+    ladder_factor: float
+    ladder_rungs: int
+    max_span: float
+    saturation_gain: float
+
+
+@dataclass
+class RungVerdict:
+    rate: float
+    probes: int
+    sweep_runs: int
+    unstable: int
+    gain: float          # quarter-over-quarter gain of the deciding mean curve (NaN: no stable curve)
+    curve_source: str    # "sweep", "probes" or "none"
+
+    @property
+    def stable(self) -> bool:
+        return self.unstable == 0 and self.probes + self.sweep_runs > 0
+
+
+@dataclass
+class GridDecision:
+    grid: list[float]
+    top: float
+    bottom: float
+    bottom_saturates: bool
+    rungs: list[RungVerdict] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)
+
+
+class NoStableRate(ValueError):
+    """Every rung of the ladder had an unstable run."""
+
+
+def significant(value: float, digits: int = 3) -> float:
+    """`value` rounded to `digits` significant digits (rates are stored and shown this way)."""
+    if value == 0 or not math.isfinite(value):
+        return value
+    return float(f"{value:.{digits - 1}e}")
+
+
+def anchor_rate(range_test, max_lr: float) -> float:
+    """Where the range test's loss blew up (its last step, if it stopped early), else `max_lr`.
+
+    `range_test` has columns lr and loss; the test stops at the first step whose loss
+    is non-finite or four times the lowest.
+    """
+    losses = np.asarray(range_test["loss"], dtype=float)
+    rates = np.asarray(range_test["lr"], dtype=float)
+    finite = losses[np.isfinite(losses)]
+    blew_up = not np.isfinite(losses[-1]) or (finite.size and losses[-1] > 4 * finite.min() * (1 - 1e-9))
+    return float(rates[-1]) if blew_up else float(max_lr)
+
+
+def ladder(anchor: float, rule: GridRule) -> list[float]:
+    """The probed rates, highest first."""
+    return [significant(anchor / rule.ladder_factor**k) for k in range(rule.ladder_rungs)]
+
+
+def saturation_gain(curves: list[tuple[float, ...]]) -> float:
+    """Gain of the mean curve from its second-to-last to its last quarter (quarter means).
+
+    NaN when there is no curve or fewer than two epochs.
+    """
+    if not curves:
+        return math.nan
+    length = min(len(curve) for curve in curves)
+    if length < 2:
+        return math.nan
+    mean = np.mean([curve[:length] for curve in curves], axis=0)
+    quarter = max(1, math.ceil(length / 4))
+    quarter = min(quarter, length // 2)
+    return float(mean[-quarter:].mean() - mean[-2 * quarter:-quarter].mean())
+
+
+def judge_rung(rate: float, probes: list[Outcome], sweep: list[Outcome], sweep_complete: bool) -> RungVerdict:
+    outcomes = probes + sweep
+    deciding, source = (sweep, "sweep") if sweep_complete and sweep else (probes, "probes")
+    curves = [o.val_accuracy for o in deciding if o.stable]
+    gain = saturation_gain(curves) if len(curves) == len(deciding) else math.nan
+    return RungVerdict(rate, len(probes), len(sweep), sum(not o.stable for o in outcomes), gain,
+                       source if curves else "none")
+
+
+def place_grid(verdicts: list[RungVerdict], rule: GridRule) -> GridDecision:
+    """The grid from the ladder's verdicts (highest rung first); raises NoStableRate."""
+    stable_from = len(verdicts)  # index of the highest rung from which every lower rung is stable
+    for index in range(len(verdicts) - 1, -1, -1):
+        if not verdicts[index].stable:
+            break
+        stable_from = index
+    if stable_from == len(verdicts):
+        raise NoStableRate(f"no rung of the ladder {[v.rate for v in verdicts]} trained stably: "
+                           f"lower exp1.range_test_max_lr or add rungs (exp1.ladder_rungs)")
+    top = verdicts[stable_from]
+    reasons = [f"top {top.rate:g}: the highest rung at which every run ({top.probes} probes, "
+               f"{top.sweep_runs} sweep runs) and every lower rung is stable"]
+    skipped = [v.rate for v in verdicts[:stable_from]]
+    if skipped:
+        reasons.append("excluded as unstable (or above an unstable rung): " + ", ".join(f"{r:g}" for r in skipped))
+    # 1 % slack: rungs are rounded to 3 significant digits
+    within = [v for v in verdicts[stable_from:] if v.rate >= top.rate / rule.max_span * 0.99]
+    saturating = [v for v in within[1:] if math.isfinite(v.gain) and v.gain < rule.saturation_gain]
+    if saturating:
+        bottom_rate, saturates = saturating[-1].rate, True
+        bottom = saturating[-1]
+        reasons.append(f"bottom {bottom.rate:g}: the lowest rung within {rule.max_span:g}x of the top whose "
+                       f"mean validation curve ({bottom.curve_source}) gains {100 * bottom.gain:+.2f} pp over the "
+                       f"last quarter (< {100 * rule.saturation_gain:g} pp)")
+        lower = [v for v in within if v.rate < bottom.rate]
+        if lower:
+            reasons.append("not saturated: " + ", ".join(f"{v.rate:g} ({100 * v.gain:+.2f} pp)" for v in lower))
+    else:
+        # No rung below the top saturates (or none was probed there): the grid still spans
+        # the lowest rung within reach, or max_span below the top, and the grid check fails.
+        bottom_rate = within[-1].rate if len(within) > 1 else significant(top.rate / rule.max_span)
+        saturates = False
+        reasons.append(f"no rung below the top and within {rule.max_span:g}x of it saturates: bottom "
+                       f"{bottom_rate:g} (the grid check will fail)")
+    grid = sorted({significant(bottom_rate * (top.rate / bottom_rate) ** (i / (GRID_SIZE - 1)))
+                   for i in range(GRID_SIZE)})
+    return GridDecision(grid, top.rate, bottom_rate, saturates, list(verdicts), reasons)
+
+
+@dataclass
+class GridCheck:
+    """Whether a finished sweep meets the brief: every rate stable for every seed, the lowest saturated."""
+
+    rates: list[dict]
+    passed: bool
+    lowest_saturated: bool
+    all_stable: bool
+
+
+def check_grid(sweep: dict[float, list[Outcome]], rule: GridRule) -> GridCheck:
+    rows = []
+    for rate in sorted(sweep):
+        outcomes = sweep[rate]
+        curves = [o.val_accuracy for o in outcomes if o.stable]
+        gain = saturation_gain(curves) if curves else math.nan
+        rows.append({"rate": rate, "seeds": len(outcomes), "unstable": sum(not o.stable for o in outcomes),
+                     "gain": gain, "saturated": bool(math.isfinite(gain) and gain < rule.saturation_gain)})
+    all_stable = all(row["unstable"] == 0 for row in rows)
+    lowest = bool(rows and rows[0]["saturated"])
+    return GridCheck(rows, all_stable and lowest, lowest, all_stable)

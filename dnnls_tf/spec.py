@@ -1,0 +1,148 @@
+"""What a run computes, as one frozen value; its id is a hash of all of it.
+
+A `RunSpec` holds every setting that can change what a run computes (data,
+model, optimiser, schedule, seed, initialisation, frozen layers, precision) and
+nothing else: thread pools, workers, progress bars and paths live in
+`config.ComputeConfig` and are recorded, not hashed. `run_id` hashes every field
+of the dataclass, so a new hyperparameter is one new field and cannot be left out
+of the id. Nothing here imports TensorFlow.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+
+from dnnls_tf.errors import StoreError
+
+SPEC_VERSION = 2  # bump when the meaning of a field or of the training changes
+CONV_LAYERS = ("conv1", "conv2", "conv3")
+FROZEN_WITH_BN = ("bn1", "bn2", "bn3")  # a frozen conv block freezes its BN layer too
+
+
+def frozen_layers(batch_norm: bool) -> tuple[str, ...]:
+    """The layers a transfer or frozen-random run does not train: conv1..conv3 (and bn1..bn3)."""
+    return CONV_LAYERS + (FROZEN_WITH_BN if batch_norm else ())
+
+
+@dataclass(frozen=True)
+class WarmupCosine:
+    """Linear warm-up from peak/10 to `peak` over `warmup_epochs`, then cosine decay to
+    `final_fraction` x peak at the last step."""
+
+    peak: float
+    warmup_epochs: int
+    final_fraction: float
+    name: str = "warmup_cosine"
+
+    def describe(self) -> str:
+        return (f"warm-up {self.warmup_epochs} epoch(s) to {self.peak:g}, cosine decay to "
+                f"{self.final_fraction:g} x peak")
+
+
+LearningRate = float | WarmupCosine
+
+
+def describe_rate(rate: LearningRate) -> str:
+    return f"constant {rate:g}" if isinstance(rate, float) else rate.describe()
+
+
+def peak_rate(rate: LearningRate) -> float:
+    return rate if isinstance(rate, float) else rate.peak
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One training of one configuration with one seed (DESIGN: the run spec)."""
+
+    data_fingerprint: str       # hash of the train, validation and test arrays the run reads
+    train_split: str            # holdout_train, holdout_val, half_a or half_b
+    val_split: str
+    train_eval_sample: int      # training images re-evaluated in inference mode each epoch
+    seed: int                   # weight init, data order, dropout masks
+    epochs: int
+    batch_size: int
+    eval_batch_size: int
+    optimizer: str
+    momentum: float
+    learning_rate: LearningRate
+    filters: tuple[int, ...]
+    fc_units: int
+    dropout: float
+    batch_norm: bool
+    init_from: str | None       # run id whose conv layers initialise this run (transfer)
+    frozen: tuple[str, ...]     # layers not trained; frozen convs get a re-initialised head
+    capture_gradients: bool
+    gradient_window: int        # epochs of the first/last window (temporal SNR is computed in-graph)
+    jit_compile: bool
+    mixed_precision: bool
+    spec_version: int = SPEC_VERSION
+
+    @property
+    def run_id(self) -> str:
+        return hash_of(self)
+
+    @property
+    def kind(self) -> str:
+        """end_to_end, transfer (conv from another run, frozen) or frozen_random (frozen random conv)."""
+        if self.init_from:
+            return "transfer"
+        return "frozen_random" if self.frozen else "end_to_end"
+
+    def to_dict(self) -> dict:
+        return spec_dict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> RunSpec:
+        """The spec stored in a run's config.json (extra recorded keys are ignored)."""
+        fields = {f.name for f in dataclasses.fields(cls)}
+        missing = fields - set(values) - {"spec_version"}
+        if missing:
+            raise StoreError(f"config.json lacks {', '.join(sorted(missing))}")
+        kwargs = {name: values[name] for name in fields if name in values}
+        rate = kwargs["learning_rate"]
+        kwargs["learning_rate"] = (WarmupCosine(**{k: v for k, v in rate.items()})
+                                   if isinstance(rate, dict) else float(rate))
+        kwargs["filters"] = tuple(kwargs["filters"])
+        kwargs["frozen"] = tuple(kwargs["frozen"])
+        return cls(**kwargs)
+
+
+@dataclass(frozen=True)
+class RangeTestSpec:
+    """Smith's LR range test: the rate grows geometrically every step from min_lr to max_lr."""
+
+    data_fingerprint: str
+    train_split: str
+    seed: int
+    epochs: int
+    batch_size: int
+    optimizer: str
+    momentum: float
+    min_lr: float
+    max_lr: float
+    filters: tuple[int, ...]
+    fc_units: int
+    spec_version: int = SPEC_VERSION
+
+    @property
+    def run_id(self) -> str:
+        return hash_of(self)
+
+
+def spec_dict(spec) -> dict:
+    """JSON-ready dict of a spec (tuples as lists, a schedule as its description)."""
+    def plain(value):
+        if dataclasses.is_dataclass(value):
+            return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        if isinstance(value, tuple):
+            return [plain(v) for v in value]
+        return value
+    return plain(spec)
+
+
+def hash_of(spec) -> str:
+    """12 hex digits of the SHA-256 of every field (sorted keys, exact float repr)."""
+    text = json.dumps({"type": type(spec).__name__, **spec_dict(spec)}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
