@@ -1,59 +1,78 @@
-"""Training throughput: the project's loop against plain Keras `fit`, in one process.
+"""Training throughput: the project's loop against Keras `fit`, plain and tuned, in one process.
 
-Three contenders train the same baseline CNN (same architecture and seed) on the
-same data (the profile's holdout split) at the same batch size, each validating
-after every epoch:
+Four contenders train the same baseline CNN (one model: same architecture, seed and
+weight variables) on the subset profile's holdout split at its batch size, each
+validating after every epoch:
 
-  loop            the project's compiled epoch (`training.Trainer`), gradient capture on
-  loop_nocapture  the same loop with capture off (on the same model and optimizer as loop)
-  fit             `model.compile` + `model.fit(..., validation_data=..., epochs=1)`,
-                  as a user would write it
+  loop            the project's compiled epoch (`training.Trainer`), gradient capture on,
+                  then the two evaluations `train_run` makes after every epoch (the
+                  validation split and the fixed inference-mode training sample)
+  loop_nocapture  the same with capture off (the same model and optimizer as loop)
+  fit             `model.compile` + `model.fit(images, labels, validation_data=..., epochs=1)`
+                  on the NumPy arrays, as a user would write it
+  tuned_fit       Keras at its best here: `compile(steps_per_execution=<steps of an epoch>,
+                  jit_compile=False)`, a tf.data pipeline over the cached uint8 tensors
+                  (seeded shuffle of indices -> batch -> gather -> prefetch), validation
+                  in batches of eval_batch_size, and a `train_step` override that captures
+                  the loop's per-layer gradient sums (count, sum, sum of squares, sum of
+                  |g| of every kernel, float64, on the device; read once per epoch)
 
-They run in interleaved rounds, one epoch each with the order rotating every
-round, after a warm-up round that is not counted (tracing, first allocations), so
-a drift in machine speed hits all three alike. An epoch's time includes its
-validation. Rates count training images: images per CPU-second
-(`time.process_time`, every thread of the process) are the targets; wall-clock
-rates stand beside them. GFLOP/s figures are per wall-clock second, like the
-float32 matmul peak measured in the same run that they are compared with.
+Every contender does the same work per epoch: it trains, evaluates the validation
+split and evaluates the fixed 1,000-image training sample in inference mode (the
+study's gap curves; the fits call `evaluate` on it, as a user would from a
+callback). The loop accumulates no per-weight window sums (epochs outside the
+study's first/last gradient windows), as the fits have no counterpart for them.
+
+The contenders run in interleaved rounds, one epoch each with the order rotated
+every round, after a warm-up round that is not counted (tracing, first
+allocations), so a drift in machine speed hits all of them alike. Rates count
+training images: images per CPU-second (`time.process_time`, every thread of the
+process) are the targets; wall-clock rates stand beside them. Ratios are medians
+of per-round ratios, with percentile-bootstrap 95 % intervals.
 """
 from __future__ import annotations
 
 import datetime
-import json
+import math
 import os
 import platform
 import statistics
+import subprocess
 import time
+from pathlib import Path
 from typing import Callable
 
-import keras
-import tensorflow as tf
+import numpy as np
 
-from dnnls_tf import data as data_lib
-from dnnls_tf.config import load_config
-from dnnls_tf.models import build_cnn, count_parameters, training_flops_per_image
-from dnnls_tf.training import Trainer, configure_threads, make_optimizer, set_determinism
+from dnnls_tf import __version__, atomic, runtime
+from dnnls_tf.config import Config, load_config
+from dnnls_tf.data import SplitData, load_cifar10, train_eval_indices
 
-CONTENDERS = ("loop", "loop_nocapture", "fit")
+tf = runtime.import_tensorflow()
+import keras  # noqa: E402  (after TensorFlow's quiet import)
+
+from dnnls_tf.models import LAYER_NAMES, build_cnn, count_parameters, training_flops_per_image  # noqa: E402
+from dnnls_tf.training import Trainer, epoch_order, kernel_sums, make_optimizer  # noqa: E402
+
+CONTENDERS = ("loop", "loop_nocapture", "fit", "tuned_fit")
+BASELINES = ("fit", "tuned_fit")  # speedup_vs_<name> = median over rounds of loop / <name>
 SEED = 0
+Timings = dict[str, list[tuple[float, float]]]  # per contender: (cpu, wall) seconds of each counted round
 
 
-def measure_matmul_peak(size: int = 2048, repeats: int = 10) -> float:
-    """Median GFLOP/s (wall clock) of a compiled float32 `size` x `size` matmul."""
-    a = tf.random.stateless_normal([size, size], seed=[1, 2])
-    b = tf.random.stateless_normal([size, size], seed=[3, 4])
-    matmul = tf.function(lambda x, y: tf.reduce_sum(tf.matmul(x, y)))  # a scalar: no big copy back
-    matmul(a, b).numpy()  # trace and warm up
-    seconds = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        matmul(a, b).numpy()
-        seconds.append(time.perf_counter() - start)
-    return 2 * size**3 / statistics.median(seconds) / 1e9
+# ------------------------------------------------------------------ arithmetic
+def median_interval(values: list[float]) -> list[float]:
+    """Percentile-bootstrap 95 % interval of the median of `values` (seeded; [v, v] for one value)."""
+    if len(values) < 2:
+        return [values[0], values[0]]
+    from scipy.stats import bootstrap
+
+    result = bootstrap((np.asarray(values),), np.median, n_resamples=4000, method="percentile",
+                       random_state=2023, vectorized=True, axis=-1)
+    return [float(result.confidence_interval.low), float(result.confidence_interval.high)]
 
 
-def summarize_rounds(timings: dict[str, list[tuple[float, float]]], images_per_epoch: int) -> dict:
+def summarize_rounds(timings: Timings, images_per_epoch: int) -> dict:
     """Median rates and median per-round ratios from per-epoch (cpu, wall) seconds.
 
     Args:
@@ -62,98 +81,183 @@ def summarize_rounds(timings: dict[str, list[tuple[float, float]]], images_per_e
         images_per_epoch: training images per epoch.
 
     Returns:
-        `<name>_images_per_second` (per CPU-second) and `<name>_wall_images_per_second`
-        medians over rounds, `speedup_vs_fit` (median of loop/fit rates per round),
-        `capture_overhead` (median of 1 - loop/loop_nocapture per round), their
-        `_wall` twins, `rounds`, and `speedup_vs_fit_ci95` / `capture_overhead_ci95`:
-        bootstrap 95 % intervals of the two CPU-time medians (the per-round ratios
-        scatter widely on a shared machine; the interval says how far to trust them).
+        `<name>_images_per_second` (per CPU-second) and `<name>_wall_images_per_second`:
+        medians over rounds; `speedup_vs_fit`, `speedup_vs_tuned_fit` (medians of the
+        per-round loop / baseline rate ratios) and `capture_overhead` (median of
+        1 - loop / loop_nocapture per round), each with a `_ci95` bootstrap interval of
+        that median computed from the per-round values, and `_wall` twins; `rounds`.
     """
-    rounds = len(timings["loop"])
-    if any(len(timings[name]) != rounds for name in CONTENDERS) or rounds == 0:
-        raise ValueError("every contender needs the same, non-zero number of rounds")
+    rounds = len(timings.get("loop", []))
+    if rounds == 0 or set(timings) != set(CONTENDERS) or any(len(timings[n]) != rounds for n in CONTENDERS):
+        raise ValueError(f"every contender ({', '.join(CONTENDERS)}) needs the same, non-zero number of rounds")
     summary: dict = {"rounds": rounds}
-    for clock, column, suffix in (("cpu", 0, ""), ("wall", 1, "_wall")):
+    for column, suffix in ((0, ""), (1, "_wall")):
         rates = {name: [images_per_epoch / t[column] for t in timings[name]] for name in CONTENDERS}
         for name in CONTENDERS:
             summary[f"{name}{suffix}_images_per_second"] = statistics.median(rates[name])
-        speedups = [a / c for a, c in zip(rates["loop"], rates["fit"])]
-        overheads = [1 - a / b for a, b in zip(rates["loop"], rates["loop_nocapture"])]
-        summary[f"speedup_vs_fit{suffix}"] = statistics.median(speedups)
-        summary[f"capture_overhead{suffix}"] = statistics.median(overheads)
-        if clock == "cpu":
-            summary["speedup_vs_fit_ci95"] = _median_interval(speedups)
-            summary["capture_overhead_ci95"] = _median_interval(overheads)
+        ratios = {f"speedup_vs_{name}": [a / b for a, b in zip(rates["loop"], rates[name])] for name in BASELINES}
+        ratios["capture_overhead"] = [1 - a / b for a, b in zip(rates["loop"], rates["loop_nocapture"])]
+        for key, values in ratios.items():
+            summary[f"{key}{suffix}"] = statistics.median(values)
+            summary[f"{key}{suffix}_ci95"] = median_interval(values)
     return summary
 
 
-def _median_interval(values: list[float]) -> list[float]:
-    """Percentile-bootstrap 95 % interval of the median (seeded; [v, v] for one value)."""
-    if len(values) < 2:
-        return [values[0], values[0]]
-    from scipy.stats import bootstrap
+# ------------------------------------------------------------ the tuned fit
+class GradientCaptureModel(keras.Model):
+    """A functional model whose `fit` also sums dL/dw of every kernel, like the loop's capture.
 
-    result = bootstrap((values,), statistics.median, n_resamples=2000, method="percentile",
-                       random_state=2023, vectorized=False)
-    return [float(result.confidence_interval.low), float(result.confidence_interval.high)]
-
-
-def make_contenders(config: dict) -> tuple[dict[str, Callable[[int], None]], int, keras.Model]:
-    """One-epoch functions (argument: the 1-based epoch) of the three contenders.
-
-    Returns (contenders by name, training images per epoch, the loop's model).
+    Build it over another model's graph (`GradientCaptureModel(model.inputs, model.outputs)`)
+    to share that model's layers and weights. `gradient_sums` (L, 4) float64 holds, per
+    layer of LAYER_NAMES: count, sum, sum of squares and sum of |g| over every kernel
+    element and training step since the last `take_gradient_sums()`.
     """
-    cifar = data_lib.load_cifar10(config)
-    train_images, train_labels = data_lib.split_arrays(cifar, "holdout_train", config)
-    val_images, val_labels = data_lib.split_arrays(cifar, "holdout_val", config)
-    training, model_config = config["training"], config["model"]
-    batch_size, rate = training["batch_size"], training["learning_rate"]
 
-    def new_model() -> keras.Model:
-        return build_cnn(filters=tuple(model_config["filters"]), fc_units=model_config["fc_units"], seed=SEED)
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        position = {id(v): i for i, v in enumerate(self.trainable_variables)}
+        self.kernel_index = [position[id(self.get_layer(name).kernel)] for name in LAYER_NAMES]
+        self.kernel_sizes = [float(np.prod(self.get_layer(name).kernel.shape)) for name in LAYER_NAMES]
+        self.gradient_sums = tf.Variable(tf.zeros([len(LAYER_NAMES), 4], tf.float64), trainable=False)
 
-    # The loop as train_model runs it: tensors made once, a fresh shuffled order per epoch,
-    # validation at the profile's evaluation batch size, one host transfer per call.
-    train_tensors = [tf.convert_to_tensor(a) for a in (train_images, train_labels)]
-    val_dataset = data_lib.make_eval_dataset(val_images, val_labels, training["eval_batch_size"])
+    def train_step(self, data):
+        # Keras' default train_step in its public API (the Keras guide "Customizing what
+        # happens in fit()"), plus the capture: five small reductions and one assign_add.
+        images, labels = data
+        with tf.GradientTape() as tape:
+            logits = self(images, training=True)
+            loss = self.compute_loss(x=images, y=labels, y_pred=logits, training=True)
+        gradients = tape.gradient(loss, self.trainable_variables)
+        self.optimizer.apply(gradients, self.trainable_variables)
+        sums = tf.reshape(tf.cast(tf.stack([value for index in self.kernel_index
+                                            for value in kernel_sums(gradients[index])]), tf.float64),
+                          [len(LAYER_NAMES), 3])
+        self.gradient_sums.assign_add(tf.concat([tf.constant(self.kernel_sizes, tf.float64)[:, None], sums], 1))
+        for metric in self.metrics:
+            if metric.name == "loss":
+                metric.update_state(loss, sample_weight=tf.shape(images)[0])
+        return self.compute_metrics(images, labels, logits)
 
-    # (a) and (b) train one shared model and optimizer: two separately built but identical
-    # contenders ran up to 15 % apart per CPU-second in one process here (memory placement),
-    # far more than capture costs; sharing them leaves capture as the only difference.
-    loop_model = new_model()
-    loop_optimizer = make_optimizer(training, rate, loss_scaling=False)
+    def take_gradient_sums(self) -> np.ndarray:
+        """(L, 4) sums since the last call (one host transfer), then zeros them."""
+        sums = self.gradient_sums.numpy()
+        self.gradient_sums.assign(tf.zeros_like(self.gradient_sums))
+        return sums
 
-    def loop_epoch_function(capture: bool) -> Callable[[int], None]:
-        trainer = Trainer(loop_model, loop_optimizer, capture=capture)
+
+def compile_fit(model: keras.Model, optimizer, steps_per_execution: int = 1) -> keras.Model:
+    """`model` compiled for training with sparse cross-entropy on logits and accuracy."""
+    model.compile(optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"], steps_per_execution=steps_per_execution, jit_compile=False)
+    return model
+
+
+def make_train_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int):
+    """Cached uint8 tensors -> seeded shuffle (reshuffled every epoch) -> batch -> prefetch."""
+    images, labels = tf.constant(images), tf.constant(labels)
+    return (tf.data.Dataset.range(len(labels))
+            .shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
+            .batch(batch_size)
+            .map(lambda index: (tf.gather(images, index), tf.gather(labels, index)))
+            .prefetch(tf.data.AUTOTUNE))
+
+
+def make_eval_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int):
+    """uint8 batches of `batch_size`, cached after the first pass (no per-image work after it), prefetched."""
+    return tf.data.Dataset.from_tensor_slices((images, labels)).batch(batch_size).cache().prefetch(tf.data.AUTOTUNE)
+
+
+# -------------------------------------------------------------- contenders
+def make_contenders(config: Config) -> tuple[dict[str, Callable[[int], None]], dict]:
+    """One-epoch functions (argument: the 1-based epoch) of the contenders, by name, and the setting.
+
+    All contenders train one model (built once, seed SEED): separately built identical
+    models ran up to 15 % apart per CPU-second in one process here (memory placement),
+    more than the differences measured.
+    """
+    training = config.training
+    splits = SplitData(load_cifar10(config), config.data.split_seed, config.data.val_fraction)
+    train_arrays, val_arrays = splits.arrays("holdout_train"), splits.arrays("holdout_val")
+    sample = train_eval_indices(len(train_arrays[1]), config.data.train_eval_sample)
+    sample_arrays = (train_arrays[0][sample], train_arrays[1][sample])
+    num_train = len(train_arrays[1])
+    steps_per_epoch = math.ceil(num_train / training.batch_size)
+
+    runtime.seed_run(SEED)  # as every study run does (op determinism is process-wide: all contenders alike)
+    model = build_cnn(filters=tuple(config.model.filters), fc_units=config.model.fc_units, seed=SEED)
+
+    def optimizer():
+        return make_optimizer(training.optimizer, training.momentum, training.learning_rate)
+
+    # (a), (b): train_run's epoch body (no gradient window: the fits have no per-weight sums).
+    loop_optimizer = optimizer()
+    train_tensors = (tf.convert_to_tensor(train_arrays[0]), tf.convert_to_tensor(train_arrays[1]))
+    outside_windows = tf.constant(False)
+
+    def loop_epoch(capture: bool) -> Callable[[int], None]:
+        trainer = Trainer(model, loop_optimizer, capture=capture, eval_batch_size=training.eval_batch_size)
 
         def run_epoch(epoch: int) -> None:
-            order = data_lib.epoch_order(len(train_labels), SEED, epoch)
-            [t.numpy() for t in trainer.train_epoch(*train_tensors, order, batch_size)]
-            [t.numpy() for t in trainer.evaluate(val_dataset)]
+            outputs = trainer.train_epoch(*train_tensors, epoch_order(num_train, SEED, epoch), training.batch_size,
+                                          outside_windows, outside_windows)
+            [t.numpy() for t in outputs]
+            trainer.current_learning_rate()
+            trainer.evaluate_arrays(val_arrays)
+            trainer.evaluate_arrays(sample_arrays)
         return run_epoch
 
-    fit_model = new_model()
-    fit_model.compile(optimizer=make_optimizer(training, rate, loss_scaling=False),
-                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                      metrics=["accuracy"])
+    # (c): the plain call on NumPy arrays (validation at fit's default batch size).
+    plain = compile_fit(model, optimizer())
 
     def fit_epoch(epoch: int) -> None:
-        fit_model.fit(train_images, train_labels, batch_size=batch_size, epochs=1,
-                      validation_data=(val_images, val_labels), verbose=0)
+        # Keras' NumPy adapter makes TensorFlow log a harmless C++ error line per call
+        # (an unknown `use_unbounded_threadpool` attribute); two dup2 calls hide it.
+        with runtime.native_stderr_silenced():
+            plain.fit(*train_arrays, batch_size=training.batch_size, epochs=1, validation_data=val_arrays,
+                      verbose=0)
+            plain.evaluate(*sample_arrays, verbose=0)
 
-    contenders = {"loop": loop_epoch_function(capture=True), "loop_nocapture": loop_epoch_function(capture=False),
-                  "fit": fit_epoch}
-    return contenders, len(train_labels), loop_model
+    # (d): one execution per epoch, tf.data from cached tensors, gradient capture in train_step.
+    tuned = compile_fit(GradientCaptureModel(model.inputs, model.outputs, name="cnn_capture"), optimizer(),
+                        steps_per_execution=steps_per_epoch)
+    train_dataset = make_train_dataset(*train_arrays, training.batch_size, SEED)
+    val_dataset = make_eval_dataset(*val_arrays, training.eval_batch_size)
+    sample_dataset = make_eval_dataset(*sample_arrays, training.eval_batch_size)
+
+    def tuned_fit_epoch(epoch: int) -> None:
+        tuned.fit(train_dataset, epochs=1, validation_data=val_dataset, shuffle=False, verbose=0)
+        tuned.evaluate(sample_dataset, verbose=0)
+        tuned.take_gradient_sums()
+
+    contenders = {"loop": loop_epoch(capture=True), "loop_nocapture": loop_epoch(capture=False),
+                  "fit": fit_epoch, "tuned_fit": tuned_fit_epoch}
+    setting = {"images_per_epoch": num_train, "num_val": len(val_arrays[1]), "train_eval_sample": len(sample),
+               "steps_per_epoch": steps_per_epoch, "batch_size": training.batch_size,
+               "eval_batch_size": training.eval_batch_size, "optimizer": training.optimizer,
+               "momentum": training.momentum, "learning_rate": training.learning_rate,
+               "filters": list(config.model.filters), "fc_units": config.model.fc_units,
+               "data_source": splits.data.source, "seed": SEED, "determinism": True,
+               "model_params": count_parameters(model)["params"],
+               "train_flops_per_image": training_flops_per_image(model),
+               "evaluations": ["holdout_val", "train_eval_sample"],  # every contender, every epoch
+               "loop": {"gradient_window_sums": False},
+               "tuned_fit": {"steps_per_execution": steps_per_epoch, "jit_compile": False,
+                             "pipeline": "tf.data: range -> shuffle(all, seeded) -> batch -> gather -> prefetch",
+                             "validation_batch_size": training.eval_batch_size},
+               "fit": {"steps_per_execution": 1, "input": "NumPy arrays",
+                       "validation_batch_size": training.batch_size}}
+    return contenders, setting
 
 
-def run_rounds(contenders: dict[str, Callable[[int], None]], rounds: int) -> dict[str, list[tuple[float, float]]]:
+def run_rounds(contenders: dict[str, Callable[[int], None]], rounds: int) -> Timings:
     """Per-epoch (cpu, wall) seconds of each contender over `rounds` counted rounds.
 
-    Round 0 is a warm-up and is dropped; round r runs the contenders in the order
-    rotated by r, so each takes every position equally often.
+    Round 0 is a warm-up and is dropped; round r runs the contenders in their order
+    rotated by r, so each takes every position equally often. Epoch r + 1 is passed to
+    every contender in round r.
     """
     names = list(contenders)
-    timings: dict[str, list[tuple[float, float]]] = {name: [] for name in names}
+    timings: Timings = {name: [] for name in names}
     for round_index in range(rounds + 1):
         shift = round_index % len(names)
         for name in names[shift:] + names[:shift]:
@@ -165,38 +269,85 @@ def run_rounds(contenders: dict[str, Callable[[int], None]], rounds: int) -> dic
     return timings
 
 
+# ------------------------------------------------------------- the machine
+def measure_matmul_peak(size: int = 2048, repeats: int = 10) -> dict:
+    """Median GFLOP/s of a compiled float32 `size` x `size` matmul, per wall- and per CPU-second."""
+    a = tf.random.stateless_normal([size, size], seed=[1, 2])
+    b = tf.random.stateless_normal([size, size], seed=[3, 4])
+    matmul = tf.function(lambda x, y: tf.reduce_sum(tf.matmul(x, y)))  # a scalar: no big copy back
+    matmul(a, b).numpy()  # trace and warm up
+    wall, cpu = [], []
+    for _ in range(repeats):
+        cpu_start, wall_start = time.process_time(), time.perf_counter()
+        matmul(a, b).numpy()
+        cpu.append(time.process_time() - cpu_start)
+        wall.append(time.perf_counter() - wall_start)
+    flops = 2 * size**3
+    return {"wall": flops / statistics.median(wall) / 1e9, "cpu": flops / max(statistics.median(cpu), 1e-9) / 1e9}
+
+
+def cpu_description() -> dict:
+    """The CPU's model name and instruction-set flags (/proc/cpuinfo, else lscpu)."""
+    fields: dict[str, str] = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
+    except OSError:
+        try:
+            output = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+        except (OSError, subprocess.SubprocessError):
+            output = ""
+        for line in output.splitlines():
+            key, _, value = line.partition(":")
+            fields.setdefault({"Model name": "model name", "Flags": "flags"}.get(key.strip(), key.strip()),
+                              value.strip())
+    return {"cpu_model": fields.get("model name") or platform.processor() or platform.machine(),
+            "cpu_flags": fields.get("flags", "")}
+
+
 def describe_machine() -> dict:
-    """Platform, CPU count and library versions of this run."""
-    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-            "cpu_count": os.cpu_count(), "python": platform.python_version(),
-            "tensorflow": tf.__version__, "keras": keras.__version__,
-            "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", ""),
-            "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),  # 0: TF's default
-            "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
-            # Other processes on a small machine slow every contender; kept to judge the numbers by.
-            "load_average_1min": os.getloadavg()[0]}
+    """Platform, CPU, library versions and thread pools of this run."""
+    return {"platform": platform.platform(), **cpu_description(), "cpu_count": os.cpu_count(),
+            "python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__,
+            "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "")}
+
+
+def load_average() -> list[float]:
+    """1-, 5- and 15-minute load averages (other processes slow every contender on a small machine)."""
+    return [round(value, 3) for value in os.getloadavg()]
+
+
+# ------------------------------------------------------------------ output
+LABELS = {"loop": "(a) loop, gradient capture", "loop_nocapture": "(b) loop, capture off",
+          "fit": "(c) fit, plain", "tuned_fit": "(d) fit, tuned + capture"}
 
 
 def format_table(result: dict) -> str:
     """The readable summary printed by `python -m dnnls_tf bench`."""
-    lines = [f"{'contender':<16}{'img/CPU-s':>11}{'img/wall-s':>12}",
-             *(f"{name:<16}{result[f'{name}_images_per_second']:>11.0f}"
+    def ratio(key: str, sign: str = "") -> str:
+        low, high = result[f"{key}_ci95"]
+        return (f"{key:<22}{result[key]:{sign}.3f}  95% CI {low:{sign}.3f}..{high:{sign}.3f} (CPU)"
+                f"   {result[f'{key}_wall']:{sign}.3f} (wall)")
+
+    lines = [f"{'contender':<16}{'':<28}{'img/CPU-s':>10}{'img/wall-s':>12}",
+             *(f"{name:<16}{LABELS[name]:<28}{result[f'{name}_images_per_second']:>10.0f}"
                f"{result[f'{name}_wall_images_per_second']:>12.0f}" for name in CONTENDERS),
-             "",
-             f"speedup vs fit     {result['speedup_vs_fit']:.3f} (CPU)  {result['speedup_vs_fit_wall']:.3f} (wall)"
-             f"  95% CI {result['speedup_vs_fit_ci95'][0]:.3f}..{result['speedup_vs_fit_ci95'][1]:.3f} (CPU)",
-             f"capture overhead   {result['capture_overhead']:+.3f} (CPU)  {result['capture_overhead_wall']:+.3f} (wall)"
-             f"  95% CI {result['capture_overhead_ci95'][0]:+.3f}..{result['capture_overhead_ci95'][1]:+.3f} (CPU)",
-             f"loop GFLOP/s       {result['achieved_gflops']:.1f} of a {result['matmul_peak_gflops']:.1f} "
-             f"matmul peak (wall clock, training FLOPs only)",
-             f"median of {result['rounds']} rounds, batch {result['batch_size']}, "
-             f"{result['images_per_epoch']} training images per epoch",
-             f"TensorFlow threads: {result['threads']['intra_op_threads']} intra-op, "
-             f"{result['threads']['inter_op_threads']} inter-op (0: one per core), all contenders"]
+             "", ratio("speedup_vs_fit"), ratio("speedup_vs_tuned_fit"), ratio("capture_overhead", "+")]
+    if "achieved_gflops" in result:
+        lines.append(f"loop GFLOP/s          {result['achieved_gflops']:.1f} per CPU-s, "
+                     f"{result['achieved_gflops_wall']:.1f} per wall-s; float32 matmul peak "
+                     f"{result['matmul_peak_gflops']:.1f} per CPU-s, {result['matmul_peak_gflops_wall']:.1f} "
+                     f"per wall-s (training FLOPs only)")
+    lines.append(f"median of {result['rounds']} rounds after a warm-up, order rotated; batch "
+                 f"{result.get('batch_size', '?')}, {result.get('images_per_epoch', '?')} training images per epoch")
+    if "threads" in result:
+        lines.append(f"TensorFlow threads: {result['threads']['intra_op_threads']} intra-op, "
+                     f"{result['threads']['inter_op_threads']} inter-op (0: one per core), all contenders")
     if "machine" in result:
         machine = result["machine"]
-        lines.append(f"1-min load average {machine['load_average_1min_before']:.2f} before, "
-                     f"{machine['load_average_1min']:.2f} after, on {machine['cpu_count']} CPUs")
+        lines.append(f"{machine['cpu_model']}, {machine['cpu_count']} CPUs; load average (1 min) "
+                     f"{machine['load_average_before'][0]:.2f} before, {machine['load_average_after'][0]:.2f} after")
     return "\n".join(lines)
 
 
@@ -210,32 +361,31 @@ def main(json_path: str | None = None, rounds: int = 24, threads: tuple[int, int
     if rounds < 1:
         raise ValueError("rounds must be at least 1")
     config = load_config("subset")
-    compute = config["compute"]
-    pools = configure_threads(*(threads or (compute["intra_op_threads"], compute["inter_op_threads"])))
-    set_determinism(SEED)  # as every study run does (process-wide: all contenders alike)
-    contenders, images_per_epoch, model = make_contenders(config)
-    machine_before = describe_machine()
+    compute = config.compute
+    pools = runtime.configure_threads(*(threads or (compute.intra_op_threads, compute.inter_op_threads)))
+    contenders, setting = make_contenders(config)
+    load_before = load_average()
     timings = run_rounds(contenders, rounds)
-    result = summarize_rounds(timings, images_per_epoch)
-    flops = training_flops_per_image(model)
+    load_after = load_average()
+    result = summarize_rounds(timings, setting["images_per_epoch"])
+    peak = measure_matmul_peak()
+    flops = setting["train_flops_per_image"]
+    result.update(setting)
     result.update({
-        "train_flops_per_image": flops,
-        "achieved_gflops": result["loop_wall_images_per_second"] * flops / 1e9,
-        "achieved_gflops_clock": "wall",  # training FLOPs of loop (a) per wall-clock second
-        "matmul_peak_gflops": measure_matmul_peak(),
-        "batch_size": config["training"]["batch_size"],
-        "eval_batch_size": config["training"]["eval_batch_size"],
-        "images_per_epoch": images_per_epoch,
-        "model_params": count_parameters(model)["params"],
-        "filters": list(config["model"]["filters"]), "fc_units": config["model"]["fc_units"],
+        "achieved_gflops": result["loop_images_per_second"] * flops / 1e9,  # loop (a), per CPU-second
+        "achieved_gflops_wall": result["loop_wall_images_per_second"] * flops / 1e9,
+        **{f"{name}_gflops": result[f"{name}_images_per_second"] * flops / 1e9 for name in CONTENDERS},
+        "matmul_peak_gflops": peak["cpu"], "matmul_peak_gflops_wall": peak["wall"],
+        "units": "<name>_images_per_second: training images per CPU-second (time.process_time); "
+                 "<name>_gflops, achieved_gflops (loop), matmul_peak_gflops: GFLOP per CPU-second "
+                 "(training FLOPs of the model); *_wall*: per wall-clock second",
+        "warmup_rounds": 1, "dnnls_tf": __version__,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "determinism": True,
-        "threads": pools,  # TensorFlow's pool sizes for all three contenders (0: its default)
-        "machine": {**describe_machine(), "load_average_1min_before": machine_before["load_average_1min"]},
+        "threads": pools,  # TensorFlow's pool sizes for every contender (0: its default)
+        "machine": {**describe_machine(), "load_average_before": load_before, "load_average_after": load_after},
         "timings": {name: [list(t) for t in values] for name, values in timings.items()},
     })
     print(format_table(result))
     if json_path:
-        with open(json_path, "w") as handle:
-            json.dump(result, handle, indent=2)
+        atomic.write_json(Path(json_path), result)
     return result

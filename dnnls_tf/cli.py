@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import time
 from pathlib import Path
 
 from dnnls_tf.errors import UserError
@@ -75,38 +74,18 @@ def command_run(args) -> None:
     names = list(ALL) if args.experiment == "all" else [args.experiment]
     study = _study(args, writable=True)
     study.splits  # read and validate the data before TensorFlow starts
-    from dnnls_tf import runtime, summaries
-    from dnnls_tf.runner import Runner
-    from dnnls_tf.store import StoreLock
+    from dnnls_tf.runner import complete_experiments
 
-    with StoreLock(study.store):
-        removed = study.store.remove_orphans()
-        if removed:
-            print(f"removed {removed} partial file(s) left by a killed process")
-        pools = runtime.start(study.config.compute)
-        runner = Runner(study, pools)
-        start = time.perf_counter()
-        plans = runner.complete(names)
-        for plan in plans:
-            summaries.write_summary(study, plan)
-    minutes = (time.perf_counter() - start) / 60
-    if runner.trained:
-        print(f"{args.experiment} [{study.profile}]: trained {len(runner.trained)} run(s), "
-              f"{len(runner.read)} already in the store, {minutes:.1f} min")
-    else:
-        print(f"{args.experiment} [{study.profile}]: nothing to train, all {len(runner.read)} run(s) "
-              f"already in {study.store.runs_dir}")
+    print(complete_experiments(study, names, args.experiment).describe(args.experiment, study))
 
 
 def command_status(args) -> None:
-    from dnnls_tf.experiments import run_counts
+    from dnnls_tf.experiments import status_lines
 
     study = _study(args)
-    for name, row in run_counts(study).items():
-        waiting = row.pop("waiting")
-        planned = row.pop("planned")
-        line = f"{name:9s} {planned:3d} planned: " + ", ".join(f"{v} {k}" for k, v in row.items())
-        print(line + (f"; waiting for {waiting}" if waiting else ""))
+    study.splits  # a data error is an error here too, not a plan that waits
+    for line in status_lines(study):
+        print(line)
 
 
 def command_figures(args) -> None:

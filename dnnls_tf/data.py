@@ -328,10 +328,14 @@ def load_tfds(data_dir: str | Path | None = None) -> CifarData:
         _remove_new(folder, before)
         if not isinstance(error, Exception) or isinstance(error, DataError):
             raise
-        message = str(error).strip().splitlines()[0][:160] if str(error).strip() else ""
+        message = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        message = message if len(message) <= 160 else message[:157] + "..."
+        if isinstance(error, ImportError):
+            raise DataError(f"tensorflow_datasets cannot be imported ({message}): pip install -r requirements.txt, "
+                            f"or set DNNLS_DATA_DIR to a {BATCHES_FOLDER} folder") from None
         raise DataError(f"tensorflow_datasets could not provide cifar10 ({type(error).__name__}: {message}); "
-                        f"nothing was left in {folder}. Without internet, set DNNLS_DATA_DIR to a "
-                        f"{BATCHES_FOLDER} folder or cifar-10-python.tar.gz") from None
+                        f"its partial files in {folder} were removed. Without internet, set DNNLS_DATA_DIR to "
+                        f"a {BATCHES_FOLDER} folder or cifar-10-python.tar.gz") from None
     checked = {}
     for split, (images, labels) in arrays.items():
         where = f"tensorflow_datasets cifar10 '{split}'"

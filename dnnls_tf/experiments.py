@@ -59,6 +59,10 @@ class Plan:
     def priority(self, spec: RunSpec) -> int:
         return min(PRIORITY[key[0]] for key, specs in self.groups.items() if spec in specs)
 
+    def kind(self, spec: RunSpec) -> str:
+        """The kind of the first group that holds the spec (probe, rate, trial, transfer, ...)."""
+        return next(key[0] for key, specs in self.groups.items() if spec in specs)
+
     def wait(self, what: str, needs: str) -> Plan:
         self.waiting.append(Waiting(what, needs))
         return self
@@ -274,3 +278,14 @@ def run_counts(study: Study) -> dict[str, dict]:
         row["waiting"] = "; ".join(w.what for w in plan_.waiting)
         counts[name] = row
     return counts
+
+
+def status_lines(study: Study) -> list[str]:
+    """Per experiment: runs planned so far, done / unstable / missing / damaged, and what waits."""
+    lines = []
+    for name, row in run_counts(study).items():
+        row = dict(row)
+        waiting, planned = row.pop("waiting"), row.pop("planned")
+        line = f"{name:9s} {planned:3d} planned: " + ", ".join(f"{v} {k}" for k, v in row.items())
+        lines.append(line + (f"; waiting for {waiting}" if waiting else ""))
+    return lines

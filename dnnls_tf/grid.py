@@ -82,17 +82,20 @@ def significant(value: float, digits: int = 3) -> float:
     return float(f"{value:.{digits - 1}e}")
 
 
+def blew_up(range_test) -> bool:
+    """Whether the range test stopped because its last loss was non-finite or 4x the lowest."""
+    losses = np.asarray(range_test["loss"], dtype=float)
+    finite = losses[np.isfinite(losses)]
+    return bool(not np.isfinite(losses[-1]) or (finite.size and losses[-1] > 4 * finite.min() * (1 - 1e-9)))
+
+
 def anchor_rate(range_test, max_lr: float) -> float:
-    """Where the range test's loss blew up (its last step, if it stopped early), else `max_lr`.
+    """Where the range test's loss blew up (its last step), else `max_lr`.
 
     `range_test` has columns lr and loss; the test stops at the first step whose loss
     is non-finite or four times the lowest.
     """
-    losses = np.asarray(range_test["loss"], dtype=float)
-    rates = np.asarray(range_test["lr"], dtype=float)
-    finite = losses[np.isfinite(losses)]
-    blew_up = not np.isfinite(losses[-1]) or (finite.size and losses[-1] > 4 * finite.min() * (1 - 1e-9))
-    return float(rates[-1]) if blew_up else float(max_lr)
+    return float(np.asarray(range_test["lr"], dtype=float)[-1]) if blew_up(range_test) else float(max_lr)
 
 
 def ladder(anchor: float, rule: GridRule) -> list[float]:

@@ -19,6 +19,7 @@ import signal
 import time
 import traceback
 from dataclasses import dataclass
+from pathlib import Path
 
 from dnnls_tf import experiments
 from dnnls_tf.errors import UserError
@@ -33,7 +34,9 @@ _PR_SET_PDEATHSIG = 1
 class Task:
     spec: RunSpec | RangeTestSpec
     priority: int
-    cost: float  # training images, weighted (frozen conv layers cost about a third)
+    cost: float  # training images, weighted (frozen conv layers cost less)
+    experiment: str = ""
+    kind: str = "range_test"
 
     @property
     def run_id(self) -> str:
@@ -111,10 +114,12 @@ class WorkerPool:
             self.processes.append(process)
             self.idle.append((parent_end, process))
 
-    def submit(self, task: Task) -> None:
+    def submit(self, task: Task) -> int:
+        """Send the task to an idle worker; returns the worker's number."""
         connection, process = self.idle.pop()
         connection.send(task.spec)
         self.busy[connection] = (process, task)
+        return self.processes.index(process)
 
     def wait(self) -> tuple[Task, str, str]:
         """Block until a busy worker reports: (task, kind, message); a dead worker is a UserError."""
@@ -154,20 +159,22 @@ class Runner:
         self.study, self.pools = study, pools
         self.trained: list[str] = []
         self.read: set[str] = set()
+        self.timeline: list[dict] = []  # one entry per trained task: worker, start, end (s since the start)
         self._pool: WorkerPool | None = None
+        self._started = time.perf_counter()
 
     def _cost(self, spec) -> float:
         if isinstance(spec, RangeTestSpec):
             return 0.0
         images = self.study.splits.sizes()[spec.train_split] * spec.epochs
-        return images * (0.35 if spec.frozen else 1.0)
+        return images * (0.2 if spec.frozen else 1.0)  # frozen conv layers are computed once
 
     def _missing(self, plans: list, running: set[str]) -> list[Task]:
         store, tasks = self.study.store, {}
         for plan in plans:
             for spec in plan.range_tests:
                 if store.range_test(spec) is None and spec.run_id not in running:
-                    tasks[spec.run_id] = Task(spec, 0, 0.0)
+                    tasks[spec.run_id] = Task(spec, 0, 0.0, plan.experiment)
             for spec in plan.specs():
                 run_id = spec.run_id
                 if run_id in running or run_id in tasks:
@@ -181,7 +188,7 @@ class Runner:
                     if store.get(spec.init_from) is not None:  # a fresh clone: stored runs, no weights
                         store.discard(spec.init_from, "its weights are missing and a transfer run needs them")
                     continue  # the source is planned again by its own experiment
-                tasks[run_id] = Task(spec, plan.priority(spec), self._cost(spec))
+                tasks[run_id] = Task(spec, plan.priority(spec), self._cost(spec), plan.experiment, plan.kind(spec))
         return sorted(tasks.values(), key=lambda task: (task.priority, -task.cost, task.run_id))
 
     def _check_prerequisites(self, plans: list, names: list[str]) -> None:
@@ -212,33 +219,123 @@ class Runner:
                 bar.total = len(self.trained) + len(running) + len(tasks)
                 bar.refresh()
                 if workers == 1:
-                    self._report(bar, tasks[0], "ok", execute(tasks[0].spec, self.study, self.pools,
-                                                              progress=self.study.config.compute.progress))
+                    started = self._now()
+                    message = execute(tasks[0].spec, self.study, self.pools,
+                                      progress=self.study.config.compute.progress)
+                    self._report(bar, tasks[0], 0, started, message)
                     continue
                 if self._pool is None:
                     self._pool = WorkerPool(self.study, workers)
+                    self.pool_started = self._now()
                 for task in tasks:
                     if not self._pool.idle:
                         break
-                    self._pool.submit(task)
-                    running[task.run_id] = task
+                    worker = self._pool.submit(task)
+                    running[task.run_id] = (task, worker, self._now())
                 task, kind, message = self._pool.wait()
-                running.pop(task.run_id)
+                _, worker, started = running.pop(task.run_id)
                 if kind == "error":
                     raise UserError(message)
                 if kind == "crash":
                     raise RuntimeError(f"a worker failed on run {task.run_id}:\n{message}")
-                self._report(bar, task, kind, message)
+                self._report(bar, task, worker, started, message)
         finally:
             bar.close()
             if self._pool is not None:
                 self._pool.close() if not running else self._pool.kill()
                 self._pool = None
 
-    def _report(self, bar, task: Task, kind: str, message: str) -> None:
+    def _now(self) -> float:
+        return time.perf_counter() - self._started
+
+    def _report(self, bar, task: Task, worker: int, started: float, message: str) -> None:
+        entry = {"run_id": task.run_id, "experiment": task.experiment, "kind": task.kind, "worker": worker,
+                 "start": round(started, 3), "end": round(self._now(), 3)}
         if isinstance(task.spec, RunSpec):
             self.trained.append(task.run_id)
-        self.study.store.problem(task.run_id)  # read the new run into the store's cache
+            run = self.study.store.get(task.run_id)  # also reads the new run into the store's cache
+            entry.update(cpu_seconds=run.metrics["cpu_seconds"], images=run.metrics["images_trained"])
+        self.timeline.append(entry)
         log.info(message)
         bar.update(1)
         bar.set_postfix_str(message.split(":")[0], refresh=True)
+
+
+def describe_timeline(timeline: list[dict], workers: int, wall_seconds: float) -> dict:
+    """Where a `run` spent its time: per experiment and kind of run, and how busy the workers were."""
+    by_kind: dict[str, dict] = {}
+    for entry in timeline:
+        row = by_kind.setdefault(f"{entry['experiment']}:{entry['kind']}", {"runs": 0, "worker_seconds": 0.0,
+                                                                            "cpu_seconds": 0.0, "images": 0})
+        row["runs"] += 1
+        row["worker_seconds"] += entry["end"] - entry["start"]
+        row["cpu_seconds"] += entry.get("cpu_seconds", 0.0)
+        row["images"] += entry.get("images", 0)
+    busy = sum(entry["end"] - entry["start"] for entry in timeline)
+    first = min((entry["start"] for entry in timeline), default=0.0)
+    last = max((entry["end"] for entry in timeline), default=0.0)
+    return {"wall_seconds": wall_seconds, "workers": workers, "tasks": len(timeline),
+            "first_task_started": first, "last_task_ended": last,
+            "worker_busy_fraction": busy / (workers * (last - first)) if last > first else None,
+            "images_trained": sum(entry.get("images", 0) for entry in timeline),
+            "cpu_seconds_in_runs": sum(entry.get("cpu_seconds", 0.0) for entry in timeline),
+            "by_kind": by_kind}
+
+
+def cpu_model() -> str:
+    """The CPU's model name (Linux), for every speed figure."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine()
+
+
+@dataclass
+class RunOutcome:
+    """What completing some experiments' plans did."""
+
+    plans: list
+    trained: list[str]
+    read: set[str]
+    minutes: float
+
+    def describe(self, label: str, study: Study) -> str:
+        if self.trained:
+            return (f"{label} [{study.profile}]: trained {len(self.trained)} run(s), "
+                    f"{len(self.read)} already in the store, {self.minutes:.1f} min")
+        return (f"{label} [{study.profile}]: nothing to train, all {len(self.read)} run(s) "
+                f"already in {study.store.runs_dir}")
+
+
+def complete_experiments(study: Study, names: list[str], label: str | None = None) -> RunOutcome:
+    """Train what the plans of `names` lack, under the store's lock, then write their summaries.
+
+    The one implementation behind `python -m dnnls_tf run` and `run()`. The study must
+    be writable (plans then let keras-tuner propose and choose). When runs were
+    trained, their timeline goes to results/<profile>/timeline/run-<label>.json.
+    """
+    from dnnls_tf import runtime, summaries
+    from dnnls_tf.atomic import write_json
+    from dnnls_tf.store import StoreLock
+
+    if not study.writable:
+        raise UserError("complete_experiments needs a writable Study (Study(..., writable=True))")
+    with StoreLock(study.store):
+        removed = study.store.remove_orphans()
+        if removed:
+            print(f"removed {removed} partial file(s) left by a killed process")
+        runner = Runner(study, runtime.start(study.config.compute))
+        began = time.perf_counter()
+        plans = runner.complete(list(names))
+        for plan in plans:
+            summaries.write_summary(study, plan)
+        if runner.timeline:
+            record = describe_timeline(runner.timeline, study.config.compute.workers, time.perf_counter() - began)
+            write_json(study.results_dir / "timeline" / f"run-{label or '+'.join(names)}.json",
+                       {**record, "cpu": cpu_model(), "timeline": runner.timeline})
+    return RunOutcome(plans, list(runner.trained), set(runner.read), (time.perf_counter() - began) / 60)

@@ -100,6 +100,10 @@ def seed_run(seed: int, jit_compile: bool = False) -> None:
     keras.utils.set_random_seed(seed)
     if not jit_compile:
         tf.config.experimental.enable_op_determinism()
+    else:  # process-wide: an earlier run in this process (a notebook, a test) may have turned it on
+        from tensorflow.python.framework import config as tf_config
+
+        tf_config.disable_op_determinism()
 
 
 def gpu_available() -> bool:

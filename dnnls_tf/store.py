@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 RUN_FILES = ("config.json", "history.csv", "steps.csv", "gradients.npz", "predictions.npz", "metrics.json")
 HISTORY_COLUMNS = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "train_eval_loss",
                    "train_eval_accuracy"]
-STEP_COLUMNS = ["step", "epoch", "loss"]
+STEP_COLUMNS = ["step", "epoch", "loss", "lr"]
 GRADIENT_KEYS = ("count", "sum", "sum_sq", "sum_abs", "weight_sq")
 REQUIRED_METRICS = {"status": str, "stable": bool, "best_epoch": (int, type(None)), "wall_seconds": (int, float),
                     "images_per_second": (int, float), "params": int}

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from dnnls_tf import __version__, stats
+from dnnls_tf import grid as grid_lib
 from dnnls_tf.atomic import write_json
 from dnnls_tf.data import NUM_CLASSES
 from dnnls_tf.errors import UserError
@@ -57,8 +58,8 @@ def group_entry(key: tuple, runs: list[StoredRun]) -> dict:
             "test_interval": stats.bootstrap_interval(hits) if hits is not None else [math.nan, math.nan]}
 
 
-def per_class(runs: list[StoredRun]) -> dict:
-    """Per-class test accuracy (mean over stable seeds) and the confusion matrix summed over them."""
+def per_class(key: tuple, runs: list[StoredRun]) -> dict:
+    """Per-class test accuracy and the confusion matrix summed over a group's stable seeds."""
     matrix = np.zeros((NUM_CLASSES, NUM_CLASSES), dtype=np.int64)
     for run in runs:
         if run.stable:
@@ -66,7 +67,7 @@ def per_class(runs: list[StoredRun]) -> dict:
                                run.predictions["test_predictions"].astype(int)), 1)
     with np.errstate(invalid="ignore"):
         accuracy = np.diag(matrix) / matrix.sum(axis=1)
-    return {"accuracy": accuracy.tolist(), "confusion": matrix.tolist()}
+    return {"key": list(key), "accuracy": accuracy.tolist(), "confusion": matrix.tolist()}
 
 
 # ---------------------------------------------------------------- comparisons
@@ -125,13 +126,16 @@ def summarize_baseline(study: Study, plan: Plan) -> dict:
     return {**_base(study, plan, groups), "comparisons": []}
 
 
+RANGE_SMOOTHING = 0.1  # exponential weight of the range test's smoothed loss
+
+
 def _range_test(table, anchor: float) -> dict:
-    smooth = table["loss"].ewm(alpha=0.1).mean().to_numpy()
+    smooth = table["loss"].replace([np.inf, -np.inf], np.nan).ewm(alpha=RANGE_SMOOTHING).mean().to_numpy()
     lowest = int(np.nanargmin(smooth))
     return {"steps": int(len(table)), "lr_at_lowest_smoothed_loss": float(table["lr"].iloc[lowest]),
-            "lowest_smoothed_loss": float(smooth[lowest]), "anchor": anchor,
-            "blew_up": bool(anchor < float(table["lr"].max()) * (1 + 1e-9) and anchor == float(table["lr"].iloc[-1])),
-            "lr": table["lr"].tolist(), "loss": table["loss"].tolist()}
+            "lowest_smoothed_loss": float(smooth[lowest]), "anchor": anchor, "blew_up": grid_lib.blew_up(table),
+            "smoothing": RANGE_SMOOTHING, "lr": table["lr"].tolist(), "loss": table["loss"].tolist(),
+            "smoothed_loss": smooth.tolist()}
 
 
 def summarize_exp1(study: Study, plan: Plan) -> dict:
@@ -165,7 +169,7 @@ def summarize_exp1(study: Study, plan: Plan) -> dict:
                                  for i, (s, run) in enumerate(zip(record.trials, choices["trial_runs"]))],
                       "chosen": record.chosen},
             "schedule": spec_dict(choices["schedule"]),
-            "per_class": {"rate": per_class(groups[best]), "schedule": per_class(groups["schedule",])}}
+            "per_class": [per_class(key, groups[key]) for key in (best, ("schedule",))]}
 
 
 def summarize_exp2(study: Study, plan: Plan) -> dict:
@@ -188,8 +192,7 @@ def summarize_exp2(study: Study, plan: Plan) -> dict:
     return {**_base(study, plan, groups), "comparisons": adjust_family(items, "exp2"),
             "learning_rate": plan.choices["learning_rate"], "best_dropout": best,
             "dropout_rates": list(study.config.exp2.dropout_rates),
-            "per_class": {f"{kind}_{p:g}": per_class(groups[kind, p])
-                          for p in (0.0, best) for kind in ("dropout", "transfer")}}
+            "per_class": [per_class((kind, p), groups[kind, p]) for p in (0.0, best) for kind in ("dropout", "transfer")]}
 
 
 def gradient_rows(groups: dict, window: int) -> list[dict]:
@@ -221,7 +224,7 @@ def summarize_exp3(study: Study, plan: Plan) -> dict:
     return {**_base(study, plan, groups), "comparisons": comparisons,
             "learning_rate": plan.choices["learning_rate"], "best_dropout": best,
             "window_epochs": study.config.window_epochs, "gradients": gradient_rows(groups, study.config.window_epochs),
-            "per_class": {"batch_norm": per_class(groups[bn])}}
+            "per_class": [per_class(bn, groups[bn])]}
 
 
 SUMMARIZERS = {"baseline": summarize_baseline, "exp1": summarize_exp1, "exp2": summarize_exp2,

@@ -1,373 +1,404 @@
-"""Summary dicts (results/<profile>/<exp>/summary.json) as tables and plain-text answers.
+"""Tables of a summary (results/<profile>/<exp>/summary.json): value frames, one formatting, two renderers.
 
-Everything here reads the dicts `experiments.run_experiment` returns; nothing
-trains or touches the store. Accuracies and gaps are shown in percent /
-percentage points as "mean ± 95% CI half-width" over seeds, with n (seeds that
-finished) and the number of diverged runs beside them.
+Three layers, so that a notebook and the report can never show different numbers:
+- value frames (`groups_frame`, `comparisons_frame`, `ladder_frame`, `grid_check_frame`,
+  `tuner_frame`, `gradients_frame`, `per_class_frame`): numbers and identifiers as the
+  summary holds them (group keys stay tuples such as ("rate", 0.0117));
+- text tables (`group_table`, `comparison_table`, ...): the same rows as strings, in the
+  one formatting vocabulary below ("mean ± 95% CI half-width" in % or pp, raw and
+  Holm-adjusted p, the test used, the test set's bootstrap interval), with words for
+  identifiers from `vocabulary`;
+- renderers: `notebook_table` (a pandas Styler a notebook displays) and `latex_table`
+  (the same text table through Styler.to_latex).
+Nothing here computes a statistic: every number is read from the summary.
 """
 from __future__ import annotations
 
 import math
+import re
 
 import pandas as pd
-from scipy import stats as scipy_stats
 
-# summary metric key -> column label (accuracies in %, gaps in percentage points)
-METRIC_COLUMNS = {
-    "val_accuracy": "val acc (%)",
-    "test_accuracy": "test acc (%)",
-    "generalization_gap": "gap train-val (pp)",
-    "train_test_gap": "gap train-test (pp)",
-}
-METRIC_NAMES = {"val_accuracy": "validation accuracy", "test_accuracy": "test accuracy",
-                "generalization_gap": "train-val gap", "train_test_gap": "train-test gap"}
-SIGNIFICANCE = 0.05
+from dnnls_tf.summaries import TEST_SET_METRICS
+from dnnls_tf.vocabulary import CLASS_NAMES, GRADIENT_MEASURES, METRICS, comparison_label, group_label
+
+MINUS = "−"          # U+2212: the sign of a negative number in a table or a sentence
+NOT_APPLICABLE = "—"  # e.g. the Holm column of a comparison outside the headline family
+NO_VALUE = "n/a"      # a statistic that could not be computed (NaN)
+HEADLINE_METRICS = ("test_accuracy", "generalization_gap", "train_test_gap")
 
 
-# ------------------------------------------------------------------ formatting
-def _finite(value) -> bool:
-    return value is not None and isinstance(value, (int, float)) and math.isfinite(value)
+# ================================================================ value frames
+def finite(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def format_interval(summary: dict, scale: float = 100.0, digits: int = 1) -> str:
-    """'mean ± half-width' of one summarize() dict, scaled (100: fractions to %)."""
-    if not summary or not summary.get("n") or not _finite(summary.get("mean")):
-        return "n/a"
-    mean = summary["mean"] * scale
-    half = summary.get("ci_half_width")
-    if not _finite(half):
-        return f"{mean:.{digits}f}"
-    return f"{mean:.{digits}f} ± {half * scale:.{digits}f}"
+def _number(value) -> float:
+    """A summary value as a float (JSON null: NaN)."""
+    return float(value) if finite(value) else math.nan
 
 
-def format_p(p_value) -> str:
-    if not _finite(p_value):
-        return "n/a"
-    return "<0.001" if p_value < 0.001 else f"{p_value:.3f}"
+def key_of(entry_key) -> tuple:
+    """A group key from JSON (a list) as the tuple the summaries were computed with."""
+    return tuple(entry_key)
 
 
-def _verdict(p_value) -> str:
-    if not _finite(p_value):
-        return "no test possible"
-    return "significant at 5%" if p_value < SIGNIFICANCE else "not significant at 5%"
+def group_entries(summary: dict, kinds=None) -> list[dict]:
+    """The summary's groups (in their stored order), optionally only those of some kinds."""
+    return [g for g in summary["groups"] if kinds is None or g["kind"] in kinds]
 
 
-def _pct(value) -> str:
-    return "n/a" if not _finite(value) else f"{100 * value:.1f}"
+def group_of(summary: dict, key) -> dict:
+    """The group entry whose key is `key` (a tuple or list)."""
+    wanted = key_of(key)
+    for entry in summary["groups"]:
+        if key_of(entry["key"]) == wanted:
+            return entry
+    raise KeyError(f"{summary.get('experiment')}: no group {wanted}")
 
 
-def _signed_pp(value) -> str:
-    return "n/a" if not _finite(value) else f"{100 * value:+.1f} pp"
-
-
-def describe_schedule(schedule) -> str:
-    """A readable one-liner of a learning-rate description (a number or a schedule dict)."""
-    if isinstance(schedule, (int, float)):
-        return f"constant {schedule:g}"
-    if isinstance(schedule, dict) and schedule.get("name") == "warmup_cosine":
-        return (f"warm-up {schedule['warmup_epochs']} epoch(s) to {schedule['peak']:g}, cosine decay "
-                f"to {schedule['final_fraction']:g} x peak")
-    return str(schedule)
-
-
-def _row(summary: dict) -> dict:
-    """One table row of a summarize_runs() dict."""
-    row = {label: format_interval(summary.get(metric, {})) for metric, label in METRIC_COLUMNS.items()}
-    row["n"] = int(summary.get("test_accuracy", {}).get("n", 0))
-    row["diverged"] = int(summary.get("n_diverged", 0))
-    return row
-
-
-def welch_from_summaries(first: dict, second: dict, metric: str) -> dict:
-    """Welch's t-test of first minus second from their means, stds and n (two-sided)."""
-    a, b = first.get(metric, {}), second.get(metric, {})
-    if a.get("n", 0) < 2 or b.get("n", 0) < 2 or not (_finite(a.get("std")) and _finite(b.get("std"))):
-        return {"difference": math.nan, "t": math.nan, "p_value": math.nan, "df": math.nan}
-    difference = a["mean"] - b["mean"]
-    if a["std"] == 0 and b["std"] == 0:
-        return {"difference": difference, "t": math.nan, "p_value": math.nan, "df": math.nan}
-    result = scipy_stats.ttest_ind_from_stats(a["mean"], a["std"], a["n"], b["mean"], b["std"], b["n"],
-                                              equal_var=False)
-    va, vb = a["std"] ** 2 / a["n"], b["std"] ** 2 / b["n"]
-    df = (va + vb) ** 2 / (va**2 / (a["n"] - 1) + vb**2 / (b["n"] - 1))
-    return {"difference": float(difference), "t": float(result.statistic), "p_value": float(result.pvalue),
-            "df": float(df)}
-
-
-def welch_table(tests: dict, label: str = "difference") -> pd.DataFrame:
-    """Rows per metric of a compare_groups() dict: difference (pp), t, df, p and the verdict."""
+def groups_frame(summary: dict, kinds=None) -> pd.DataFrame:
+    """One row per group: key, kind, value, run counts, and per metric its mean, CI half-width and n;
+    test_low/test_high: the test set's bootstrap interval of the group's test accuracy."""
     rows = []
-    for metric, name in METRIC_NAMES.items():
-        test = tests.get(metric)
-        if test is None:
+    for entry in group_entries(summary, kinds):
+        row = {"key": key_of(entry["key"]), "kind": entry["kind"], "value": entry["value"],
+               "learning_rate": entry["learning_rate"], "n_runs": entry["n_runs"],
+               "n_unstable": entry["n_unstable"], "n_diverged": entry["n_diverged"]}
+        for metric in METRICS:
+            stats = entry["metrics"][metric]
+            row[metric] = _number(stats["mean"])
+            row[f"{metric}_ci"] = _number(stats["ci_half_width"])
+            row[f"{metric}_n"] = stats["n"]
+        row["best_epoch"] = _number(entry["best_epoch"]["mean"])
+        row["test_low"], row["test_high"] = (_number(v) for v in entry["test_interval"])
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def comparisons_frame(summary: dict, headline: bool | None = None) -> pd.DataFrame:
+    """One row per comparison (first minus second on one metric), as the summary holds it."""
+    rows = []
+    for entry in summary["comparisons"]:
+        if headline is not None and entry["headline"] != headline:
             continue
-        rows.append({"metric": name, f"{label} (pp)": _signed_pp(test["difference"]).replace(" pp", ""),
-                     "t": "n/a" if not _finite(test["t"]) else f"{test['t']:.2f}",
-                     "df": "n/a" if not _finite(test["df"]) else f"{test['df']:.1f}",
-                     "p (Welch)": format_p(test["p_value"]), "verdict": _verdict(test["p_value"])})
-    return pd.DataFrame(rows).set_index("metric")
+        low, high = (_number(v) for v in entry["test_set_interval"])
+        rows.append({"name": entry["name"], "first": key_of(entry["first"]), "second": key_of(entry["second"]),
+                     "metric": entry["metric"], "headline": entry["headline"], "test": entry["test"],
+                     "difference": _number(entry["difference"]), "ci_low": _number(entry["ci_low"]),
+                     "ci_high": _number(entry["ci_high"]), "p": _number(entry["p"]),
+                     "p_holm": _number(entry["p_holm"]), "interval_low": low, "interval_high": high,
+                     "n_first": entry["n_first"], "n_second": entry["n_second"], "family": entry["family"]})
+    return pd.DataFrame(rows)
 
 
-def _header(summary: dict) -> str:
-    runs = summary.get("per_rate") or summary.get("models") or {}
-    first = next(iter(runs.values()), {})
-    n = first.get("test_accuracy", {}).get("n", 0) + first.get("test_accuracy", {}).get("n_missing", 0)
-    return f"[profile {summary.get('profile')}: {summary.get('description')}; {n} seeds per configuration]"
+def ladder_frame(summary: dict) -> pd.DataFrame:
+    """Experiment 1's probed ladder (highest rate first): evidence per rung."""
+    return pd.DataFrame([{**rung, "gain": _number(rung["gain"])} for rung in summary["ladder"]])
 
 
-# ------------------------------------------------------------------ experiment 1
-def exp1_table(summary: dict) -> pd.DataFrame:
-    """One row per constant learning rate plus the tuned schedule; the best constant rate is marked."""
-    best = summary["best_constant_lr"]
-    rows = {}
-    for rate, runs in summary["per_rate"].items():
-        label = f"{float(rate):g}" + (" (best by val)" if float(rate) == float(best) else "")
-        rows[label] = _row(runs)
-    rows["tuned schedule"] = _row(summary["comparison"]["schedule"])  # described by describe_schedule()
-    frame = pd.DataFrame.from_dict(rows, orient="index")
-    frame.index.name = "learning rate"
-    return frame
+def grid_check_frame(summary: dict) -> pd.DataFrame:
+    """The grid check: per grid rate, seeds, unstable runs, the saturation gain and its verdict."""
+    return pd.DataFrame([{**row, "gain": _number(row["gain"])} for row in summary["grid_check"]["rates"]])
 
 
-def exp1_welch(summary: dict) -> pd.DataFrame:
-    """Welch tests of the schedule minus the best constant rate."""
-    return welch_table(summary["comparison"]["welch_schedule_minus_constant"], "schedule - constant")
+def tuner_frame(summary: dict) -> pd.DataFrame:
+    """keras-tuner's trials: the schedule's hyperparameters, the validation score, the chosen one."""
+    tuner = summary["tuner"]
+    rows = [{"index": t["index"], "peak": t["schedule"]["peak"], "warmup_epochs": t["schedule"]["warmup_epochs"],
+             "final_fraction": t["schedule"]["final_fraction"], "score": _number(t["score"]),
+             "stable": t["stable"], "chosen": t["index"] == tuner["chosen"], "run_id": t["run_id"]}
+            for t in tuner["trials"]]
+    return pd.DataFrame(rows)
 
 
-def range_test_table(summary: dict) -> pd.DataFrame:
-    """The LR range test's key numbers beside the chosen grid."""
-    test = summary["range_test"]
-    explodes = test["lr_where_loss_explodes"]
-    rows = {"steps of the range test": test["steps"],
-            "rate at the lowest smoothed loss": f"{test['lr_at_lowest_loss']:.3g}",
-            "lowest smoothed loss (nats)": f"{test['lowest_smoothed_loss']:.3f}",
-            "rate where the loss explodes": "never (within the sweep)" if explodes is None else f"{explodes:.3g}",
-            "constant-rate grid": ", ".join(f"{rate:g}" for rate in test["grid"])}
-    return pd.DataFrame({"value": rows}).rename_axis("range test")
-
-
-def tuner_trials_table(summary: dict) -> pd.DataFrame:
-    """keras-tuner's trials: the schedule's hyperparameters and the validation accuracy of each."""
+def gradients_frame(summary: dict) -> pd.DataFrame:
+    """Experiment 3's gradient measures: one row per model, window and layer (mean and CI over seeds)."""
     rows = []
-    trials = sorted(summary["tuner"]["trials"], key=lambda trial: (len(trial["trial_id"]), trial["trial_id"]))
-    for trial in trials:
-        schedule = trial["schedule"]
-        rows.append({"trial": trial["trial_id"], "status": trial["status"], "peak rate": schedule["peak"],
-                     "warm-up epochs": schedule["warmup_epochs"], "final fraction": schedule["final_fraction"],
-                     "val acc (%)": _pct(trial["score"]),
-                     "chosen": "yes" if schedule == summary["schedule"] else ""})
-    frame = pd.DataFrame(rows).set_index("trial")
-    return frame
+    for entry in summary["gradients"]:
+        row = {"model": key_of(entry["model"]), "window": entry["window"], "layer": entry["layer"],
+               "layer_name": entry["layer_name"], "n": entry["n"]}
+        for measure in GRADIENT_MEASURES:
+            row[measure] = _number(entry[measure])
+            row[f"{measure}_ci"] = _number(entry[f"{measure}_ci"])
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
-def exp1_answer(summary: dict) -> str:
-    """The experiment's answer with its numbers: best constant rate vs the tuned schedule."""
-    best = summary["best_constant_lr"]
-    constant, schedule = summary["comparison"]["constant"], summary["comparison"]["schedule"]
-    tests = summary["comparison"]["welch_schedule_minus_constant"]
-    test_range = summary["range_test"]
-    explodes = test_range["lr_where_loss_explodes"]
-    diverged = {rate: runs["n_diverged"] for rate, runs in summary["per_rate"].items() if runs["n_diverged"]}
-    scores = [trial["score"] for trial in summary["tuner"]["trials"] if _finite(trial["score"])]
-    lines = [
-        _header(summary),
-        f"Range test: the smoothed loss is lowest at lr {test_range['lr_at_lowest_loss']:.3g}; "
-        + ("it never exploded within the sweep." if explodes is None else f"it explodes at lr {explodes:.3g}.")
-        + f" Grid: {', '.join(f'{rate:g}' for rate in test_range['grid'])}"
-        + (f"; diverged runs: {', '.join(f'{n} at {rate}' for rate, n in diverged.items())}." if diverged
-           else "; no run diverged."),
-        f"Best constant rate by validation accuracy: {best:g} "
-        f"(val {format_interval(constant['val_accuracy'])} %, test {format_interval(constant['test_accuracy'])} %).",
-        f"Schedule chosen by keras-tuner ({len(scores)} trials, best trial val "
-        f"{_pct(max(scores) if scores else math.nan)} % on the first seed): {describe_schedule(summary['schedule'])}; "
-        f"over seeds: val {format_interval(schedule['val_accuracy'])} %, "
-        f"test {format_interval(schedule['test_accuracy'])} %.",
-    ]
-    for metric in ("test_accuracy", "generalization_gap", "train_test_gap"):
-        test = tests[metric]
-        lines.append(f"{METRIC_NAMES[metric].capitalize()}: schedule {format_interval(schedule[metric])} vs "
-                     f"constant {format_interval(constant[metric])} (%/pp); difference "
-                     f"{_signed_pp(test['difference'])}, Welch p = {format_p(test['p_value'])} "
-                     f"({_verdict(test['p_value'])}).")
-    return "\n".join(lines)
+def per_class_blocks(summary: dict) -> list[tuple[tuple, dict]]:
+    """(group key, {"accuracy", "confusion"}) for each model of summary["per_class"]: a list of blocks
+    with a "key" (older summaries: a dict by name, "rate" meaning the best constant rate)."""
+    blocks = summary.get("per_class") or []
+    if isinstance(blocks, list):
+        return [(key_of(block["key"]), block) for block in blocks]
+    keys = {"rate": ("rate", summary.get("best_constant_lr")), "schedule": ("schedule",),
+            "batch_norm": ("batch_norm",)}
+    return [(keys.get(name) or (name.rpartition("_")[0], float(name.rpartition("_")[2])), block)
+            for name, block in blocks.items()]
 
 
-# ------------------------------------------------------------------ experiment 2
-def exp2_table(summary: dict) -> pd.DataFrame:
-    """One row per dropout rate (train on A, validate on B); the best non-zero rate is marked."""
-    best = summary["best_dropout"]
-    rows = {}
-    for rate, runs in summary["per_rate"].items():
-        label = f"{float(rate):g}" + (" (best non-zero by val)" if float(rate) == float(best) else "")
-        rows[label] = _row(runs)
-    frame = pd.DataFrame.from_dict(rows, orient="index")
-    frame.index.name = "dropout rate"
-    return frame
+def per_class_frame(summary: dict) -> pd.DataFrame:
+    """Per-class test accuracy, one row per model and class: key, class, accuracy."""
+    return pd.DataFrame([{"key": key, "class": name, "accuracy": _number(value)}
+                         for key, block in per_class_blocks(summary)
+                         for name, value in zip(CLASS_NAMES, block["accuracy"])])
 
 
-TRANSFER_ROWS = {"source_on_a": "end to end on A (source)",
-                 "transfer": "transfer to B (frozen conv, new FC)",
-                 "scratch_on_b": "end to end on B (scratch)"}
+# ================================================================ the formatting vocabulary
+def _signed_text(text: str) -> str:
+    return text.replace("-", MINUS)
 
 
-def exp2_transfer_table(summary: dict) -> pd.DataFrame:
-    """Source on A / transfer to B / scratch on B for rate 0 and the best rate, with Welch p of
-    the transfer models' test accuracy against each end-to-end group."""
+def format_value(value, metric: str, signed: bool = False) -> str:
+    """A metric's value in its unit (accuracy in %, gap or difference in pp), e.g. "52.3" or "+3.8"."""
+    if not finite(value):
+        return NO_VALUE
+    spec = METRICS[metric]
+    text = f"{value * spec.scale:{'+' if signed else ''}.{spec.digits}f}"
+    if signed and float(text) == 0:  # no sign on a difference that rounds to zero
+        text = text[1:]
+    return _signed_text(text)
+
+
+def format_mean_ci(mean, half_width, metric: str, signed: bool = False) -> str:
+    """"mean ± 95% CI half-width" in the metric's unit; the mean alone when there is no CI (n < 2)."""
+    if not finite(mean):
+        return NO_VALUE
+    text = format_value(mean, metric, signed)
+    if not finite(half_width):
+        return text
+    return f"{text} ± {format_value(half_width, metric)}"
+
+
+def format_interval(low, high, metric: str, signed: bool = False) -> str:
+    """"[28.3, 39.0]" (in the metric's unit); n/a when either end is missing."""
+    if not (finite(low) and finite(high)):
+        return NO_VALUE
+    return f"[{format_value(low, metric, signed)}, {format_value(high, metric, signed)}]"
+
+
+def format_gain(value) -> str:
+    """A saturation gain (a fraction of accuracy) in pp with two decimals: "+0.45"."""
+    if not finite(value):
+        return NO_VALUE
+    return _signed_text(f"{100 * value:+.2f}")
+
+
+def format_p(p) -> str:
+    """"0.012", "<0.001", or n/a (no test was possible)."""
+    if not finite(p):
+        return NO_VALUE
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def format_rate(rate) -> str:
+    """A learning or dropout rate as stored (3 significant digits): "0.0117"."""
+    return f"{rate:g}" if finite(rate) else NO_VALUE
+
+
+def format_sci(value, digits: int = 2) -> str:
+    """A gradient measure: "4.5e-02" (the LaTeX renderer prints 4.5×10^-2)."""
+    if not finite(value):
+        return NO_VALUE
+    return _signed_text(f"{value:.{digits - 1}e}")
+
+
+def format_sci_ci(value, half_width, digits: int = 2) -> str:
+    text = format_sci(value, digits)
+    return text if not finite(half_width) or text == NO_VALUE else f"{text} ± {format_sci(half_width, 1)}"
+
+
+def column_name(metric: str, difference: bool = False) -> str:
+    """A table header for a metric: "test acc. (%)"; differences and gaps are in pp."""
+    spec = METRICS[metric]
+    return f"{spec.label} ({'pp' if difference else spec.unit})"
+
+
+def caption(summary: dict, text: str) -> str:
+    """A caption that names the profile first: "Profile quick: <description>. <text>"."""
+    return f"Profile {summary['profile']}: {summary['description']}. {text}"
+
+
+def schedule_of(summary: dict) -> dict | None:
+    return summary.get("schedule")
+
+
+def _marks(summary: dict) -> dict[tuple, str]:
+    """Rows chosen on validation data, marked in the tables."""
+    marks = {}
+    if "best_constant_lr" in summary:
+        marks["rate", summary["best_constant_lr"]] = " (best by val.)"
+    if "best_dropout" in summary:
+        marks["dropout", summary["best_dropout"]] = " (best non-zero by val.)"
+    return marks
+
+
+def row_label(summary: dict, key) -> str:
+    key = key_of(key)
+    return group_label(list(key), schedule_of(summary)) + _marks(summary).get(key, "")
+
+
+# ================================================================ text tables
+def group_table(summary: dict, kinds=None, metrics=("test_accuracy", "val_accuracy", "generalization_gap",
+                                                     "train_test_gap"), test_interval: bool = True) -> pd.DataFrame:
+    """Groups as text: label, stable runs, each metric as "mean ± CI" over seeds, and the test set's
+    own 95% interval of the test accuracy."""
+    frame = groups_frame(summary, kinds)
     rows = []
-    for rate, groups in summary["transfer"].items():
-        for key, label in TRANSFER_ROWS.items():
-            row = {"dropout": f"{float(rate):g}", "model": label, **_row(groups[key])}
-            if key == "transfer":
-                row["p test acc vs source"] = format_p(
-                    welch_from_summaries(groups["transfer"], groups["source_on_a"], "test_accuracy")["p_value"])
-                row["p test acc vs scratch"] = format_p(
-                    groups["welch_transfer_minus_scratch"]["test_accuracy"]["p_value"])
-            else:
-                row["p test acc vs source"] = row["p test acc vs scratch"] = ""
-            rows.append(row)
-    return pd.DataFrame(rows).set_index(["dropout", "model"])
+    for row in frame.to_dict("records"):
+        text = {"model": row_label(summary, row["key"]),
+                "stable runs": f"{row['n_runs'] - row['n_unstable']}/{row['n_runs']}"}
+        for metric in metrics:
+            text[column_name(metric)] = format_mean_ci(row[metric], row[f"{metric}_ci"], metric)
+        if test_interval:
+            text["test-set 95% interval (%)"] = format_interval(row["test_low"], row["test_high"], "test_accuracy")
+        rows.append(text)
+    return pd.DataFrame(rows)
 
 
-def exp2_transfer_welch(summary: dict, rate) -> pd.DataFrame:
-    """Welch tests of transfer minus scratch on B at one dropout rate."""
-    groups = summary["transfer"][_rate_key(summary["transfer"], rate)]
-    return welch_table(groups["welch_transfer_minus_scratch"], "transfer - scratch")
+def comparison_table(summary: dict, headline: bool | None = None) -> pd.DataFrame:
+    """Comparisons as text: first − second, metric, difference ± CI over seeds (pp), the test,
+    raw p, Holm-adjusted p (— outside the headline family) and the test set's 95% interval."""
+    frame = comparisons_frame(summary, headline)
+    rows = []
+    for row in frame.to_dict("records"):
+        half = (row["ci_high"] - row["ci_low"]) / 2 if finite(row["ci_high"]) and finite(row["ci_low"]) else math.nan
+        rows.append({
+            "comparison": comparison_label(row),  # short labels: settings are in the group tables
+            "metric": METRICS[row["metric"]].label,
+            "difference (pp)": format_mean_ci(row["difference"], half, row["metric"], signed=True),
+            "test": row["test"],
+            "p": format_p(row["p"]),
+            "p (Holm)": format_p(row["p_holm"]) if row["headline"] else NOT_APPLICABLE,
+            "test-set 95% interval (pp)": (format_interval(row["interval_low"], row["interval_high"], row["metric"],
+                                                           signed=True)
+                                           if row["metric"] in TEST_SET_METRICS
+                                           else NOT_APPLICABLE),
+        })
+    return pd.DataFrame(rows)
 
 
-def _rate_key(mapping: dict, rate) -> str:
-    for key in mapping:
-        if float(key) == float(rate):
-            return key
-    raise KeyError(f"no dropout rate {rate} in {list(mapping)}")
+def family_table(summaries: dict, headline: bool = True) -> pd.DataFrame:
+    """Every experiment's headline (or secondary) comparisons in one text table, an "exp." column first;
+    the Holm column only for the headline families."""
+    parts = []
+    for name, summary in summaries.items():
+        table = comparison_table(summary, headline=headline)
+        table.insert(0, "exp.", name.replace("exp", ""))
+        parts.append(table if headline else table.drop(columns="p (Holm)"))
+    return pd.concat(parts, ignore_index=True)
 
 
-def exp2_answer(summary: dict) -> str:
-    """How dropout changes test accuracy and gap; how the transfer models compare."""
-    per_rate = summary["per_rate"]
-    best = summary["best_dropout"]
-    zero, best_runs = per_rate[_rate_key(per_rate, 0.0)], per_rate[_rate_key(per_rate, best)]
-    lines = [_header(summary), f"Learning rate {summary['learning_rate']:g} ({summary['learning_rate_source']}).",
-             "Dropout sweep (train on A, validate on B), test acc % / gap train-val pp / gap train-test pp:"]
-    for rate, runs in per_rate.items():
-        lines.append(f"  p={float(rate):g}: {format_interval(runs['test_accuracy'])} / "
-                     f"{format_interval(runs['generalization_gap'])} / {format_interval(runs['train_test_gap'])}"
-                     + (f" ({runs['n_diverged']} diverged)" if runs["n_diverged"] else ""))
-    highest = max(per_rate, key=float)
-    for metric in ("test_accuracy", "generalization_gap"):
-        versus_best = welch_from_summaries(best_runs, zero, metric)
-        versus_high = welch_from_summaries(per_rate[highest], zero, metric)
-        lines.append(f"{METRIC_NAMES[metric].capitalize()}: best rate {best:g} minus no dropout "
-                     f"{_signed_pp(versus_best['difference'])} (Welch p = {format_p(versus_best['p_value'])}); "
-                     f"highest rate {float(highest):g} minus no dropout {_signed_pp(versus_high['difference'])} "
-                     f"(p = {format_p(versus_high['p_value'])}).")
-    lines.append("Transfer (train on B from the A model: conv frozen, FC re-initialised and retrained):")
-    for rate, groups in summary["transfer"].items():
-        transfer, scratch, source = groups["transfer"], groups["scratch_on_b"], groups["source_on_a"]
-        to_scratch = groups["welch_transfer_minus_scratch"]["test_accuracy"]
-        to_source = welch_from_summaries(transfer, source, "test_accuracy")
-        gap = groups["welch_transfer_minus_scratch"]["generalization_gap"]
-        lines.append(
-            f"  p={float(rate):g}: test acc transfer {format_interval(transfer['test_accuracy'])} %, "
-            f"scratch on B {format_interval(scratch['test_accuracy'])} %, source on A "
-            f"{format_interval(source['test_accuracy'])} %; transfer - scratch "
-            f"{_signed_pp(to_scratch['difference'])} (p = {format_p(to_scratch['p_value'])}), transfer - source "
-            f"{_signed_pp(to_source['difference'])} (p = {format_p(to_source['p_value'])}); train-val gap "
-            f"transfer - scratch {_signed_pp(gap['difference'])} (p = {format_p(gap['p_value'])}).")
-    return "\n".join(lines)
+def ladder_table(summary: dict) -> pd.DataFrame:
+    """The probed ladder as text: rate, probes, sweep runs, unstable runs, saturation gain and its source."""
+    grid, top = set(summary["grid"]["rates"]), summary["grid"]["top"]
+    return pd.DataFrame([{"rate": format_rate(r["rate"]) + (" (top)" if r["rate"] == top else ""),
+                          "probes": str(r["probes"]), "sweep runs": str(r["sweep_runs"]),
+                          "unstable": str(r["unstable"]), "gain (pp)": format_gain(r["gain"]),
+                          "curve": r["curve_source"], "in grid": "yes" if r["rate"] in grid else ""}
+                         for r in ladder_frame(summary).to_dict("records")])
 
 
-# ------------------------------------------------------------------ experiment 3
-def exp3_table(summary: dict) -> pd.DataFrame:
-    """No dropout / best dropout / batch norm (all trained on A, validated on B)."""
-    frame = pd.DataFrame.from_dict({name: _row(runs) for name, runs in summary["models"].items()}, orient="index")
-    frame.index.name = "model"
-    return frame
+def grid_check_table(summary: dict) -> pd.DataFrame:
+    """The grid check as text: one row per grid rate, lowest first."""
+    return pd.DataFrame([{"rate": format_rate(r["rate"]), "seeds": str(r["seeds"]), "unstable": str(r["unstable"]),
+                          "gain (pp)": format_gain(r["gain"]), "saturated": "yes" if r["saturated"] else "no"}
+                         for r in grid_check_frame(summary).to_dict("records")])
 
 
-def exp3_welch(summary: dict) -> pd.DataFrame:
-    """Welch tests of batch norm minus no dropout."""
-    return welch_table(summary["welch_batch_norm_minus_no_dropout"], "BN - no dropout")
+def tuner_table(summary: dict) -> pd.DataFrame:
+    """keras-tuner's trials as text."""
+    frame = tuner_frame(summary)
+    return pd.DataFrame([{"trial": str(r["index"]), "peak": format_rate(r["peak"]),
+                          "warm-up epochs": str(r["warmup_epochs"]), "final fraction": format_rate(r["final_fraction"]),
+                          "val. acc. (%)": format_value(r["score"], "val_accuracy"),
+                          "chosen": "yes" if r["chosen"] else ""} for r in frame.to_dict("records")])
 
 
-def gradient_frame(summary: dict) -> pd.DataFrame:
-    """The numeric gradient statistics: one row per model, window and layer."""
-    return pd.DataFrame(summary["gradients"])
+def gradient_table(summary: dict, window: str | None = None, measures=tuple(GRADIENT_MEASURES)) -> pd.DataFrame:
+    """Gradient measures as text (mean ± CI over seeds), one row per model, window and layer."""
+    frame = gradients_frame(summary)
+    if window is not None:
+        frame = frame[frame["window"] == window]
+    rows = []
+    for r in frame.to_dict("records"):
+        row = {"model": group_label(list(r["model"])), "window": r["window"],
+               "layer": f"{r['layer']} {r['layer_name']}"}
+        for measure in measures:
+            row[GRADIENT_MEASURES[measure]] = format_sci_ci(r[measure], r[f"{measure}_ci"])
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
-def _sci(value, half) -> str:
-    if not _finite(value):
-        return "n/a"
-    return f"{value:.2e}" + ("" if not _finite(half) else f" ± {half:.1e}")
+def per_class_table(summary: dict) -> pd.DataFrame:
+    """Per-class test accuracy (%) of one summary's headline models, classes as rows."""
+    frame = per_class_frame(summary)
+    table = pd.DataFrame({"class": list(CLASS_NAMES)})
+    for key, rows in frame.groupby("key", sort=False):
+        table[group_label(list(key))] = [format_value(v, "test_accuracy") for v in rows["accuracy"]]
+    return table
 
 
-def gradient_table(summary: dict) -> pd.DataFrame:
-    """Per model, window and layer: std and mean |g| of dL/dw (mean ± 95% CI over seeds)."""
-    frame = gradient_frame(summary)
-    table = pd.DataFrame({
-        "model": frame["model"], "window": frame["window"],
-        "layer": [f"{layer} {name}" for layer, name in zip(frame["layer"], frame["layer_name"])],
-        "std of dL/dw": [_sci(v, h) for v, h in zip(frame["std"], frame["std_ci_half_width"])],
-        "mean |dL/dw|": [_sci(v, h) for v, h in zip(frame["mean_abs"], frame["mean_abs_ci_half_width"])],
-        "mean dL/dw": [_sci(v, h) for v, h in zip(frame["mean"], frame["mean_ci_half_width"])],
-    })
-    return table.set_index(["model", "window", "layer"])
+def per_class_summary_table(summaries: dict) -> pd.DataFrame:
+    """Per-class test accuracy (%) of every experiment's headline models side by side."""
+    parts = [per_class_table(summary) for summary in summaries.values() if summary.get("per_class")]
+    merged = parts[0]
+    for part in parts[1:]:
+        merged = merged.merge(part, on="class")
+    return merged
 
 
-def _gradient_values(frame: pd.DataFrame, model: str, window: str, key: str) -> pd.Series:
-    rows = frame[(frame["model"] == model) & (frame["window"] == window)].sort_values("layer")
-    return pd.Series(rows[key].to_numpy(), index=rows["layer"].to_numpy())
+# ================================================================ renderers
+def notebook_table(table: pd.DataFrame, caption_text: str | None = None):
+    """A text table as a pandas Styler for a notebook (index hidden, caption above)."""
+    styler = table.style.hide(axis="index")
+    return styler.set_caption(caption_text) if caption_text else styler
 
 
-def gradient_ratios(summary: dict, model: str, reference: str = "no dropout", key: str = "std") -> pd.DataFrame:
-    """Per layer (rows) and window (columns): statistic `key` of `model` divided by `reference`'s."""
-    frame = gradient_frame(summary)
-    windows = list(dict.fromkeys(frame["window"]))
-    return pd.DataFrame({window: _gradient_values(frame, model, window, key)
-                         / _gradient_values(frame, reference, window, key) for window in windows}).rename_axis("layer")
+_LATEX_CHARACTERS = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                     "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+                     "±": r"\ensuremath{\pm}", MINUS: r"\ensuremath{-}", "‖": r"\ensuremath{\|}",
+                     "×": r"\ensuremath{\times}", "≥": r"\ensuremath{\geq}", "≤": r"\ensuremath{\leq}",
+                     "≈": r"\ensuremath{\approx}", "→": r"\ensuremath{\to}", "∝": r"\ensuremath{\propto}",
+                     "–": "--", NOT_APPLICABLE: "---", "·": r"\ensuremath{\cdot}", "²": r"\ensuremath{^2}",
+                     "“": "``", "”": "''", "’": "'"}
+_SCIENTIFIC = re.compile(r"(\d(?:\.\d+)?)e([+\-" + MINUS + r"]?)0*(\d+)")
+_PLACEHOLDER = "\x00{}\x00"
 
 
-def _ratios_text(series: pd.Series) -> str:
-    return ", ".join(f"{value:.2f}" for value in series.to_numpy())
+def latex_text(text: str) -> str:
+    """Plain text (as the tables and claims write it) as LaTeX: specials escaped, ± − etc. in maths,
+    "4.5e-02" as 4.5×10^{-2}."""
+    numbers = []
+
+    def stash(match):
+        sign = "-" if match.group(2) in ("-", MINUS) else ""
+        numbers.append(rf"\ensuremath{{{match.group(1)}\times10^{{{sign}{int(match.group(3))}}}}}")
+        return _PLACEHOLDER.format(len(numbers) - 1)
+
+    text = _SCIENTIFIC.sub(stash, str(text))
+    text = "".join(_LATEX_CHARACTERS.get(char, char) for char in text)
+    return re.sub("\x00(\\d+)\x00", lambda m: numbers[int(m.group(1))], text)
 
 
-def _spread(frame: pd.DataFrame, model: str, window: str, key: str = "std") -> float:
-    values = _gradient_values(frame, model, window, key)
-    return float(values.max() / values.min()) if len(values) and values.min() > 0 else math.nan
+def latex_table(table: pd.DataFrame, caption_text: str, label: str, label_columns: int = 1,
+                size: str = "small", placement: str = "tbp", wrap: dict[str, str] | None = None) -> str:
+    """A text table as a LaTeX table float through pandas' Styler.to_latex (booktabs rules).
 
-
-def exp3_answer(summary: dict) -> str:
-    """Gradient flow with dropout and with batch norm, and BN's effect on performance."""
-    frame = gradient_frame(summary)
-    models = list(summary["models"])
-    dropout_model = next(name for name in models if name.startswith("dropout"))
-    windows = list(dict.fromkeys(frame["window"]))
-    epochs = summary["window_epochs"]
-    lines = [_header(summary), f"Windows: first and last {epochs} epoch(s). Per-layer ratios are layers 1..5 "
-             "(conv1, conv2, conv3, fc1, fc2); std = standard deviation of dL/dw pooled over the window."]
-    for model in (dropout_model, "batch norm"):
-        for key, name in (("std", "std"), ("mean_abs", "mean |g|")):
-            ratios = gradient_ratios(summary, model, "no dropout", key)
-            lines.append(f"{model} / no dropout, {name}: "
-                         + "; ".join(f"{window} window {_ratios_text(ratios[window])}" for window in windows))
-    for window in windows:
-        lines.append(f"Spread of the std across layers (largest / smallest), {window} window: "
-                     + ", ".join(f"{model} {_spread(frame, model, window):.1f}x" for model in models))
-    for window in windows:  # sqrt(pi / 2) = 1.25 for a centred normal distribution
-        tails = {model: _gradient_values(frame, model, window, "std") / _gradient_values(frame, model, window, "mean_abs")
-                 for model in models}
-        lines.append(f"std / mean |g| per layer, {window} window (1.25 for a centred normal; larger: heavier tails): "
-                     + "; ".join(f"{model} {_ratios_text(ratio)}" for model, ratio in tails.items()))
-    if len(windows) == 2:
-        for model in models:
-            change = (_gradient_values(frame, model, windows[1], "std")
-                      / _gradient_values(frame, model, windows[0], "std"))
-            lines.append(f"{model}: std {windows[1]} / {windows[0]} window per layer {_ratios_text(change)}")
-    no_dropout, batch_norm = summary["models"]["no dropout"], summary["models"]["batch norm"]
-    tests = summary["welch_batch_norm_minus_no_dropout"]
-    for metric in ("test_accuracy", "generalization_gap", "train_test_gap"):
-        test = tests[metric]
-        lines.append(f"{METRIC_NAMES[metric].capitalize()}: batch norm {format_interval(batch_norm[metric])} vs "
-                     f"no dropout {format_interval(no_dropout[metric])} (%/pp); difference "
-                     f"{_signed_pp(test['difference'])}, Welch p = {format_p(test['p_value'])} "
-                     f"({_verdict(test['p_value'])}).")
-    return "\n".join(lines)
+    The first `label_columns` columns are left-aligned words, the rest right-aligned numbers;
+    `wrap` gives some columns a width (e.g. {"comparison": "0.3\\linewidth"}) within which their
+    words wrap; a table still wider than the text is scaled down to fit (\\fittable, in main.tex).
+    """
+    escaped = table.map(latex_text)
+    escaped.columns = [latex_text(column) for column in table.columns]
+    columns = "".join(
+        rf">{{\raggedright\arraybackslash}}p{{{wrap[name]}}}" if wrap and name in wrap else
+        ("l" if index < label_columns else "r") for index, name in enumerate(table.columns))
+    try:
+        tabular = escaped.style.hide(axis="index").to_latex(column_format=columns, hrules=True)
+    except ImportError as error:  # pandas' Styler needs jinja2
+        from dnnls_tf.errors import UserError
+        raise UserError(f"LaTeX tables need pandas' Styler, which needs jinja2 ({error}): "
+                        f"pip install -r requirements.txt") from None
+    return (f"\\begin{{table}}[{placement}]\n\\centering\n\\caption{{{latex_text(caption_text)}}}\n"
+            f"\\label{{{label}}}\n\\{size}\n\\fittable{{%\n{tabular.strip()}\n}}\n\\end{{table}}\n")

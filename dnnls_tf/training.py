@@ -26,7 +26,7 @@ import pandas as pd
 
 from dnnls_tf.data import COLLAPSE_ACCURACY, SplitData, held_out_test_arrays, train_eval_indices
 from dnnls_tf.runtime import import_tensorflow, seed_run
-from dnnls_tf.spec import RangeTestSpec, RunSpec, WarmupCosine
+from dnnls_tf.spec import CONV_LAYERS, RangeTestSpec, RunSpec, WarmupCosine
 
 tf = import_tensorflow()
 import keras  # noqa: E402  (after TensorFlow's quiet import)
@@ -35,6 +35,7 @@ from dnnls_tf.models import LAYER_NAMES, build_cnn, build_model, count_parameter
 
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr",
                    "train_eval_loss", "train_eval_accuracy")
+STEP_COLUMNS = ("step", "epoch", "loss", "lr")
 STAT_NAMES = ("count", "sum", "sum_sq", "sum_abs")
 
 
@@ -80,37 +81,51 @@ def make_optimizer(optimizer: str, momentum: float, learning_rate, loss_scaling:
     return keras.optimizers.LossScaleOptimizer(result) if loss_scaling else result
 
 
-def _kernel_sums(gradient) -> list:
-    # One step's float32 sum, sum of squares and sum of |g| of a kernel's gradient, accumulated
-    # over steps in float64. The sum of squares is the square of the fused Euclidean-norm
-    # reduction (one pass over g, where sum(g * g) first writes g * g).
+def kernel_sums(gradient, xla: bool = False) -> list:
+    """One step's float32 sum, sum of squares and sum of |g| of a kernel's gradient.
+
+    Accumulated over steps in float64 by the caller. Without XLA the sum of squares is
+    the square of TensorFlow's fused Euclidean-norm reduction (one pass over g, where
+    sum(g * g) first writes g * g); XLA has no EuclideanNorm kernel but fuses g * g itself.
+    """
     values = tf.reshape(tf.cast(gradient, tf.float32), [-1])
-    return [tf.reduce_sum(values), tf.square(tf.math.reduce_euclidean_norm(values)), tf.reduce_sum(tf.abs(values))]
+    squares = tf.reduce_sum(tf.square(values)) if xla else tf.square(tf.math.reduce_euclidean_norm(values))
+    return [tf.reduce_sum(values), squares, tf.reduce_sum(tf.abs(values))]
 
 
 class Trainer:
-    """Compiled epoch and evaluation functions for one model and optimizer."""
+    """Compiled epoch and evaluation functions for one model and optimizer.
+
+    `model` maps the inputs to logits; `network` (default: the model) is the whole CNN
+    whose layers conv1..fc2 are captured. They differ when frozen conv layers are
+    computed once (`frozen_features`): the model is then the head on their features.
+    """
 
     def __init__(self, model: keras.Model, optimizer, capture: bool = True, jit_compile: bool = False,
-                 eval_batch_size: int = 1024):
-        self.model, self.optimizer, self.capture = model, optimizer, capture
+                 eval_batch_size: int = 1024, network: keras.Model | None = None, input_dtype=None):
+        self.model, self.optimizer, self.capture, self.jit_compile = model, optimizer, capture, jit_compile
+        self.network = network or model
         self.variables = list(model.trainable_variables)
         self.optimizer.build(self.variables)
         position = {id(v): i for i, v in enumerate(self.variables)}
+        kernels = [self.network.get_layer(name).kernel for name in LAYER_NAMES]
         # Index of each layer's kernel among the trainable variables (None: frozen or not captured).
-        self.kernel_index = [position.get(id(model.get_layer(name).kernel)) if capture else None
-                             for name in LAYER_NAMES]
+        self.kernel_index = [position.get(id(kernel)) if capture else None for kernel in kernels]
         self.captured = [layer for layer, index in enumerate(self.kernel_index) if index is not None]
-        self.kernel_sizes = [float(np.prod(model.get_layer(name).kernel.shape)) if layer in self.captured else 0.0
-                             for layer, name in enumerate(LAYER_NAMES)]
+        self.kernels = kernels
+        self.kernel_sizes = [float(np.prod(kernels[layer].shape)) if layer in self.captured else 0.0
+                             for layer in range(len(LAYER_NAMES))]
         # Per-weight sums of g and g^2 over the steps of the first (0) and last (1) window.
-        self.window_sums = [[tf.Variable(tf.zeros(model.get_layer(LAYER_NAMES[layer]).kernel.shape, tf.float64),
-                                         trainable=False) for layer in self.captured] for _ in range(4)]
+        self.window_sums = [[tf.Variable(tf.zeros(kernels[layer].shape, tf.float64), trainable=False)
+                             for layer in self.captured] for _ in range(4)]
         self.loss_scaling = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+        self._inner_optimizer = optimizer.inner_optimizer if self.loss_scaling else optimizer
         self.eval_batch_size = eval_batch_size
         self._step = tf.function(self._train_step, jit_compile=jit_compile)
         self.train_epoch = tf.function(self._train_epoch)
-        signature = [tf.TensorSpec([None, 32, 32, 3], tf.uint8), tf.TensorSpec([None], tf.int32)]
+        # uint8 images (or float features of frozen layers); any number of them: one trace
+        signature = [tf.TensorSpec([None, *model.inputs[0].shape[1:]], input_dtype or tf.uint8),
+                     tf.TensorSpec([None], tf.int32)]
         self.evaluate = tf.function(self._evaluate, input_signature=signature)
 
     # ---------------------------------------------------------------- training
@@ -120,11 +135,12 @@ class Trainer:
             loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True))
             scaled_loss = self.optimizer.scale_loss(loss) if self.loss_scaling else loss
         gradients = tape.gradient(scaled_loss, self.variables)
+        rate = tf.cast(self._inner_optimizer.learning_rate, tf.float32)  # the rate this step applies
         self.optimizer.apply_gradients(zip(gradients, self.variables))
         correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32),
                                                  tf.cast(labels, tf.int32)), tf.float64))
         kernels = [self._true_gradient(gradients[self.kernel_index[layer]]) for layer in self.captured]
-        return loss, correct, self._gradient_sums(kernels), kernels
+        return loss, correct, self._gradient_sums(kernels), kernels, rate
 
     def _true_gradient(self, gradient):
         if self.loss_scaling:  # capture dL/dw, not the scaled gradient
@@ -135,7 +151,7 @@ class Trainer:
         """(L, 3) float64: sum, sum of squares and sum of |g| of each captured kernel's gradient."""
         if not self.captured:
             return tf.zeros([len(LAYER_NAMES), 3], tf.float64)
-        values = [value for gradient in kernels for value in _kernel_sums(gradient)]
+        values = [value for gradient in kernels for value in kernel_sums(gradient, self.jit_compile)]
         sums = tf.reshape(tf.cast(tf.stack(values), tf.float64), [len(self.captured), 3])
         if len(self.captured) == len(LAYER_NAMES):
             return sums
@@ -154,17 +170,19 @@ class Trainer:
         window, so per-weight sums of g and g^2 are accumulated for the temporal SNR.
 
         Returns (mean training loss, training accuracy, (L, 4) float64 gradient sums,
-        per-step losses, (L,) sum of squared kernel weights at the epoch's end).
+        per-step losses, per-step learning rates, (L,) sum of squared kernel weights at the epoch's end).
         """
         num_examples = tf.shape(order)[0]
         loss_sum = tf.constant(0.0, tf.float64)
         correct = tf.constant(0.0, tf.float64)
         sums = tf.zeros([len(LAYER_NAMES), 3], tf.float64)
         step_losses = tf.TensorArray(tf.float32, size=0, dynamic_size=True)
+        step_rates = tf.TensorArray(tf.float32, size=0, dynamic_size=True)
         step = 0
         for start in tf.range(0, num_examples, batch_size):
             index = order[start:tf.minimum(start + batch_size, num_examples)]
-            loss, step_correct, step_sums, kernels = self._step(tf.gather(images, index), tf.gather(labels, index))
+            loss, step_correct, step_sums, kernels, rate = self._step(tf.gather(images, index),
+                                                                      tf.gather(labels, index))
             if self.captured:
                 if in_first:
                     self._accumulate_window(0, kernels)
@@ -174,14 +192,14 @@ class Trainer:
             correct += step_correct
             sums += step_sums
             step_losses = step_losses.write(step, tf.cast(loss, tf.float32))
+            step_rates = step_rates.write(step, rate)
             step += 1
         seen = tf.cast(num_examples, tf.float64)
         steps = tf.cast((num_examples + batch_size - 1) // batch_size, tf.float64)
         counts = steps * tf.constant(self.kernel_sizes, tf.float64)  # values summed per layer
-        weight_sq = tf.stack([tf.reduce_sum(tf.square(tf.cast(self.model.get_layer(name).kernel, tf.float64)))
-                              for name in LAYER_NAMES])
+        weight_sq = tf.stack([tf.reduce_sum(tf.square(tf.cast(kernel, tf.float64))) for kernel in self.kernels])
         return (loss_sum / seen, correct / seen, tf.concat([counts[:, None], sums], 1), step_losses.stack(),
-                weight_sq)
+                step_rates.stack(), weight_sq)
 
     def window_snr(self, which: int, steps: int) -> np.ndarray:
         """(L,) mean over each kernel's weights of |mean_t g| / std_t g over the window's steps.
@@ -191,8 +209,9 @@ class Trainer:
         """
         result = np.full(len(LAYER_NAMES), np.nan)
         for layer, total, squares in zip(self.captured, self.window_sums[2 * which], self.window_sums[2 * which + 1]):
-            mean = total.numpy() / steps
-            std = np.sqrt(np.maximum(squares.numpy() / steps - mean**2, 0.0))
+            with np.errstate(invalid="ignore", over="ignore"):  # a diverged window's sums are not finite
+                mean = total.numpy() / steps
+                std = np.sqrt(np.maximum(squares.numpy() / steps - mean**2, 0.0))
             varying = std > 0
             if varying.any():
                 result[layer] = float(np.mean(np.abs(mean[varying]) / std[varying]))
@@ -227,8 +246,7 @@ class Trainer:
         return float(loss), float(accuracy), predictions.numpy()
 
     def current_learning_rate(self) -> float:
-        optimizer = self.optimizer.inner_optimizer if self.loss_scaling else self.optimizer
-        rate = optimizer.learning_rate
+        rate = self._inner_optimizer.learning_rate
         return float(rate.numpy() if hasattr(rate, "numpy") else rate)
 
 
@@ -251,17 +269,20 @@ def train_run(spec: RunSpec, splits: SplitData, source_weights: Path | None = No
     the end and used for every final figure (train, validation and test). A
     non-finite training loss stops the run and marks it diverged.
     """
+    wall_start, cpu_start = time.perf_counter(), time.process_time()  # the whole run: build, train, evaluate
     seed_run(spec.seed, spec.jit_compile)
     model = build_model(spec, source_weights)
-    train_arrays, val_arrays = splits.arrays(spec.train_split), splits.arrays(spec.val_split)
+    forward, encode = frozen_features(model, spec)
+    train_arrays, val_arrays = encode(splits.arrays(spec.train_split)), encode(splits.arrays(spec.val_split))
+    test_arrays = encode(held_out_test_arrays(splits.data))
     sample = train_eval_indices(len(train_arrays[1]), spec.train_eval_sample)
     sample_arrays = (train_arrays[0][sample], train_arrays[1][sample])
     steps_per_epoch = math.ceil(len(train_arrays[1]) / spec.batch_size)
     optimizer = make_optimizer(spec.optimizer, spec.momentum,
                                make_learning_rate(spec.learning_rate, steps_per_epoch, spec.epochs),
                                loss_scaling=spec.mixed_precision)
-    trainer = Trainer(model, optimizer, capture=spec.capture_gradients, jit_compile=spec.jit_compile,
-                      eval_batch_size=spec.eval_batch_size)
+    trainer = Trainer(forward, optimizer, capture=spec.capture_gradients, jit_compile=spec.jit_compile,
+                      eval_batch_size=spec.eval_batch_size, network=model, input_dtype=train_arrays[0].dtype)
     train_images, train_labels = (tf.convert_to_tensor(a) for a in train_arrays)
     first = set(range(spec.gradient_window))
     last = set(range(spec.epochs - spec.gradient_window, spec.epochs))
@@ -269,16 +290,16 @@ def train_run(spec: RunSpec, splits: SplitData, source_weights: Path | None = No
     rows, step_rows, epoch_stats, weight_sq = [], [], [], []
     snr = np.full((2, len(LAYER_NAMES)), np.nan)
     status, diverged_epoch, best_accuracy, best_epoch, best_weights = "done", None, -1.0, None, None
-    wall_start, cpu_start = time.perf_counter(), time.process_time()
     bar = progress_bar(spec.epochs, progress, spec.run_id)
     for epoch in range(1, spec.epochs + 1):
-        loss, accuracy, stats, step_losses, squares = (t.numpy() for t in trainer.train_epoch(
+        loss, accuracy, stats, step_losses, step_rates, squares = (t.numpy() for t in trainer.train_epoch(
             train_images, train_labels, epoch_order(len(train_arrays[1]), spec.seed, epoch), spec.batch_size,
             tf.constant(epoch - 1 in first), tf.constant(epoch - 1 in last)))
         learning_rate = trainer.current_learning_rate()
         epoch_stats.append(stats)
         weight_sq.append(squares)
-        step_rows += [(len(step_rows) + i + 1, epoch, float(value)) for i, value in enumerate(step_losses)]
+        step_rows += [(len(step_rows) + i + 1, epoch, float(value), float(rate))
+                      for i, (value, rate) in enumerate(zip(step_losses, step_rates))]
         if epoch - 1 == spec.gradient_window - 1:
             snr[0] = trainer.window_snr(0, spec.gradient_window * steps_per_epoch)
         if epoch == spec.epochs:
@@ -301,40 +322,71 @@ def train_run(spec: RunSpec, splits: SplitData, source_weights: Path | None = No
         bar.update(1)
         bar.set_postfix(loss=f"{loss:.3f}", val_acc=f"{val_accuracy:.3f}")
     bar.close()
-    wall_seconds, cpu_seconds = time.perf_counter() - wall_start, time.process_time() - cpu_start
     if best_weights is not None:
         model.set_weights(best_weights)
     images_trained = len(train_arrays[1]) * len(rows)
     metrics = {"status": status, "best_epoch": best_epoch, "diverged_epoch": diverged_epoch,
-               "wall_seconds": wall_seconds, "cpu_seconds": cpu_seconds, "images_trained": images_trained,
-               "images_per_second": images_trained / wall_seconds,
-               "images_per_cpu_second": images_trained / max(cpu_seconds, 1e-9),
-               "num_train": len(train_arrays[1]), "num_val": len(val_arrays[1]), **count_parameters(model)}
+               "images_trained": images_trained, "num_train": len(train_arrays[1]), "num_val": len(val_arrays[1]),
+               **count_parameters(model)}
     predictions = {"test_predictions": np.zeros(0, np.int16), "test_labels": np.zeros(0, np.uint8)}
     if best_epoch is not None:
-        final, test_predictions = evaluate_selected(trainer, train_arrays, val_arrays, splits)
+        final, test_predictions = evaluate_selected(trainer, train_arrays, val_arrays, test_arrays)
         metrics.update(final)
         predictions = {"test_predictions": test_predictions.astype(np.int16),
                        "test_labels": held_out_test_arrays(splits.data)[1].astype(np.uint8)}
+    wall_seconds, cpu_seconds = time.perf_counter() - wall_start, time.process_time() - cpu_start
+    metrics.update(wall_seconds=wall_seconds, cpu_seconds=cpu_seconds,
+                   images_per_second=images_trained / wall_seconds,
+                   images_per_cpu_second=images_trained / max(cpu_seconds, 1e-9))
     metrics["stable"] = status == "done" and (metrics.get("val_accuracy") or 0.0) >= COLLAPSE_ACCURACY
     gradients = {"layer_names": np.array(LAYER_NAMES),
                  **{name: np.stack(epoch_stats)[:, :, index].astype(np.float64) for index, name in enumerate(STAT_NAMES)},
                  "weight_sq": np.stack(weight_sq).astype(np.float64), "temporal_snr": snr,
                  "kernel_size": np.array([np.prod(model.get_layer(name).kernel.shape) for name in LAYER_NAMES],
                                          dtype=np.float64)}
-    return RunResult(pd.DataFrame(rows, columns=HISTORY_COLUMNS), pd.DataFrame(step_rows, columns=("step", "epoch", "loss")),
+    return RunResult(pd.DataFrame(rows, columns=HISTORY_COLUMNS), pd.DataFrame(step_rows, columns=STEP_COLUMNS),
                      gradients, predictions, metrics, model)
 
 
-def evaluate_selected(trainer: Trainer, train_arrays, val_arrays, splits: SplitData) -> tuple[dict, np.ndarray]:
-    """Metrics of the selected model: the only place the test split is used.
+def frozen_features(model: keras.Model, spec: RunSpec):
+    """(forward model, input encoder) of a run: the model on raw images, or, when the conv
+    layers are frozen, the head (flatten -> fc1 -> fc2, the model's own layers) on their
+    features, computed once per image in inference mode.
+
+    Frozen conv (and BN) layers compute the same features every epoch, so a transfer or
+    frozen-random run does them once instead of at every step and evaluation. The
+    features of an image do not depend on the batch it is computed in, and the head is
+    the same layers, so the run is bit-identical to running the whole model (tested).
+    """
+    if not set(CONV_LAYERS) <= set(spec.frozen):
+        return model, lambda arrays: arrays
+    features = keras.Model(model.inputs[0], model.get_layer("flatten").output)
+    head = keras.Model(model.get_layer("flatten").output, model.outputs[0])
+    signature = [tf.TensorSpec([None, *model.inputs[0].shape[1:]], tf.uint8)]
+
+    @tf.function(input_signature=signature)
+    def encode_batch(images):
+        return features(images, training=False)
+
+    def encode(arrays):
+        images, labels = arrays
+        parts = [encode_batch(images[start:start + spec.eval_batch_size]).numpy()
+                 for start in range(0, len(labels), spec.eval_batch_size)]
+        empty = np.zeros((0, *features.outputs[0].shape[1:]), np.float32)
+        return (np.concatenate(parts) if parts else empty), labels
+
+    return head, encode
+
+
+def evaluate_selected(trainer: Trainer, train_arrays, val_arrays, test_arrays) -> tuple[dict, np.ndarray]:
+    """Metrics of the selected model: the only place the test split's results are read.
 
     generalization_gap is train minus validation accuracy, both in inference mode;
     train_test_gap is train minus test accuracy.
     """
     _, train_accuracy, _ = trainer.evaluate_arrays(train_arrays)
     val_loss, val_accuracy, _ = trainer.evaluate_arrays(val_arrays)
-    test_loss, test_accuracy, predictions = trainer.evaluate_arrays(held_out_test_arrays(splits.data))
+    test_loss, test_accuracy, predictions = trainer.evaluate_arrays(test_arrays)
     return ({"train_accuracy": train_accuracy, "val_accuracy": val_accuracy, "val_loss": val_loss,
              "test_accuracy": test_accuracy, "test_loss": test_loss,
              "generalization_gap": train_accuracy - val_accuracy,

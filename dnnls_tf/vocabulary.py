@@ -97,7 +97,7 @@ def comparison_label(entry: dict, schedule: dict | None = None) -> str:
 
 
 def group_noun(key) -> str:
-    """A group as the subject or object of a sentence: ["scratch_b", 0.0] -> "the models trained from
+    """A group as the (singular) subject or object of a sentence: ["scratch_b", 0.0] -> "training from
     scratch on B (no dropout)"; ["dropout", 0.2] -> "dropout 0.2"."""
     kind, value = key[0], key[1] if len(key) > 1 else None
     if kind == "rate":
@@ -112,10 +112,10 @@ def group_noun(key) -> str:
         return group_label(key)
     dropout = "no dropout" if value == 0 else f"dropout {value:g}"
     return {"dropout": dropout,
-            "transfer": f"the transferred models ({dropout})",
-            "scratch_b": f"the models trained from scratch on B ({dropout})",
-            "frozen_random": f"the head on frozen random conv layers ({dropout})",
-            "holdout": f"the models trained end to end on the holdout split ({dropout})"}[kind]
+            "transfer": f"transfer to B ({dropout})",
+            "scratch_b": f"training from scratch on B ({dropout})",
+            "frozen_random": f"a head trained on frozen random conv layers ({dropout})",
+            "holdout": f"end-to-end training on the holdout split ({dropout})"}[kind]
 
 
 def metric_noun(key: str) -> str:

@@ -27,8 +27,9 @@ def fake_result(spec: RunSpec, labels: np.ndarray, val_curve=None, test_accuracy
         rows.append(dict(zip(HISTORY_COLUMNS, (epoch, 2.0 / epoch, 0.3 + 0.05 * epoch, 1.5, value, 0.01,
                                                1.8 / epoch, 0.35 + 0.05 * epoch))))
     history = pd.DataFrame(rows, columns=HISTORY_COLUMNS)
-    steps = pd.DataFrame([(e * steps_per_epoch + s + 1, e + 1, 2.0 / (e + 1)) for e in range(epochs)
-                          for s in range(steps_per_epoch)], columns=("step", "epoch", "loss"))
+    rate = spec.learning_rate if isinstance(spec.learning_rate, float) else spec.learning_rate.peak
+    steps = pd.DataFrame([(e * steps_per_epoch + s + 1, e + 1, 2.0 / (e + 1), rate) for e in range(epochs)
+                          for s in range(steps_per_epoch)], columns=("step", "epoch", "loss", "lr"))
     best = int(np.argmax(curve)) + 1
     sizes = np.array([432, 4608, 18432, 1024 * 16, 160], dtype=float)
     scale = rng.uniform(0.5, 1.5)

@@ -1,7 +1,15 @@
-"""The benchmark's arithmetic on hand-made timings (no timing is measured here)."""
+"""The benchmark's arithmetic, round logic and table on hand-made timings, and the tuned fit's
+gradient capture against the loop's. No timing is asserted: speed belongs in the benchmark."""
+import numpy as np
 import pytest
+import tensorflow as tf
 
-from dnnls_tf.bench import CONTENDERS, format_table, run_rounds, summarize_rounds
+from conftest import tiny_config
+from dnnls_tf import runtime
+from dnnls_tf.bench import (CONTENDERS, GradientCaptureModel, compile_fit, format_table, median_interval,
+                            run_rounds, summarize_rounds)
+from dnnls_tf.models import LAYER_NAMES, build_cnn
+from dnnls_tf.training import Trainer, make_optimizer
 
 IMAGES = 1000
 
@@ -12,6 +20,7 @@ def _timings():
         "loop": [(1.0, 0.5), (2.0, 1.0), (1.0, 1.0)],
         "loop_nocapture": [(0.5, 0.5), (2.0, 1.0), (1.0, 0.5)],
         "fit": [(2.0, 1.0), (2.0, 1.0), (4.0, 2.0)],
+        "tuned_fit": [(1.0, 0.5), (4.0, 1.0), (3.0, 1.0)],
     }
 
 
@@ -21,59 +30,115 @@ def test_rates_are_medians_of_images_per_second():
     assert summary["loop_images_per_second"] == pytest.approx(1000)  # median of 1000, 500, 1000
     assert summary["loop_nocapture_images_per_second"] == pytest.approx(1000)  # of 2000, 500, 1000
     assert summary["fit_images_per_second"] == pytest.approx(500)  # of 500, 500, 250
+    assert summary["tuned_fit_images_per_second"] == pytest.approx(1000 / 3)  # of 1000, 250, 333
     assert summary["loop_wall_images_per_second"] == pytest.approx(1000)  # of 2000, 1000, 1000
     assert summary["fit_wall_images_per_second"] == pytest.approx(1000)  # of 1000, 1000, 500
 
 
 def test_ratios_are_medians_of_per_round_ratios_not_ratios_of_medians():
     summary = summarize_rounds(_timings(), IMAGES)
-    # loop / fit per round on CPU: 2.0, 1.0, 4.0 -> median 2.0 (the ratio of medians would also be 2.0,
-    # so the wall clock checks the difference: 2.0, 1.0, 2.0 -> 2.0 against 1000 / 1000 = 1.0).
-    assert summary["speedup_vs_fit"] == pytest.approx(2.0)
+    # loop / tuned_fit per round on CPU: 1, 2, 3 -> 2 (the ratio of the medians is 1000 / 333 = 3).
+    assert summary["speedup_vs_tuned_fit"] == pytest.approx(2.0)
+    # loop / fit on the wall clock: 2, 1, 2 -> 2 (the ratio of the medians is 1000 / 1000 = 1).
     assert summary["speedup_vs_fit_wall"] == pytest.approx(2.0)
-    # 1 - loop / loop_nocapture per round on CPU: 0.5, 0.0, 0.0 -> 0.0; wall: 0.0, 0.0, 0.5 -> 0.0.
+    assert summary["speedup_vs_fit"] == pytest.approx(2.0)  # CPU: 2, 1, 4
+    # 1 - loop / loop_nocapture per round on CPU: 0.5, 0, 0 -> 0; wall: 0, 0, 0.5 -> 0.
     assert summary["capture_overhead"] == pytest.approx(0.0)
     assert summary["capture_overhead_wall"] == pytest.approx(0.0)
 
 
 def test_capture_overhead_is_positive_when_the_capturing_loop_is_slower():
-    timings = {"loop": [(1.1, 1.1)] * 2, "loop_nocapture": [(1.0, 1.0)] * 2, "fit": [(1.0, 1.0)] * 2}
+    timings = {"loop": [(1.1, 1.1)] * 2, **{name: [(1.0, 1.0)] * 2 for name in CONTENDERS[1:]}}
     summary = summarize_rounds(timings, IMAGES)
     assert summary["capture_overhead"] == pytest.approx(1 - 1 / 1.1)
-    assert summary["speedup_vs_fit"] == pytest.approx(1 / 1.1)
+    assert summary["speedup_vs_fit"] == summary["speedup_vs_tuned_fit"] == pytest.approx(1 / 1.1)
 
 
-def test_unpaired_or_empty_rounds_are_refused():
-    with pytest.raises(ValueError):
-        summarize_rounds({"loop": [(1.0, 1.0)], "loop_nocapture": [], "fit": [(1.0, 1.0)]}, IMAGES)
-    with pytest.raises(ValueError):
-        summarize_rounds({name: [] for name in CONTENDERS}, IMAGES)
+def test_intervals_come_from_the_per_round_values_and_contain_the_median():
+    summary = summarize_rounds(_timings(), IMAGES)
+    for key in ("speedup_vs_fit", "speedup_vs_tuned_fit", "capture_overhead", "speedup_vs_tuned_fit_wall"):
+        low, high = summary[f"{key}_ci95"]
+        assert low <= summary[key] <= high, key
+    assert summary["speedup_vs_tuned_fit_ci95"] == median_interval([1.0, 2.0, 3.0])
+    low, high = summary["speedup_vs_tuned_fit_ci95"]
+    assert 1.0 <= low and high <= 3.0
+    # Paired rounds: the machine's speed swings 5x, the ratio in every round stays 2, so the interval is [2, 2].
+    paired = {"loop": [(s, s) for s in (1.0, 2.0, 3.0, 4.0, 5.0)],
+              **{name: [(2 * s, 2 * s) for s in (1.0, 2.0, 3.0, 4.0, 5.0)] for name in CONTENDERS[1:]}}
+    summary = summarize_rounds(paired, IMAGES)
+    assert summary["speedup_vs_tuned_fit"] == pytest.approx(2.0)
+    assert summary["speedup_vs_tuned_fit_ci95"] == pytest.approx([2.0, 2.0])
+
+
+def test_median_interval_is_seeded_and_brackets_a_noisy_median():
+    values = list(np.random.default_rng(1).normal(1.2, 0.1, 24))
+    low, high = median_interval(values)
+    assert median_interval(values) == [low, high]
+    assert low < float(np.median(values)) < high
+    assert median_interval([1.5]) == [1.5, 1.5]
+
+
+def test_unpaired_missing_or_empty_rounds_are_refused():
+    unpaired = {**_timings(), "tuned_fit": [(1.0, 1.0)]}
+    missing = {name: values for name, values in _timings().items() if name != "tuned_fit"}
+    for timings in (unpaired, missing, {name: [] for name in CONTENDERS}):
+        with pytest.raises(ValueError, match="same, non-zero number of rounds"):
+            summarize_rounds(timings, IMAGES)
 
 
 def test_rounds_rotate_the_order_and_drop_the_warm_up():
     calls = []
     contenders = {name: (lambda epoch, name=name: calls.append((name, epoch))) for name in CONTENDERS}
-    timings = run_rounds(contenders, rounds=3)
-    assert all(len(values) == 3 for values in timings.values())
-    assert [name for name, _ in calls[:3]] == ["loop", "loop_nocapture", "fit"]  # warm-up round
-    assert [name for name, _ in calls[3:6]] == ["loop_nocapture", "fit", "loop"]
-    assert [name for name, _ in calls[6:9]] == ["fit", "loop", "loop_nocapture"]
-    assert {epoch for _, epoch in calls[9:]} == {4}
+    timings = run_rounds(contenders, rounds=4)
+    assert set(timings) == set(CONTENDERS) and all(len(values) == 4 for values in timings.values())
+    orders = [[name for name, _ in calls[start:start + 4]] for start in range(0, len(calls), 4)]
+    assert orders[0] == list(CONTENDERS)  # the warm-up round, not counted
+    for round_index, order in enumerate(orders):
+        shift = round_index % 4
+        assert order == list(CONTENDERS[shift:] + CONTENDERS[:shift])
+    assert [name for name, _ in calls[4:]].count("loop") == 4  # every contender once per counted round
+    assert [epoch for _, epoch in calls] == [r + 1 for r in range(5) for _ in CONTENDERS]
 
 
-def test_table_names_every_contender_and_the_clock():
+def test_table_names_every_contender_and_both_speedups_with_intervals():
     result = summarize_rounds(_timings(), IMAGES)
-    result.update(achieved_gflops=10.0, matmul_peak_gflops=100.0, batch_size=64, images_per_epoch=IMAGES,
-                  threads={"intra_op_threads": 1, "inter_op_threads": 1})
+    result.update(achieved_gflops=10.0, achieved_gflops_wall=9.0, matmul_peak_gflops=100.0,
+                  matmul_peak_gflops_wall=99.0, batch_size=64, images_per_epoch=IMAGES,
+                  threads={"intra_op_threads": 1, "inter_op_threads": 1},
+                  machine={"cpu_model": "Test CPU", "cpu_count": 2, "load_average_before": [0.5, 0.4, 0.3],
+                           "load_average_after": [0.7, 0.5, 0.3]})
     table = format_table(result)
     assert all(name in table for name in CONTENDERS)
-    assert "2.000 (CPU)" in table and "wall clock" in table
-    assert "1 intra-op, 1 inter-op" in table and "95% CI" in table
+    for key in ("speedup_vs_fit", "speedup_vs_tuned_fit", "capture_overhead"):
+        line = next(line for line in table.splitlines() if line.startswith(key))
+        assert "95% CI" in line and "(CPU)" in line and "(wall)" in line, line
+    assert "speedup_vs_tuned_fit  2.000  95% CI" in table
+    assert "1 intra-op, 1 inter-op" in table and "Test CPU" in table and "0.50 before" in table
 
 
-def test_intervals_bracket_the_medians():
-    summary = summarize_rounds(_timings(), IMAGES)
-    low, high = summary["speedup_vs_fit_ci95"]
-    assert low <= summary["speedup_vs_fit"] <= high and 1.0 <= low and high <= 4.0  # ratios 2, 1, 4
-    low, high = summary["capture_overhead_ci95"]
-    assert low <= summary["capture_overhead"] <= high
+def test_tuned_fit_captures_the_loops_gradient_sums_for_the_same_first_step():
+    runtime.start(tiny_config().compute)  # the pools every in-process test uses
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (32, 32, 32, 3), dtype=np.uint8)
+    labels = (np.arange(32) % 10).astype(np.int32)
+    model = build_cnn(filters=(4, 8, 8), fc_units=16, seed=0)
+    initial = model.get_weights()
+    trainer = Trainer(model, make_optimizer("sgd", 0.9, 0.05))
+    outside = tf.constant(False)
+    loop_sums = trainer.train_epoch(tf.constant(images), tf.constant(labels), tf.range(32), 32, outside, outside)[2]
+    loop_sums, loop_weights = loop_sums.numpy(), model.get_weights()
+
+    model.set_weights(initial)  # the tuned model shares the layers: the same weights, the same batch
+    tuned = compile_fit(GradientCaptureModel(model.inputs, model.outputs), make_optimizer("sgd", 0.9, 0.05),
+                        steps_per_execution=2)  # more steps per execution than the data holds
+    tuned.fit(tf.data.Dataset.from_tensors((images, labels)), epochs=1, shuffle=False, verbose=0)
+    sums = tuned.take_gradient_sums()
+
+    assert sums.shape == (len(LAYER_NAMES), 4) and sums.dtype == np.float64
+    np.testing.assert_array_equal(sums[:, 0], loop_sums[:, 0])  # count: one step of every kernel element
+    np.testing.assert_allclose(sums[:, 2:], loop_sums[:, 2:], rtol=1e-5)  # sum of squares, of |g|
+    # The signed sum cancels: its tolerance is relative to the layer's sum of |g|.
+    np.testing.assert_array_less(np.abs(sums[:, 1] - loop_sums[:, 1]), 1e-5 * loop_sums[:, 3])
+    for trained, expected in zip(model.get_weights(), loop_weights):
+        np.testing.assert_allclose(trained, expected, rtol=1e-5, atol=1e-6)
+    assert not tuned.take_gradient_sums().any()  # taking the sums resets them

@@ -30,7 +30,7 @@ def test_a_run_is_stored_per_the_contract(trained_study):
     assert list(history.columns)[:6] == ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr"]
     assert list(history["epoch"]) == [1, 2]
     steps = pd.read_csv(folder / "steps.csv")
-    assert list(steps.columns) == ["step", "epoch", "loss"] and steps["step"].iloc[0] == 1
+    assert list(steps.columns) == ["step", "epoch", "loss", "lr"] and steps["step"].iloc[0] == 1
     for key in ("count", "sum", "sum_sq", "sum_abs", "weight_sq"):
         assert run.gradients[key].shape == (2, 5) and run.gradients[key].dtype == "float64"
     assert run.gradients["temporal_snr"].shape == (2, 5)

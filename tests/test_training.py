@@ -140,3 +140,12 @@ def test_mixed_precision_captures_unscaled_gradients(study):
     assert mixed.metrics["status"] == "done"
     # float16 compute: the same gradients to about two digits, not multiplied by the loss scale
     np.testing.assert_allclose(mixed.gradients["sum_abs"], plain.gradients["sum_abs"], rtol=0.05)
+
+
+def test_the_xla_path_of_the_gpu_profiles_compiles_and_captures_the_same_gradients(study):
+    spec = dataclasses.replace(study.spec(0, 0.05), epochs=1, gradient_window=1)
+    xla = train_run(dataclasses.replace(spec, jit_compile=True), study.splits)
+    plain = train_run(spec, study.splits)
+    assert xla.metrics["status"] == "done"
+    for key in ("sum_sq", "sum_abs"):  # XLA reorders float32 reductions: equal to rounding
+        np.testing.assert_allclose(xla.gradients[key], plain.gradients[key], rtol=1e-3)

@@ -68,3 +68,22 @@ def test_a_frozen_random_control_starts_from_the_same_head_as_transfer(tiny_stud
     for name in ("fc1", "fc2"):
         np.testing.assert_array_equal(transfer.get_layer(name).kernel.numpy(), control.get_layer(name).kernel.numpy())
     assert not np.array_equal(transfer.get_layer("conv1").kernel.numpy(), control.get_layer("conv1").kernel.numpy())
+
+
+def test_frozen_conv_features_computed_once_give_the_same_run_as_the_whole_model(tiny_study, monkeypatch):
+    from dnnls_tf import training
+
+    source = _train(tiny_study, tiny_study.spec(0, 0.05, dropout=0.2, batch_norm=True, splits=HALVES))
+    for spec in (tiny_study.spec(0, 0.05, dropout=0.2, batch_norm=True, splits=SWAPPED, init_from=source.run_id),
+                 tiny_study.spec(1, 0.05, dropout=0.2, splits=SWAPPED, frozen=True)):
+        weights = tiny_study.store.weights_path(source.run_id) if spec.init_from else None
+        fast = training.train_run(spec, tiny_study.splits, weights)
+        with monkeypatch.context() as patch:
+            patch.setattr(training, "frozen_features", lambda model, spec: (model, lambda arrays: arrays))
+            whole = training.train_run(spec, tiny_study.splits, weights)
+        assert fast.history.equals(whole.history) and fast.steps.equals(whole.steps)
+        for key in ("count", "sum", "sum_sq", "sum_abs", "weight_sq", "temporal_snr"):
+            np.testing.assert_array_equal(fast.gradients[key], whole.gradients[key])
+        np.testing.assert_array_equal(fast.predictions["test_predictions"], whole.predictions["test_predictions"])
+        for a, b in zip(fast.model.weights, whole.model.weights):
+            np.testing.assert_array_equal(a.numpy(), b.numpy())

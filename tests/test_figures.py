@@ -1,0 +1,288 @@
+"""Figures from a store of fake runs (no training): every file is written, the drawn numbers
+are the summary's, unstable runs are drawn apart, missing inputs name the command that makes them."""
+import math
+import shutil
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.text import Text
+
+from conftest import tiny_config
+from dnnls_tf import experiments, figures, figures_summary, plots, stats, summaries, tuning
+from dnnls_tf.errors import UserError
+from dnnls_tf.spec import WarmupCosine
+from dnnls_tf.study import Study
+from dnnls_tf.vocabulary import FIGURES, group_label
+from fakes import store_fake
+
+# The range test blows up at its last rate (0.5): the ladder is 0.5, 0.125, 0.0312, 0.00781, 0.00195.
+RANGE_TEST = pd.DataFrame({"step": np.arange(1, 31), "lr": np.geomspace(1e-4, 0.5, 30),
+                           "loss": np.r_[np.linspace(2.3, 1.5, 29), 9.0]})
+BEST_RATE, BEST_DROPOUT = 0.0312, 0.2
+
+
+def outcome(spec) -> dict:
+    """What each fake run shows: rate 0.5 collapses, dropout 0.65 collapses, one run of dropout 0.5
+    and one head over frozen random conv layers diverge; the best rate and dropout peak highest."""
+    rate = spec.learning_rate if isinstance(spec.learning_rate, float) else spec.learning_rate.peak
+    if rate >= 0.5 or (spec.dropout == 0.65 and not spec.frozen):
+        return {"val_curve": [0.1, 0.12], "stable": False}
+    diverges = spec.seed == 1 and ((spec.dropout == 0.5 and not spec.frozen) or
+                                   (spec.frozen and spec.init_from is None and spec.dropout == 0.0))
+    top = 0.40 + (0.02 if math.isclose(rate, BEST_RATE) else 0.0) + (0.03 if spec.dropout == BEST_DROPOUT else 0.0)
+    top += 0.01 * (spec.seed % 2) + (0.02 if isinstance(spec.learning_rate, WarmupCosine) else 0.0)
+    curve = [top - 0.001, top] if rate >= 0.0078 else [top - 0.1, top]  # low rates do not saturate
+    return {"val_curve": curve, "stable": False if diverges else None,
+            "test_accuracy": 0.3 + 0.1 * spec.dropout + 0.05 * spec.batch_norm + 0.02 * (spec.seed % 2)}
+
+
+def complete(study: Study, experiment: str):
+    """Store fake runs (and the tuner's record) until the experiment's plan is complete."""
+    for _ in range(20):
+        plan = experiments.plan(study, experiment)
+        tests = [spec for spec in plan.range_tests if study.store.range_test(spec) is None]
+        for spec in tests:
+            study.store.save_range_test(spec, RANGE_TEST)
+        missing = [spec for spec in plan.specs() if study.store.get(spec.run_id) is None]
+        for spec in missing:
+            store_fake(study, spec, **outcome(spec))
+        if missing or tests:
+            continue
+        if plan.complete:
+            return plan
+        record = plan.choices.get("tuner")  # keras-tuner stands in: two schedules, the better chosen
+        space = tuning.ScheduleSpace(plan.choices["best_rate"], plan.choices["decision"].top)
+        if record is None:
+            exp1 = study.config.exp1
+            record = tuning.TunerRecord(space, exp1.tuner_trials, exp1.tuner_seed,
+                                        (WarmupCosine(0.05, 1, 0.01), WarmupCosine(0.1, 0, 0.0)))
+        else:
+            trials = experiments.stored(study, [plan.groups["trial", i][0] for i in range(len(record.trials))])
+            scores = tuple(experiments.selection_score(run) for run in trials)
+            record = tuning.TunerRecord(space, record.budget, record.seed, record.trials, scores,
+                                        int(np.argmax(scores)))
+        tuning.save_record(study.results_dir / "exp1" / "tuner", record)
+    raise AssertionError(f"{experiment}'s plan did not complete")
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    """A tiny study whose store holds every experiment's fake runs and summaries."""
+    study = Study(tiny_config(), root=tmp_path_factory.mktemp("figures"))
+    for name in figures.EXPERIMENTS:
+        summaries.write_summary(study, complete(study, name))
+    return study
+
+
+@pytest.fixture(scope="module")
+def loaded(study):
+    return figures.load_summaries(study)
+
+
+def gid_lines(fig, gid: str) -> list:
+    return [artist for ax in fig.axes for artist in ax.get_children() if artist.get_gid() == gid]
+
+
+def line_data(fig, gid: str):
+    (line,) = gid_lines(fig, gid)
+    return np.asarray(line.get_xdata(), float), np.asarray(line.get_ydata(), float)
+
+
+def interval_of(fig, gid: str, horizontal: bool = False) -> tuple[float, float]:
+    """The ends of the (single) error bar drawn with this gid."""
+    (bars,) = gid_lines(fig, f"{gid}:interval")
+    (segment,) = bars.get_segments()
+    values = segment[:, 0 if horizontal else 1]
+    return float(values.min()), float(values.max())
+
+
+def assert_readable(fig, name: str) -> None:
+    """Drawn at the report's width; no text under 7 pt; nothing drawn outside the figure."""
+    assert fig.get_figwidth() == pytest.approx(plots.WIDTH), name
+    for text in fig.findobj(Text):
+        if text.get_visible() and text.get_text().strip():
+            assert text.get_fontsize() >= plots.MIN_FONT, f"{name}: '{text.get_text()}' at {text.get_fontsize()} pt"
+    drawn = fig.get_tightbbox(FigureCanvasAgg(fig).get_renderer())  # inches; save() closed it, its layout stays
+    assert drawn.x0 >= -0.01 and drawn.y0 >= -0.01, name
+    assert drawn.x1 <= fig.get_figwidth() + 0.01 and drawn.y1 <= fig.get_figheight() + 0.01, name
+
+
+def test_every_figure_is_written_whole_as_png_and_pdf_and_is_readable(study, monkeypatch):
+    saved = []
+    real_save = plots.save
+
+    def checking_save(fig, folder, name):
+        paths = real_save(fig, folder, name)  # lays the figure out, then the text can be measured
+        assert_readable(fig, name)
+        saved.append(name)
+        return paths
+
+    monkeypatch.setattr(plots, "save", checking_save)
+    paths = figures.draw_all(study)
+    assert saved == list(FIGURES)
+    assert sorted(p.name for p in paths) == sorted(f"{name}.{ext}" for name in FIGURES for ext in ("png", "pdf"))
+    assert sorted(p.name for p in study.figures_dir.iterdir()) == sorted(p.name for p in paths)  # no temporaries
+    for path in paths:
+        head = path.read_bytes()[:8]
+        assert head.startswith(b"%PDF") if path.suffix == ".pdf" else head == b"\x89PNG\r\n\x1a\n"
+    width = int.from_bytes((study.figures_dir / "exp1_grid.png").read_bytes()[16:20], "big")
+    assert width == round(plots.WIDTH * plots.DPI)
+
+
+def test_dropout_summary_draws_the_summary_means_and_both_intervals(loaded):
+    summary = loaded["exp2"]
+    fig = figures_summary.figure_exp2_dropout_summary(summary)
+    for entry in figures_summary.groups_of(summary, "dropout"):
+        p = entry["value"]
+        for metric in figures_summary.SUMMARY_METRICS:
+            values = entry["metrics"][metric]
+            if values["n"] == 0:  # every run unstable: nothing drawn
+                assert not np.isfinite(line_data(fig, f"seed:{metric}:{p:g}")[1]).any()
+                continue
+            assert line_data(fig, f"seed:{metric}:{p:g}")[1] == pytest.approx([100 * values["mean"]])
+            if values["n"] >= 2:
+                assert interval_of(fig, f"seed:{metric}:{p:g}") == pytest.approx(
+                    (100 * values["ci_low"], 100 * values["ci_high"]))
+        low, high = entry["test_interval"]
+        if low is not None:
+            assert interval_of(fig, f"test:test_accuracy:{p:g}") == pytest.approx((100 * low, 100 * high))
+            train = entry["metrics"]["train_accuracy"]["mean"]
+            assert interval_of(fig, f"test:train_test_gap:{p:g}") == pytest.approx(
+                (100 * (train - high), 100 * (train - low)))
+    texts = [t.get_text() for ax in fig.axes for t in ax.texts]
+    assert "no stable run" in texts and "n = 1" in texts  # dropout 0.65 collapsed; one run of 0.5 diverged
+    plt.close(fig)
+
+
+def test_transfer_figure_draws_every_arm_with_the_summary_numbers(loaded):
+    summary = loaded["exp2"]
+    fig = figures_summary.figure_exp2_transfer(summary)
+    for kind in figures_summary.ARMS:
+        for p in (0.0, summary["best_dropout"]):
+            entry = figures_summary.find_group(summary, (kind, p))
+            mean = entry["metrics"]["test_accuracy"]["mean"]
+            assert line_data(fig, f"seed:test_accuracy:{kind}:{p:g}")[0] == pytest.approx([100 * mean])
+            low, high = entry["test_interval"]
+            assert interval_of(fig, f"test:test_accuracy:{kind}:{p:g}", horizontal=True) == pytest.approx(
+                (100 * low, 100 * high))
+    assert "n = 1" in [t.get_text() for ax in fig.axes for t in ax.texts]  # a frozen-random run diverged
+    plt.close(fig)
+
+
+def test_gradient_flow_panels_are_the_summary_gradients(loaded):
+    summary = loaded["exp3"]
+    fig = figures_summary.figure_exp3_gradient_flow(summary)
+    for model in figures_summary.gradient_models(summary):
+        for window in ("first", "last"):
+            rows = sorted((r for r in summary["gradients"] if figures_summary.same_key(r["model"], model)
+                           and r["window"] == window), key=lambda r: r["layer"])
+            for measure in figures_summary.GRADIENT_ORDER:
+                x, y = line_data(fig, f"{measure}:{window}:{group_label(model)}")
+                assert y == pytest.approx([r[measure] for r in rows])
+                assert np.round(x).tolist() == [1, 2, 3, 4, 5]
+    offsets = {round(line_data(fig, f"std:first:{group_label(m)}")[0][0], 3)
+               for m in figures_summary.gradient_models(summary)}
+    assert len(offsets) == 3  # side by side: the three models' bars never overlap
+    assert not any(ax.get_yscale() == "symlog" for ax in fig.axes)
+    plt.close(fig)
+
+
+def test_learning_curves_average_the_stable_runs_and_draw_unstable_ones_apart(study, loaded):
+    summary = loaded["exp2"]
+    fig = figures.figure_exp2_dropout_curves(study, summary)
+    half = figures.group_runs(study, summary, ("dropout", 0.5))  # seed 1 diverged
+    stable = [run for run in half if run.stable]
+    label = group_label(("dropout", 0.5))
+    assert len(stable) == 1
+    assert line_data(fig, f"{label}:val_accuracy")[1] == pytest.approx(100 * stable[0].history["val_accuracy"])
+    gap = stable[0].history["train_eval_accuracy"] - stable[0].history["val_accuracy"]
+    assert line_data(fig, f"{label}:gap")[1] == pytest.approx(100 * gap)
+    x, y = line_data(fig, f"{label}:val")  # validation loss at the epoch ends, on the step axis
+    assert x.tolist() == stable[0].steps.groupby("epoch")["step"].max().tolist()
+    assert y == pytest.approx(stable[0].history["val_loss"])
+    assert not gid_lines(fig, f"{group_label(('dropout', 0.65))}:val_accuracy")  # every run collapsed: no mean
+    dotted = [line for ax in fig.axes for line in ax.lines if line.get_linestyle() == ":"]
+    assert len(dotted) >= 3 * 4  # 3 unstable runs, in each panel
+    legend = " ".join(t.get_text() for t in fig.legends[0].get_texts())
+    assert "all of 2 runs" in legend.replace("\n", " ") and "unstable run" in legend
+    plt.close(fig)
+
+
+def test_the_schedule_figure_draws_the_schedule_loss_and_its_rate(study, loaded):
+    summary = loaded["exp1"]
+    fig = figures.figure_exp1_schedule(study, summary)
+    runs = figures.group_runs(study, summary, ("schedule",))
+    label = group_label(("schedule",))
+    x, y = line_data(fig, f"{label}:train")
+    loss = np.mean([run.steps["loss"] for run in runs], axis=0)
+    assert x.tolist() == runs[0].steps["step"].tolist() and y == pytest.approx(loss)  # 3 steps an epoch: unsmoothed
+    _, rate = line_data(fig, f"{label}:lr")
+    assert rate.max() == pytest.approx(runs[0].spec.learning_rate.peak)
+    assert gid_lines(fig, f"{group_label(('peak_constant',))}:train")  # the peak (0.05) is not a grid rate
+    plt.close(fig)
+
+
+def summary_run_ids(summary, key):
+    return figures_summary.find_group(summary, key)["run_ids"]
+
+
+def test_grid_figure_marks_the_ladder_and_the_grid_check(loaded):
+    summary = loaded["exp1"]
+    fig = figures_summary.figure_exp1_grid(summary)
+    unstable = [rung["rate"] for rung in summary["ladder"] if not rung["stable"]]
+    assert unstable and line_data(fig, "ladder:unstable")[0] == pytest.approx(unstable)
+    gains = [100 * row["gain"] for row in summary["grid_check"]["rates"]]
+    assert line_data(fig, "grid_check")[1] == pytest.approx(gains)
+    plt.close(fig)
+
+
+def test_per_class_cells_are_the_summaries(loaded):
+    fig = figures_summary.figure_per_class(loaded)
+    (image,) = gid_lines(fig, "per_class:accuracy")
+    expected = [values["accuracy"] for _, values in figures_summary.per_class_entries(loaded)]
+    assert np.asarray(image.get_array()) == pytest.approx(100 * np.array(expected, float), nan_ok=True)
+    assert len(expected) == 7  # exp1: best rate, schedule; exp2: dropout and transfer at 0 and best; exp3: BN
+    plt.close(fig)
+
+
+def test_a_missing_summary_or_run_names_the_command_that_makes_it(study, tmp_path):
+    empty = Study(tiny_config(), root=tmp_path / "empty")
+    with pytest.raises(UserError, match=r"python -m dnnls_tf run exp1 --profile quick"):
+        figures.draw_all(empty)
+    shutil.copytree(study.root / "results", tmp_path / "copy" / "results")
+    copy = Study(tiny_config(), root=tmp_path / "copy")
+    run_id = summary_run_ids(figures.load_summaries(copy)["exp2"], ("transfer", 0.0))[0]
+    shutil.rmtree(copy.store.run_dir(run_id))
+    with pytest.raises(UserError, match=rf"run {run_id} .*`python -m dnnls_tf run exp2 --profile quick` trains it"):
+        figures.draw(copy, ["exp2_transfer_curves"])
+    assert not copy.figures_dir.exists()  # nothing half drawn
+
+
+def test_seed_band_is_stats_band_over_seeds():
+    rng = np.random.default_rng(0)
+    values = rng.normal(size=(4, 6))
+    values[1, 4:] = np.nan  # a run that stopped early
+    frame = pd.DataFrame([(epoch, v) for row in values for epoch, v in enumerate(row) if np.isfinite(v)],
+                         columns=["epoch", "value"])
+    expected = stats.band_over_seeds(frame, "value")
+    mean, low, high, n = plots.seed_band(values)
+    assert mean == pytest.approx(expected["mean"]) and low == pytest.approx(expected["low"])
+    assert high == pytest.approx(expected["high"]) and n.tolist() == expected["n"].tolist()
+
+
+def test_the_rate_panel_draws_the_rates_the_runs_applied(tiny_study):
+    from dnnls_tf import runtime
+    from dnnls_tf.runner import execute
+
+    spec = tiny_study.spec(0, WarmupCosine(0.05, 1, 0.01))
+    execute(spec, tiny_study, runtime.start(tiny_study.config.compute))
+    run = tiny_study.store.get(spec.run_id)
+    curves = plots.group_curves([run])
+    assert curves.step_lr[0] == pytest.approx(run.steps["lr"].to_numpy())
+    assert run.steps["lr"].iloc[0] == pytest.approx(0.005) and run.steps["lr"].iloc[-1] < 0.05
+    # history.csv's lr is the optimizer's rate after the epoch: the rate of the next epoch's first step
+    first_of_next = run.steps.groupby("epoch")["lr"].first().to_numpy()[1:]
+    assert run.history["lr"].to_numpy()[:-1] == pytest.approx(first_of_next)
