@@ -42,6 +42,15 @@ def build_parser() -> argparse.ArgumentParser:
     add_common(commands.add_parser("report", help="generated LaTeX and the PDF from the summaries"), data=False)
     add_common(commands.add_parser("bundle", help="the submission zip: code, notebooks, results, weights, PDF"),
                data=False)
+    rehearse = commands.add_parser("rehearse", help="every kind of run for a few steps on synthetic data of the "
+                                   "profile's sizes: checks, seconds per step, the study's predicted time here")
+    rehearse.add_argument("--profile", default="full", help="the profile to rehearse (default: full)")
+    rehearse.add_argument("--quick", action="store_true", help="fewer steps on fewer images, under a minute (CI)")
+    rehearse.add_argument("--steps", type=int, help="timed steps per kind (default 50; --quick 6)")
+    rehearse.add_argument("--json", help="write the result to this JSON file")
+    tensorboard = commands.add_parser("tensorboard", help="TensorBoard event files of every stored run")
+    add_common(tensorboard, data=False)
+    tensorboard.add_argument("--force", action="store_true", help="rewrite runs already exported")
     bench = commands.add_parser("bench", help="training throughput: our loop vs Keras fit (plain and tuned)")
     bench.add_argument("--json", help="write the results to this JSON file")
     bench.add_argument("--rounds", type=int, default=24, help="measured rounds after the warm-up (default 24)")
@@ -114,17 +123,46 @@ def command_bench(args) -> None:
         raise UserError("--rounds must be a positive integer")
     if args.threads and min(args.threads) < 0:
         raise UserError("--threads takes two non-negative integers")
-    if args.json:
-        folder = Path(args.json).resolve().parent
-        if not folder.is_dir():
-            raise UserError(f"--json {args.json}: the folder {folder} does not exist")
+    _check_json_folder(args.json)
     from dnnls_tf.bench import main as bench_main
 
     bench_main(args.json, args.rounds, tuple(args.threads) if args.threads else None)
 
 
+def _check_json_folder(path: str | None) -> None:
+    if path and not Path(path).resolve().parent.is_dir():
+        raise UserError(f"--json {path}: the folder {Path(path).resolve().parent} does not exist")
+
+
+def command_rehearse(args) -> None:
+    from dnnls_tf.config import resolve_profile
+
+    resolve_profile(args.profile)  # an unknown profile: one line, before TensorFlow starts
+    if args.steps is not None and args.steps < 1:
+        raise UserError("--steps must be a positive integer")
+    _check_json_folder(args.json)
+    from dnnls_tf.rehearse import main as rehearse_main
+
+    result = rehearse_main(args.profile, args.steps, args.quick)
+    if args.json:
+        from dnnls_tf.atomic import write_json
+
+        write_json(Path(args.json), result)
+    if result["failures"]:
+        raise UserError(f"rehearsal of the {args.profile} profile: {len(result['failures'])} code path(s) failed "
+                        f"(listed above)")
+
+
+def command_tensorboard(args) -> None:
+    from dnnls_tf.tensorboard import export_store
+
+    root = export_store(_study(args), force=args.force)
+    print(f"{root}\nview it with: tensorboard --logdir {root}")
+
+
 COMMANDS = {"run": command_run, "status": command_status, "figures": command_figures,
-            "report": command_report, "bundle": command_bundle, "bench": command_bench}
+            "report": command_report, "bundle": command_bundle, "bench": command_bench,
+            "rehearse": command_rehearse, "tensorboard": command_tensorboard}
 
 
 def main(argv=None) -> int:

@@ -44,6 +44,8 @@ class DataConfig:
     source: str = rule(lambda v: v in SOURCES, "one of " + ", ".join(SOURCES))
     max_train: int | None = rule(lambda v: v is None or v >= 10, "null or an integer >= 10")
     max_test: int | None = rule(lambda v: v is None or v >= 10, "null or an integer >= 10")
+    # the number of training images the profile is meant for (null: any); another count is an error
+    expected_train: int | None = rule(lambda v: v is None or v > 0, "null or a positive integer")
     split_seed: int = rule(lambda v: v >= 0, "a non-negative integer")
     val_fraction: float = rule(lambda v: 0 < v < 1, "a fraction in (0, 1)")
     synthetic_fallback: bool = rule(None, "")

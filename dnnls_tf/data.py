@@ -410,6 +410,10 @@ def load_cifar10(config: Config, data_dir: str | Path | None = None) -> CifarDat
         runtime.start(config.compute)  # tf.data runs TensorFlow ops: size the thread pools first
         location = str(tfds_data_dir())
     data = _load_source(kind, location)
+    expected = config.data.expected_train
+    if expected is not None and data.num_train != expected:
+        raise DataError(f"profile {config.profile} expects {expected:,} training images, but {data.source} has "
+                        f"{data.num_train:,}: point --data-dir (or DNNLS_DATA_DIR) at the right CIFAR-10 folder")
     max_train, max_test = config.data.max_train, config.data.max_test
     test_images, test_labels = data._test
     return CifarData(data.images[:max_train], data.labels[:max_train], data.source,

@@ -299,5 +299,13 @@ def draw_exp3(study) -> list[Path]:
 
 
 def draw_all(study) -> list[Path]:
-    """Every figure of vocabulary.FIGURES, PNG and PDF, in study.figures_dir; returns the files."""
-    return draw(study, list(FIGURES), load_summaries(study))
+    """Every figure of vocabulary.FIGURES, PNG and PDF, in study.figures_dir; returns the files.
+
+    Every summary and every run they name is read first: a missing one is an error
+    before any file is written.
+    """
+    summaries = load_summaries(study)
+    for summary in summaries.values():
+        for entry in summary["groups"]:
+            group_runs(study, summary, entry["key"])
+    return draw(study, list(FIGURES), summaries)

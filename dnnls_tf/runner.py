@@ -56,7 +56,10 @@ def execute(spec: RunSpec | RangeTestSpec, study: Study, pools: dict, progress: 
     if source is not None and not source.is_file():
         raise UserError(f"the weights of run {spec.init_from} (the source of transfer run {spec.run_id}) "
                         f"are missing; run the same command again to retrain the source")
-    result = training.train_run(spec, study.splits, source, progress=progress)
+    from dnnls_tf import tensorboard
+
+    with tensorboard.LiveWriter(tensorboard.run_folder(study, spec)) as live:  # watch it train in TensorBoard
+        result = training.train_run(spec, study.splits, source, progress=progress, on_epoch=live)
     recorded = {**pools, "workers": study.config.compute.workers, "data_source": study.splits.data.source}
     run = study.store.save(spec, result, recorded)
     accuracy = run.metrics.get("val_accuracy")

@@ -118,6 +118,7 @@ class Trainer:
         # Per-weight sums of g and g^2 over the steps of the first (0) and last (1) window.
         self.window_sums = [[tf.Variable(tf.zeros(kernels[layer].shape, tf.float64), trainable=False)
                              for layer in self.captured] for _ in range(4)]
+        self.window_steps = [tf.Variable(0.0, dtype=tf.float64, trainable=False) for _ in range(2)]
         self.loss_scaling = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
         self._inner_optimizer = optimizer.inner_optimizer if self.loss_scaling else optimizer
         self.eval_batch_size = eval_batch_size
@@ -136,11 +137,17 @@ class Trainer:
             scaled_loss = self.optimizer.scale_loss(loss) if self.loss_scaling else loss
         gradients = tape.gradient(scaled_loss, self.variables)
         rate = tf.cast(self._inner_optimizer.learning_rate, tf.float32)  # the rate this step applies
+        # dL/dw before apply_gradients changes the loss scale (it doubles after 2000 finite steps);
+        # a step whose scaled float16 gradients overflowed is skipped by the optimizer and not captured.
+        kernels = [self._true_gradient(gradients[self.kernel_index[layer]]) for layer in self.captured]
+        finite = tf.constant(True)
+        if self.loss_scaling:
+            finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in gradients if g is not None])
+            kernels = [tf.where(finite, kernel, tf.zeros_like(kernel)) for kernel in kernels]
         self.optimizer.apply_gradients(zip(gradients, self.variables))
         correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32),
                                                  tf.cast(labels, tf.int32)), tf.float64))
-        kernels = [self._true_gradient(gradients[self.kernel_index[layer]]) for layer in self.captured]
-        return loss, correct, self._gradient_sums(kernels), kernels, rate
+        return loss, correct, self._gradient_sums(kernels), kernels, rate, finite
 
     def _true_gradient(self, gradient):
         if self.loss_scaling:  # capture dL/dw, not the scaled gradient
@@ -157,7 +164,8 @@ class Trainer:
             return sums
         return tf.scatter_nd([[layer] for layer in self.captured], sums, [len(LAYER_NAMES), 3])
 
-    def _accumulate_window(self, which: int, kernels) -> None:
+    def _accumulate_window(self, which: int, kernels, finite) -> None:
+        self.window_steps[which].assign_add(tf.cast(finite, tf.float64))
         for total, squares, gradient in zip(self.window_sums[2 * which], self.window_sums[2 * which + 1], kernels):
             values = tf.cast(gradient, tf.float64)
             total.assign_add(values)
@@ -178,16 +186,18 @@ class Trainer:
         sums = tf.zeros([len(LAYER_NAMES), 3], tf.float64)
         step_losses = tf.TensorArray(tf.float32, size=0, dynamic_size=True)
         step_rates = tf.TensorArray(tf.float32, size=0, dynamic_size=True)
+        captured_steps = tf.constant(0.0, tf.float64)  # steps whose gradients entered the sums
         step = 0
         for start in tf.range(0, num_examples, batch_size):
             index = order[start:tf.minimum(start + batch_size, num_examples)]
-            loss, step_correct, step_sums, kernels, rate = self._step(tf.gather(images, index),
-                                                                      tf.gather(labels, index))
+            loss, step_correct, step_sums, kernels, rate, finite = self._step(tf.gather(images, index),
+                                                                              tf.gather(labels, index))
+            captured_steps += tf.cast(finite, tf.float64)
             if self.captured:
                 if in_first:
-                    self._accumulate_window(0, kernels)
+                    self._accumulate_window(0, kernels, finite)
                 if in_last:
-                    self._accumulate_window(1, kernels)
+                    self._accumulate_window(1, kernels, finite)
             loss_sum += tf.cast(loss, tf.float64) * tf.cast(tf.size(index), tf.float64)
             correct += step_correct
             sums += step_sums
@@ -195,19 +205,21 @@ class Trainer:
             step_rates = step_rates.write(step, rate)
             step += 1
         seen = tf.cast(num_examples, tf.float64)
-        steps = tf.cast((num_examples + batch_size - 1) // batch_size, tf.float64)
-        counts = steps * tf.constant(self.kernel_sizes, tf.float64)  # values summed per layer
+        counts = captured_steps * tf.constant(self.kernel_sizes, tf.float64)  # values summed per layer
         weight_sq = tf.stack([tf.reduce_sum(tf.square(tf.cast(kernel, tf.float64))) for kernel in self.kernels])
         return (loss_sum / seen, correct / seen, tf.concat([counts[:, None], sums], 1), step_losses.stack(),
                 step_rates.stack(), weight_sq)
 
-    def window_snr(self, which: int, steps: int) -> np.ndarray:
-        """(L,) mean over each kernel's weights of |mean_t g| / std_t g over the window's steps.
+    def window_snr(self, which: int) -> np.ndarray:
+        """(L,) mean over each kernel's weights of |mean_t g| / std_t g over the window's captured steps.
 
-        Population std over steps; weights whose gradient did not vary (std 0) are left
-        out of the mean. Resets the window's sums. NaN for layers not captured.
+        Population std over steps (not counting those the loss scaling skipped); weights whose
+        gradient did not vary (std 0) are left out of the mean. Resets the window's sums. NaN
+        for layers not captured.
         """
         result = np.full(len(LAYER_NAMES), np.nan)
+        steps = max(float(self.window_steps[which].numpy()), 1.0)
+        self.window_steps[which].assign(0.0)
         for layer, total, squares in zip(self.captured, self.window_sums[2 * which], self.window_sums[2 * which + 1]):
             with np.errstate(invalid="ignore", over="ignore"):  # a diverged window's sums are not finite
                 mean = total.numpy() / steps
@@ -301,9 +313,9 @@ def train_run(spec: RunSpec, splits: SplitData, source_weights: Path | None = No
         step_rows += [(len(step_rows) + i + 1, epoch, float(value), float(rate))
                       for i, (value, rate) in enumerate(zip(step_losses, step_rates))]
         if epoch - 1 == spec.gradient_window - 1:
-            snr[0] = trainer.window_snr(0, spec.gradient_window * steps_per_epoch)
+            snr[0] = trainer.window_snr(0)
         if epoch == spec.epochs:
-            snr[1] = trainer.window_snr(1, spec.gradient_window * steps_per_epoch)
+            snr[1] = trainer.window_snr(1)
         if not math.isfinite(loss):
             status, diverged_epoch = "diverged", epoch
             rows.append(dict(zip(HISTORY_COLUMNS, (epoch, loss, accuracy, math.nan, math.nan, learning_rate,

@@ -167,3 +167,52 @@ def test_workers_store_the_same_runs_as_one_process(tmp_path, tiny_configs):
                          if p.is_file() and p.name != "metrics.json"}
         for relative in files:  # the same bits (metrics.json differs in timings)
             assert (one / relative).read_bytes() == (two / relative).read_bytes(), relative
+
+
+@pytest.fixture(scope="module")
+def fake_root(tmp_path_factory):
+    """A complete fake store (all three experiments and their summaries) of the tiny config."""
+    from conftest import tiny_config
+    from dnnls_tf import summaries
+    from dnnls_tf.study import Study
+    from fakes import fill_fakes
+
+    root = tmp_path_factory.mktemp("fake")
+    study = Study(tiny_config(), root=root, writable=True)
+    for plan in fill_fakes(study, ["exp1", "exp2", "exp3"]):
+        summaries.write_summary(study, plan)
+    return root
+
+
+@pytest.mark.parametrize("command", ["figures", "report"])
+def test_figures_and_report_on_a_store_that_lacks_a_run_exit_2_and_change_nothing(tmp_path, fake_root, capsys,
+                                                                                  monkeypatch, command):
+    from conftest import TINY
+
+    root = tmp_path / "root"
+    shutil.copytree(fake_root, root)
+    victim = sorted((root / "results" / "quick" / "runs").iterdir())[-1]
+    shutil.rmtree(victim)
+    before = snapshot(root)
+    settings = [arg for key, value in TINY.items() for arg in ("--set", f"{key}={json_value(value)}")]
+    code = main([command, "--profile", "quick", "--root", str(root), *settings])
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and "python -m dnnls_tf " in lines[0], lines  # names the command
+    assert snapshot(root) == before
+
+
+def json_value(value) -> str:
+    import json
+
+    return json.dumps(value)
+
+
+def test_reading_commands_import_neither_keras_tuner_nor_tensorflow(tmp_path, fake_root):
+    from conftest import TINY
+
+    settings = [f"--set={key}={json_value(value)}" for key, value in TINY.items()]
+    script = (f"import sys; from dnnls_tf.cli import main; codes = [main([c, '--profile', 'quick', '--root', "
+              f"{str(tmp_path)!r}, *{settings!r}]) for c in ('status', 'figures', 'report')]; "
+              f"print(codes, 'keras_tuner' in sys.modules, 'tensorflow' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=_env(), timeout=120)
+    assert result.stdout.strip().splitlines()[-1] == "[0, 2, 2] False False", result.stdout + result.stderr

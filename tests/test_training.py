@@ -149,3 +149,13 @@ def test_the_xla_path_of_the_gpu_profiles_compiles_and_captures_the_same_gradien
     assert xla.metrics["status"] == "done"
     for key in ("sum_sq", "sum_abs"):  # XLA reorders float32 reductions: equal to rounding
         np.testing.assert_allclose(xla.gradients[key], plain.gradients[key], rtol=1e-3)
+def test_float16_steps_the_loss_scaling_skips_stay_out_of_the_gradient_sums(tmp_path):
+    study = Study(tiny_config(), root=tmp_path)
+    spec = dataclasses.replace(study.spec(0, 0.05), epochs=2, gradient_window=1, mixed_precision=True)
+    result = train_run(spec, study.splits)
+    gradients = result.gradients
+    for key in ("sum", "sum_sq", "sum_abs"):
+        assert np.isfinite(gradients[key]).all(), key
+    steps = gradients["count"] / gradients["kernel_size"]  # captured steps per epoch, the same for every layer
+    assert (steps == steps[:, :1]).all() and (steps <= len(result.steps) / 2).all()
+    assert np.isfinite(gradients["temporal_snr"]).all()
