@@ -13,7 +13,7 @@ from pathlib import Path
 from dnnls_tf.errors import UserError
 
 EXPERIMENT_CHOICES = ("baseline", "exp1", "exp2", "exp3", "all")
-ALL = ("exp1", "exp2", "exp3")
+ALL = ("baseline", "exp1", "exp2", "exp3")
 
 
 class _Parser(argparse.ArgumentParser):

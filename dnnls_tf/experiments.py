@@ -115,28 +115,34 @@ def plan_exp1(study: Study) -> Plan:
         return plan.wait("the ladder of probed rates (needs the LR range test)", "exp1")
     rule = grid_rule(study)
     anchor = grid_lib.anchor_rate(table, exp1.range_test_max_lr)
-    rungs = grid_lib.ladder(anchor, rule)
-    plan.choices.update(range_test=table, anchor=anchor, rungs=rungs)
-    probes = {rate: [study.spec(seed, rate) for seed in exp1.probe_seeds] for rate in rungs}
-    for rate, specs in probes.items():
-        plan.groups["probe", rate] = specs
-    probe_runs = {rate: stored(study, specs) for rate, specs in probes.items()}
-    if any(runs is None for runs in probe_runs.values()):
-        return plan.wait("the grid of constant rates (needs the probes)", "exp1")
 
     def sweep_of(rate):
         return [study.spec(seed, rate) for seed in study.seeds]
 
-    def verdicts():
-        result = []
-        for rate in rungs:
-            sweep = [run for run in (study.store.get(spec.run_id) for spec in sweep_of(rate)) if run is not None]
-            result.append(grid_lib.judge_rung(rate, [outcome(r) for r in probe_runs[rate]],
-                                              [outcome(r) for r in sweep], len(sweep) == len(study.seeds)))
-        return result
+    def judge(rate, probe_runs):
+        sweep = [run for run in (study.store.get(spec.run_id) for spec in sweep_of(rate)) if run is not None]
+        return grid_lib.judge_rung(rate, [outcome(r) for r in probe_runs], [outcome(r) for r in sweep],
+                                   len(sweep) == len(study.seeds))
+
+    rungs = grid_lib.ladder(anchor, rule)
+    while True:  # probe the ladder; extend it until it reaches max_span below its stable top
+        probes = {rate: [study.spec(seed, rate) for seed in exp1.probe_seeds] for rate in rungs}
+        for rate, specs in probes.items():
+            plan.groups["probe", rate] = specs
+        plan.choices.update(range_test=table, anchor=anchor, rungs=rungs)
+        probe_runs = {rate: stored(study, specs) for rate, specs in probes.items()}
+        if any(runs is None for runs in probe_runs.values()):
+            return plan.wait("the grid of constant rates (needs the probes)", "exp1")
+        verdicts = [judge(rate, probe_runs[rate]) for rate in rungs]
+        needed = grid_lib.rungs_needed(verdicts, rule)
+        if needed == len(rungs):
+            break
+        if rungs[-1] / rule.ladder_factor < exp1.range_test_min_lr:
+            raise UserError(f"no stable learning rate down to {rungs[-1]:g}: lower exp1.range_test_min_lr")
+        rungs = grid_lib.ladder(anchor, rule, needed)
 
     try:
-        decision = grid_lib.place_grid(verdicts(), rule)
+        decision = grid_lib.place_grid(verdicts, rule)
     except grid_lib.NoStableRate as error:
         raise UserError(str(error)) from None
     plan.choices["decision"] = decision

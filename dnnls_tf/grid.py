@@ -5,7 +5,8 @@ saturate, and low enough to prevent your model from becoming unstable". The rule
 
 1. Anchor: the rate at which the LR range test's loss blows up (non-finite or four
    times its lowest value), else the test's highest rate.
-2. Ladder: `ladder_rungs` rates falling from the anchor by `ladder_factor`.
+2. Ladder: `ladder_rungs` rates falling from the anchor by `ladder_factor`, extended
+   downward until it reaches `max_span` below its highest stable rung.
 3. Evidence at each rung: full-length probe runs (probe seeds, never the study's),
    plus, once trained, the sweep's own runs at that rate.
 4. Top: the highest rung at which every run is stable, and every rung below as well
@@ -98,9 +99,33 @@ def anchor_rate(range_test, max_lr: float) -> float:
     return float(np.asarray(range_test["lr"], dtype=float)[-1]) if blew_up(range_test) else float(max_lr)
 
 
-def ladder(anchor: float, rule: GridRule) -> list[float]:
-    """The probed rates, highest first."""
-    return [significant(anchor / rule.ladder_factor**k) for k in range(rule.ladder_rungs)]
+def ladder(anchor: float, rule: GridRule, rungs: int | None = None) -> list[float]:
+    """The probed rates, highest first: `rungs` of them (default: the rule's first ladder)."""
+    return [significant(anchor / rule.ladder_factor**k) for k in range(rungs or rule.ladder_rungs)]
+
+
+def stable_top(verdicts: list[RungVerdict]) -> int | None:
+    """Index of the highest rung from which every lower rung is stable (None: the lowest is not)."""
+    top = None
+    for index in range(len(verdicts) - 1, -1, -1):
+        if not verdicts[index].stable:
+            break
+        top = index
+    return top
+
+
+def rungs_needed(verdicts: list[RungVerdict], rule: GridRule) -> int:
+    """How many rungs the ladder needs so that it reaches `max_span` below its stable top.
+
+    With no stable rung yet, the ladder grows by as many rungs as a stable top needs
+    below it (so that, if the next rung is stable, one more round of probes suffices).
+    Returns the current length when nothing more is needed.
+    """
+    below = math.ceil(math.log(rule.max_span) / math.log(rule.ladder_factor) - 1e-9)
+    top = stable_top(verdicts)
+    if top is None:
+        return len(verdicts) + below + 1
+    return max(len(verdicts), top + below + 1)
 
 
 def saturation_gain(curves: list[tuple[float, ...]]) -> float:
@@ -130,12 +155,8 @@ def judge_rung(rate: float, probes: list[Outcome], sweep: list[Outcome], sweep_c
 
 def place_grid(verdicts: list[RungVerdict], rule: GridRule) -> GridDecision:
     """The grid from the ladder's verdicts (highest rung first); raises NoStableRate."""
-    stable_from = len(verdicts)  # index of the highest rung from which every lower rung is stable
-    for index in range(len(verdicts) - 1, -1, -1):
-        if not verdicts[index].stable:
-            break
-        stable_from = index
-    if stable_from == len(verdicts):
+    stable_from = stable_top(verdicts)
+    if stable_from is None:
         raise NoStableRate(f"no rung of the ladder {[v.rate for v in verdicts]} trained stably: "
                            f"lower exp1.range_test_max_lr or add rungs (exp1.ladder_rungs)")
     top = verdicts[stable_from]

@@ -33,7 +33,7 @@ COLAB_CHECKOUT = "/content/dnnls_tf"
 DRIVE_MOUNT = "/content/drive"
 DRIVE_ROOT = DRIVE_MOUNT + "/MyDrive/dnnls_tf"  # results/, weights/, figures/ survive a disconnected runtime
 NOTEBOOKS = ("01_learning_rate", "02_dropout_transfer", "03_gradient_flow")
-ALL = ("exp1", "exp2", "exp3")
+ALL = ("baseline", "exp1", "exp2", "exp3")
 _HANDLER_NAME = "dnnls_tf-notebook"
 
 

@@ -216,3 +216,63 @@ def test_reading_commands_import_neither_keras_tuner_nor_tensorflow(tmp_path, fa
               f"print(codes, 'keras_tuner' in sys.modules, 'tensorflow' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=_env(), timeout=120)
     assert result.stdout.strip().splitlines()[-1] == "[0, 2, 2] False False", result.stdout + result.stderr
+
+
+def _complete_files(folder: Path) -> list[str]:
+    """Files under `folder` that are not whole (a PDF without its end marker, a PNG that does not decode)."""
+    import matplotlib.image
+
+    broken = []
+    for path in sorted(folder.rglob("*")):
+        if path.suffix == ".pdf" and not path.read_bytes().rstrip().endswith(b"%%EOF"):
+            broken.append(path.name)
+        if path.suffix == ".png":
+            try:
+                matplotlib.image.imread(path)
+            except Exception:
+                broken.append(path.name)
+    return broken
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["figures", "report"])
+def test_a_killed_figures_or_report_leaves_whole_files_and_the_next_call_succeeds(tmp_path, fake_root, command):
+    from conftest import TINY
+
+    root = tmp_path / "root"
+    shutil.copytree(fake_root, root)
+    settings = [f"--set={key}={json_value(value)}" for key, value in TINY.items()]
+    args = [sys.executable, "-m", "dnnls_tf", command, "--profile", "quick", "--root", str(root), *settings]
+    if command == "report":
+        assert subprocess.run([*args[:3], "figures", *args[4:]], env=_env(), capture_output=True).returncode == 0
+    for delay in (1.0, 2.0, 3.5, 5.0):  # kill it at several moments of its work
+        process = subprocess.Popen(args, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(delay)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        assert _complete_files(root / "figures") == [] and _complete_files(root / "report") == []
+    again = subprocess.run(args, env=_env(), capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert _complete_files(root / "figures") == [] and _complete_files(root / "report") == []
+    if command == "report":
+        assert (root / "report" / "dnnls_tf_report_quick.pdf").is_file()
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_at_once_in_one_line_without_worker_tracebacks(tmp_path, tiny_configs):
+    (tiny_configs / "quick.yaml").write_text(TINY_PROFILE.replace("workers: 1", "workers: 2"))
+    runs = tmp_path / "results" / "quick" / "runs"
+    process = subprocess.Popen([sys.executable, "-m", "dnnls_tf", "run", "exp1", "--profile", "quick",
+                                "--root", str(tmp_path)], env=_env(tiny_configs), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and not (runs.is_dir() and any(not p.name.startswith(".") for p in runs.iterdir())):
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    start = time.time()
+    out, err = process.communicate(timeout=60)
+    assert time.time() - start < 10 and process.returncode == 130
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert lines == ["interrupted: finished runs are stored; run the same command again to resume"], err
+    status = cli("status", "--profile", "quick", "--root", str(tmp_path), configs=tiny_configs)
+    assert " 0 damaged" in status.stdout.splitlines()[1]

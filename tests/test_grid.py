@@ -105,3 +105,16 @@ def test_the_grid_check_counts_unstable_seeds_and_the_lowest_rates_saturation():
     check = check_grid(bad, RULE)
     assert not check.passed and not check.all_stable and not check.lowest_saturated
     assert check.rates[1]["unstable"] == 1
+
+
+def test_the_ladder_grows_until_it_reaches_max_span_below_its_stable_top():
+    from dnnls_tf.grid import rungs_needed
+
+    rates = ladder(2.17, RULE, 6)  # 2.17 .. 0.0678: every rung collapses
+    assert rungs_needed(verdicts(rates, unstable=set(rates)), RULE) == 6 + 5
+    rates = ladder(2.17, RULE, 11)  # top 0.0339 (index 6) needs 4 rungs below it: 16x
+    grown = verdicts(rates, unstable=set(rates[:6]))
+    assert rungs_needed(grown, RULE) == 11
+    decision = place_grid(grown, RULE)
+    assert decision.top == rates[6] and decision.bottom == rates[10] == pytest.approx(rates[6] / 16, rel=0.01)
+    assert rungs_needed(verdicts(ladder(0.31, RULE, 7)), RULE) == 7  # stable top 0.31: 4 below suffice
