@@ -98,17 +98,22 @@ def command_status(args) -> None:
 
 
 def command_figures(args) -> None:
+    from dnnls_tf.atomic import remove_orphans
     from dnnls_tf.figures import draw_all
 
     study = _study(args)
+    remove_orphans(study.figures_dir)  # what a killed `figures` left half-written
     for path in draw_all(study):
         print(path)
 
 
 def command_report(args) -> None:
-    from dnnls_tf.report import build_report
+    from dnnls_tf.atomic import remove_orphans
+    from dnnls_tf.report import build_report, pdf_path
 
-    print(build_report(_study(args)))
+    study = _study(args)
+    remove_orphans(pdf_path(study).parent)  # what a killed `report` left half-written
+    print(build_report(study))
 
 
 def command_bundle(args) -> None:

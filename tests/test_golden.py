@@ -1,0 +1,57 @@
+"""The committed subset study: its run ids are pinned, every run keeps the store's contract,
+and the plans of today's code name exactly the committed runs (nothing stale, nothing missing)."""
+import hashlib
+import json
+
+import pytest
+
+from dnnls_tf import experiments
+from dnnls_tf.config import PROJECT_ROOT, load_config
+from dnnls_tf.store import RunStore
+from dnnls_tf.study import Study
+
+# sha256 of the 131 sorted run ids of results/subset (a change to the spec, the data or the
+# hashing changes it: the committed study would then be stale and must be re-run)
+SUBSET_RUN_IDS = "bc7f6d2df67ad278"
+BASELINE_RUN_ID = "09fec8ee94d9"
+
+
+@pytest.fixture(scope="module")
+def subset(real_subset):
+    if not (PROJECT_ROOT / "results" / "subset" / "store.json").is_file():
+        pytest.skip("no committed subset store")
+    return Study(load_config("subset"), root=PROJECT_ROOT, data_dir=real_subset)
+
+
+def test_the_committed_run_ids_are_pinned(subset):
+    ids = sorted(subset.store.run_ids())
+    assert len(ids) == 131
+    assert hashlib.sha256(" ".join(ids).encode()).hexdigest()[:16] == SUBSET_RUN_IDS
+    assert experiments.plan(subset, "baseline").specs()[0].run_id == BASELINE_RUN_ID
+
+
+def test_todays_plans_name_exactly_the_committed_runs(subset):
+    planned = set()
+    for name in experiments.EXPERIMENTS:
+        plan = experiments.plan(subset, name)
+        assert plan.complete, (name, [w.what for w in plan.waiting])
+        planned |= {spec.run_id for spec in plan.specs()}
+    assert planned == set(subset.store.run_ids())
+
+
+def test_every_committed_run_keeps_the_contract(subset):
+    store = RunStore(PROJECT_ROOT, "subset")
+    for run_id in store.run_ids():
+        assert store.problem(run_id) is None, run_id  # parses, hashes to its id, best_epoch = argmax val, ...
+        run = store.get(run_id)
+        assert set(run.gradients) >= {"weight_sq", "temporal_snr", "count", "sum", "sum_sq", "sum_abs"}
+        assert len(run.steps) > 0 and "stable" in run.metrics
+        if run.metrics["best_epoch"] is not None:
+            assert len(run.predictions["test_predictions"]) == 1017
+
+
+def test_the_committed_grid_passes_its_check(subset):
+    summary = json.loads((subset.results_dir / "exp1" / "summary.json").read_text())
+    check = summary["grid_check"]
+    assert check["passed"] and all(row["unstable"] == 0 for row in check["rates"]) and check["rates"][0]["saturated"]
+    assert summary["grid"]["rates"] == sorted(summary["grid"]["rates"]) and len(summary["grid"]["rates"]) == 5
