@@ -4,7 +4,7 @@ Four contenders train the same baseline CNN (one model: same architecture, seed 
 weight variables) on the subset profile's holdout split at its batch size, each
 validating after every epoch:
 
-  loop            the project's compiled epoch (`training.Trainer`), gradient capture on,
+  loop            the project's compiled epoch (`trainer.Trainer`), gradient capture on,
                   then the two evaluations `train_run` makes after every epoch (the
                   validation split and the fixed inference-mode training sample)
   loop_nocapture  the same with capture off (the same model and optimizer as loop)
@@ -52,7 +52,7 @@ tf = runtime.import_tensorflow()
 import keras  # noqa: E402  (after TensorFlow's quiet import)
 
 from dnnls_tf.models import LAYER_NAMES, build_cnn, count_parameters, training_flops_per_image  # noqa: E402
-from dnnls_tf.training import Trainer, epoch_order, kernel_sums, make_optimizer  # noqa: E402
+from dnnls_tf.trainer import Trainer, epoch_order, kernel_sums, make_optimizer  # noqa: E402
 
 CONTENDERS = ("loop", "loop_nocapture", "fit", "tuned_fit")
 BASELINES = ("fit", "tuned_fit")  # speedup_vs_<name> = median over rounds of loop / <name>

@@ -192,17 +192,23 @@ def exp1_best_rate(study: Study) -> float | None:
     return plan_exp1(study).choices.get("best_rate")
 
 
+def plan_at_best_rate(study: Study, experiment: str) -> tuple[Plan, float | None]:
+    """A plan of an experiment that trains at experiment 1's best constant rate, and the rate
+    (None, with the plan waiting for experiment 1, while that is not chosen)."""
+    plan, rate = Plan(experiment), exp1_best_rate(study)
+    if rate is None:
+        plan.wait("every run (trains at experiment 1's best constant rate)", "exp1")
+    else:
+        plan.choices["learning_rate"] = rate
+    return plan, rate
+
+
 # ------------------------------------------------------------------ experiment 2
-CONTROLS = ("transfer", "scratch_b", "frozen_random", "holdout")
-
-
 def plan_exp2(study: Study) -> Plan:
     """Dropout sweep on A (validate on B); transfer to B for rate 0 and the best rate; controls."""
-    plan = Plan("exp2")
-    rate = exp1_best_rate(study)
+    plan, rate = plan_at_best_rate(study, "exp2")
     if rate is None:
-        return plan.wait("every run (trains at experiment 1's best constant rate)", "exp1")
-    plan.choices["learning_rate"] = rate
+        return plan
     sweep_specs = {p: [study.spec(seed, rate, dropout=p, splits=HALVES) for seed in study.seeds]
                    for p in study.config.exp2.dropout_rates}
     for p, specs in sweep_specs.items():
@@ -230,11 +236,9 @@ def exp2_best_dropout(study: Study) -> float | None:
 # ------------------------------------------------------------------ experiment 3
 def plan_exp3(study: Study) -> Plan:
     """No dropout and best dropout (experiment 2's runs on A) and a batch-norm model on A."""
-    plan = Plan("exp3")
-    rate = exp1_best_rate(study)
+    plan, rate = plan_at_best_rate(study, "exp3")
     if rate is None:
-        return plan.wait("every run (trains at experiment 1's best constant rate)", "exp1")
-    plan.choices["learning_rate"] = rate
+        return plan
     plan.groups["batch_norm",] = [study.spec(seed, rate, batch_norm=True, splits=HALVES) for seed in study.seeds]
     plan.groups["dropout", 0.0] = [study.spec(seed, rate, splits=HALVES) for seed in study.seeds]
     best = exp2_best_dropout(study)

@@ -6,7 +6,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from dnnls_tf.data import IMAGE_SHAPE, NUM_CLASSES
+from dnnls_tf.sources import IMAGE_SHAPE, NUM_CLASSES
 from dnnls_tf.spec import RunSpec
 
 LAYER_NAMES = ("conv1", "conv2", "conv3", "fc1", "fc2")  # layer numbers 1..5

@@ -42,6 +42,7 @@ from dnnls_tf import data as data_lib
 from dnnls_tf import grid as grid_lib
 from dnnls_tf import runtime
 from dnnls_tf.config import Config, load_config
+from dnnls_tf.sources import make_synthetic
 from dnnls_tf.spec import WarmupCosine
 from dnnls_tf.study import HALVES, HOLDOUT, SWAPPED, Study
 
@@ -230,6 +231,7 @@ def _save_source(model, spec, study: Study) -> tuple[str, Path, dict]:
 
 def rehearse_kind(kind: Kind, study: Study, tensors: dict, steps: int, eval_images: int, sources: dict) -> dict:
     """Set a run of `kind` up, train `steps` steps twice (warm-up, timed), evaluate, check."""
+    from dnnls_tf import trainer as trainer_lib
     from dnnls_tf import training
     from dnnls_tf.models import LAYER_NAMES, build_model
 
@@ -256,11 +258,11 @@ def rehearse_kind(kind: Kind, study: Study, tensors: dict, steps: int, eval_imag
         images, labels = (tf.convert_to_tensor(a) for a in encode(study.splits.arrays(spec.train_split)))
         encode_seconds = time.perf_counter() - start
     num_train = int(labels.shape[0])
-    optimizer = training.make_optimizer(
+    optimizer = trainer_lib.make_optimizer(
         spec.optimizer, spec.momentum,
-        training.make_learning_rate(spec.learning_rate, math.ceil(num_train / spec.batch_size), spec.epochs),
+        trainer_lib.make_learning_rate(spec.learning_rate, math.ceil(num_train / spec.batch_size), spec.epochs),
         loss_scaling=spec.mixed_precision)
-    trainer = training.Trainer(forward, optimizer, capture=spec.capture_gradients, jit_compile=spec.jit_compile,
+    trainer = trainer_lib.Trainer(forward, optimizer, capture=spec.capture_gradients, jit_compile=spec.jit_compile,
                                eval_batch_size=spec.eval_batch_size, network=model, input_dtype=images.dtype)
     if kind.transfer:
         problems += [f"{name} was not loaded from the source's saved weights" for name in frozen_before
@@ -268,7 +270,7 @@ def rehearse_kind(kind: Kind, study: Study, tensors: dict, steps: int, eval_imag
         if np.array_equal(model.get_layer("fc1").kernel.numpy(), source_kernels["fc1"]):
             problems.append("fc1 kept the source's weights (the head must be re-initialised)")
 
-    order, batch = training.epoch_order(num_train, spec.seed, 1), spec.batch_size
+    order, batch = trainer_lib.epoch_order(num_train, spec.seed, 1), spec.batch_size
     outputs, seconds, cpu_seconds = [], [], 0.0
     for call, first_window in enumerate((True, False)):  # warm-up (traces, compiles, fills the SNR window); timed
         start, cpu_start = time.perf_counter(), time.process_time()
@@ -352,7 +354,7 @@ def rehearse_range_test(study: Study, steps: int) -> dict:
     spec = dataclasses.replace(spec, train_split="half_a", epochs=1, max_lr=10 * spec.min_lr)
     lengths, seconds, counted = (1, max(4, steps), 3 * max(4, steps)), [], []
     for length in lengths:  # half_a of 2 x length batches holds `length` batches
-        splits = data_lib.SplitData(data_lib.make_synthetic(2 * length * spec.batch_size, 10, seed=1),
+        splits = data_lib.SplitData(make_synthetic(2 * length * spec.batch_size, 10, seed=1),
                                     study.config.data.split_seed, study.config.data.val_fraction)
         start = time.perf_counter()
         counted.append(len(training.lr_range_test(spec, splits)))
@@ -432,7 +434,7 @@ def main(profile: str = "full", steps: int | None = None, quick: bool = False) -
 
     num_train, num_test = QUICK_SIZES if quick else data_sizes(config)
     print(f"rehearsing the {profile} profile: building {num_train:,} + {num_test:,} synthetic images", flush=True)
-    splits = data_lib.SplitData(data_lib.make_synthetic(num_train, num_test), config.data.split_seed,
+    splits = data_lib.SplitData(make_synthetic(num_train, num_test), config.data.split_seed,
                                 config.data.val_fraction)
     tensors = {split: tuple(tf.convert_to_tensor(a) for a in splits.arrays(split))
                for split in {kind.splits[0] for kind in KINDS}}

@@ -19,7 +19,7 @@ import numpy as np
 from dnnls_tf import __version__, stats
 from dnnls_tf import grid as grid_lib
 from dnnls_tf.atomic import write_json
-from dnnls_tf.data import NUM_CLASSES
+from dnnls_tf.sources import NUM_CLASSES
 from dnnls_tf.errors import UserError
 from dnnls_tf.experiments import Plan, groups_stored
 from dnnls_tf.gradients import MEASURES, window_measures

@@ -8,7 +8,8 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 
-from dnnls_tf.data import COLLAPSE_ACCURACY, held_out_test_arrays
+from dnnls_tf.data import COLLAPSE_ACCURACY
+from dnnls_tf.sources import held_out_test_arrays
 from dnnls_tf.spec import RunSpec
 from dnnls_tf.store import HISTORY_COLUMNS
 

@@ -9,7 +9,7 @@ from dnnls_tf import runtime
 from dnnls_tf.bench import (CONTENDERS, GradientCaptureModel, compile_fit, format_table, median_interval,
                             run_rounds, summarize_rounds)
 from dnnls_tf.models import LAYER_NAMES, build_cnn
-from dnnls_tf.training import Trainer, make_optimizer
+from dnnls_tf.trainer import Trainer, make_optimizer
 
 IMAGES = 1000
 

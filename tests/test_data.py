@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 
 from conftest import tiny_config
-from dnnls_tf import data
+from dnnls_tf import data, sources
 from dnnls_tf.cli import main
-from dnnls_tf.data import (CifarData, SplitData, batch_indices, held_out_test_arrays, load_archive, load_cifar10,
-                           load_folder, load_tfds, make_splits, resolve_source, train_eval_indices, validate_batch)
+from dnnls_tf.data import SplitData, batch_indices, load_cifar10, make_splits, resolve_source, train_eval_indices
+from dnnls_tf.sources import (CifarData, held_out_test_arrays, load_archive, load_folder, load_tfds,
+                              validate_batch)
 from dnnls_tf.errors import DataError
 
 BATCH_NAMES = ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch")
@@ -215,7 +216,7 @@ def write_archive(path, folder_name="cifar-10-batches-py", **kwargs):
 def test_the_archive_is_checked_then_extracted_whole_once(tmp_path, monkeypatch):
     archive = tmp_path / "downloads" / "cifar-10-python.tar.gz"
     archive.parent.mkdir()
-    monkeypatch.setattr(data, "ARCHIVE_SHA256", write_archive(archive))
+    monkeypatch.setattr(sources, "ARCHIVE_SHA256", write_archive(archive))
     loaded = load_archive(archive)
     assert loaded.num_train == 250 and loaded.source == f"archive:{archive}"
     datasets = tmp_path / "keras-home" / "datasets"
@@ -224,20 +225,20 @@ def test_the_archive_is_checked_then_extracted_whole_once(tmp_path, monkeypatch)
     assert [p.name for p in datasets.iterdir()] == ["cifar-10-batches-py-target"]  # no scratch folder left
     stamp = (target / "data_batch_1").stat().st_mtime_ns
     assert load_archive(archive).num_train == 250 and (target / "data_batch_1").stat().st_mtime_ns == stamp
-    assert data.keras_cache_folder() == target
+    assert sources.keras_cache_folder() == target
 
 
 def test_a_wrong_checksum_is_one_line_and_extracts_nothing(tmp_path):
     archive = tmp_path / "cifar-10-python.tar.gz"
     write_archive(archive)
     message = one_line_error(load_archive, archive)
-    assert "is not the official cifar-10-python.tar.gz" in message and data.ARCHIVE_SHA256[:16] in message
+    assert "is not the official cifar-10-python.tar.gz" in message and sources.ARCHIVE_SHA256[:16] in message
     assert not (tmp_path / "keras-home").exists()
 
 
 def test_an_archive_without_the_batches_folder(tmp_path, monkeypatch):
     archive = tmp_path / "cifar-10-python.tar.gz"
-    monkeypatch.setattr(data, "ARCHIVE_SHA256", write_archive(archive, folder_name="something-else"))
+    monkeypatch.setattr(sources, "ARCHIVE_SHA256", write_archive(archive, folder_name="something-else"))
     assert "holds no cifar-10-batches-py folder" in one_line_error(load_archive, archive)
     assert not (tmp_path / "keras-home" / "datasets" / "cifar-10-batches-py-target" / "cifar-10-batches-py").exists()
 
@@ -259,11 +260,11 @@ def test_keras_cache_folders_are_found(tmp_path, no_shared_subset, layout):
     assert load_cifar10(config).num_train == 250
 
 
-@pytest.mark.parametrize("name", data.KERAS_ARCHIVES)
+@pytest.mark.parametrize("name", sources.KERAS_ARCHIVES)
 def test_keras_cache_archives_are_found(tmp_path, no_shared_subset, monkeypatch, name):
     archive = tmp_path / "keras-home" / "datasets" / name
     archive.parent.mkdir(parents=True)
-    monkeypatch.setattr(data, "ARCHIVE_SHA256", write_archive(archive))
+    monkeypatch.setattr(sources, "ARCHIVE_SHA256", write_archive(archive))
     config = tiny_config(data__source="auto")
     assert resolve_source(config) == ("archive", str(archive))
     assert load_cifar10(config).source == f"archive:{archive}"
@@ -274,7 +275,7 @@ def test_keras_cache_archives_are_found(tmp_path, no_shared_subset, monkeypatch,
 def test_data_dir_may_name_the_archive(tmp_path, monkeypatch):
     archive = tmp_path / "drive" / "cifar-10-python.tar.gz"
     archive.parent.mkdir()
-    monkeypatch.setattr(data, "ARCHIVE_SHA256", write_archive(archive))
+    monkeypatch.setattr(sources, "ARCHIVE_SHA256", write_archive(archive))
     monkeypatch.setenv("DNNLS_DATA_DIR", str(archive))
     assert resolve_source(tiny_config(data__source="folder")) == ("archive", str(archive))
     assert "does not exist" in one_line_error(load_cifar10, tiny_config(data__source="auto"),

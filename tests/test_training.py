@@ -9,11 +9,12 @@ import tensorflow as tf
 
 from conftest import tiny_config
 from dnnls_tf import runtime
-from dnnls_tf.gradients import pool_window, window_epochs, window_measures
+from dnnls_tf.gradients import window_epochs, window_measures
 from dnnls_tf.models import LAYER_NAMES, build_model
 from dnnls_tf.spec import WarmupCosine
 from dnnls_tf.study import Study
-from dnnls_tf.training import epoch_order, make_learning_rate, make_optimizer, train_run
+from dnnls_tf.trainer import epoch_order, make_learning_rate, make_optimizer
+from dnnls_tf.training import train_run
 
 
 @pytest.fixture(scope="module")
