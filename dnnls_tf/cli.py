@@ -85,6 +85,14 @@ def command_run(args) -> None:
     study.splits  # read and validate the data before TensorFlow starts
     from dnnls_tf.runner import complete_experiments
 
+    if not study.config.compute.progress:  # no bar: one line per finished run, on stdout
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        runner_log = logging.getLogger("dnnls_tf.runner")
+        runner_log.addHandler(handler)
+        runner_log.setLevel(logging.INFO)
+        runner_log.propagate = False
+
     print(complete_experiments(study, names, args.experiment).describe(args.experiment, study))
 
 

@@ -206,7 +206,7 @@ class Runner:
 
         workers = self.study.config.compute.workers
         running: dict[str, Task] = {}
-        bar = progress_bar(0, self.study.config.compute.progress, "runs", unit="run", leave=True)
+        bar = None  # shown once there is something to train
         try:
             while True:
                 plans = [experiments.plan(self.study, name) for name in names]
@@ -219,6 +219,8 @@ class Runner:
                     planned = {spec.run_id for plan in plans for spec in plan.specs()}
                     self.read = planned - set(self.trained)
                     return plans
+                if bar is None:
+                    bar = progress_bar(0, self.study.config.compute.progress, "runs", unit="run", leave=True)
                 bar.total = len(self.trained) + len(running) + len(tasks)
                 bar.refresh()
                 if workers == 1:
@@ -243,7 +245,8 @@ class Runner:
                     raise RuntimeError(f"a worker failed on run {task.run_id}:\n{message}")
                 self._report(bar, task, worker, started, message)
         finally:
-            bar.close()
+            if bar is not None:
+                bar.close()
             if self._pool is not None:
                 self._pool.close() if not running else self._pool.kill()
                 self._pool = None

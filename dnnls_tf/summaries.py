@@ -80,7 +80,14 @@ def _paired(first: list[StoredRun], second: list[StoredRun]) -> bool:
 
 def comparison(name: str, first_key: tuple, second_key: tuple, groups: dict, metric: str,
                headline: bool) -> dict:
-    """first minus second on one metric, over seeds, with the test set's bootstrap interval."""
+    """first minus second on one metric, over seeds, with the held-out images' own sampling interval.
+
+    `test_set_interval`: for test metrics, a percentile bootstrap over test images of the
+    difference of the arms' mean-over-seeds results. `sampling_interval` adds, for the
+    train-minus-validation gap, the validation images' binomial interval of the
+    difference of mean validation accuracies (normal approximation, arms treated as
+    independent: conservative for arms that share the validation images).
+    """
     first, second = groups[first_key], groups[second_key]
     paired = _paired(first, second)
     result = stats.compare(metric_values(first, metric), metric_values(second, metric), paired)
@@ -98,8 +105,25 @@ def comparison(name: str, first_key: tuple, second_key: tuple, groups: dict, met
                     [r.metrics["train_accuracy"] for r in second])
                 per_image = train - per_image
             interval = stats.bootstrap_interval(per_image)
+    sampling, source = interval, "test images (bootstrap)" if metric in TEST_SET_METRICS else None
+    if metric == "generalization_gap":
+        sampling, source = validation_interval(first, second, result["difference"]), "validation images (binomial)"
     return {"name": name, "first": list(first_key), "second": list(second_key), "metric": metric,
-            "headline": headline, **result, "p_holm": math.nan, "test_set_interval": interval}
+            "headline": headline, **result, "p_holm": math.nan, "test_set_interval": interval,
+            "sampling_interval": sampling, "sampling_source": source}
+
+
+def validation_interval(first: list[StoredRun], second: list[StoredRun], difference: float) -> list[float]:
+    """difference ± 1.96 x the binomial standard error of the two mean validation accuracies."""
+    variance = 0.0
+    for runs in (first, second):
+        stable = [run for run in runs if run.stable]
+        if not stable or not math.isfinite(difference):
+            return [math.nan, math.nan]
+        accuracy = float(np.mean([run.metrics["val_accuracy"] for run in stable]))
+        variance += accuracy * (1 - accuracy) / stable[0].metrics["num_val"]
+    half = 1.96 * math.sqrt(variance)
+    return [difference - half, difference + half]
 
 
 def adjust_family(comparisons: list[dict], family: str) -> list[dict]:

@@ -158,3 +158,23 @@ def test_a_missing_or_damaged_summary_is_one_clear_error(tmp_path, content, mess
     with pytest.raises(UserError, match=message) as error:
         summaries.load_summary(tmp_path, "exp1", "quick")
     assert "python -m dnnls_tf run exp1 --profile quick" in str(error.value)
+
+
+def test_every_headline_comparison_carries_its_held_out_sampling_interval(complete):
+    study, plans = complete
+    for name in ("exp1", "exp2", "exp3"):
+        summary = summaries.SUMMARIZERS[name](study, plans[name])
+        for entry in (c for c in summary["comparisons"] if c["headline"]):
+            low, high = entry["sampling_interval"]
+            assert entry["sampling_source"] and low <= entry["difference"] <= high, entry
+
+
+def test_the_validation_interval_is_the_binomial_one():
+    from types import SimpleNamespace
+
+    def runs(accuracy):
+        return [SimpleNamespace(stable=True, metrics={"val_accuracy": accuracy, "num_val": 1000})] * 3
+
+    low, high = summaries.validation_interval(runs(0.5), runs(0.4), 0.1)
+    half = 1.96 * math.sqrt(0.5 * 0.5 / 1000 + 0.4 * 0.6 / 1000)
+    assert low == pytest.approx(0.1 - half) and high == pytest.approx(0.1 + half)
