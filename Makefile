@@ -12,7 +12,7 @@ export DNNLS_DATA_DIR := $(SHARED_DATA)
 endif
 endif
 
-.PHONY: study figures report test unit notebooks report-quick bench bundle clean-build
+.PHONY: study figures report test bench bundle rehearse
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PYTHON) || python3 -m venv $(VENV)
@@ -35,14 +35,19 @@ report: $(STAMP)
 bench: $(STAMP)
 	$(PYTHON) -m dnnls_tf bench --json results/bench.json
 
-# Unit tests, the three notebooks under nbval on the quick profile, and the report
-# built from the quick profile's store (in a scratch root, so committed results stay).
+# Unit tests (the slow ones too: kills, two writers, Ctrl-C, the quick rehearsal), the three
+# notebooks under nbval on the quick profile, then that store's figures and report (in a
+# scratch root, so committed results stay).
 QUICK_ROOT ?= $(CURDIR)/build/quick-root
 test: $(STAMP)
 	$(PYTHON) -m pytest -q tests
 	rm -rf $(QUICK_ROOT)
 	DNNLS_PROFILE=quick DNNLS_ROOT=$(QUICK_ROOT) $(PYTHON) -m pytest -q --nbval-lax --nbval-current-env -p no:cacheprovider notebooks
-	DNNLS_ROOT=$(QUICK_ROOT) $(PYTHON) -m dnnls_tf report --profile quick --root $(QUICK_ROOT)
+	$(PYTHON) -m dnnls_tf figures --profile quick --root $(QUICK_ROOT) > /dev/null
+	$(PYTHON) -m dnnls_tf report --profile quick --root $(QUICK_ROOT)
 
 bundle: $(STAMP)
 	$(PYTHON) -m dnnls_tf bundle --profile $(PROFILE)
+
+rehearse: $(STAMP)
+	$(PYTHON) -m dnnls_tf rehearse --profile full
