@@ -9,12 +9,13 @@ saturate, and low enough to prevent your model from becoming unstable". The rule
    downward until it reaches `max_span` below its highest stable rung.
 3. Evidence at each rung: full-length probe runs (probe seeds, never the study's),
    plus, once trained, the sweep's own runs at that rate.
-4. Top: the highest rung at which every run is stable, and every rung below as well
+4. Top: the highest rung at which every run is stable, and the next rung below too
    (unstable = diverged or collapsed, DESIGN's definition).
-5. Bottom: the lowest rung below the top, at most `max_span` below it, whose mean validation
-   curve saturates: it gains less than `saturation_gain` from the second-to-last to
-   the last quarter of the epochs (quarter means of the mean curve). The sweep's
-   curve decides once the sweep ran at that rate, else the probes'.
+5. Bottom: the lowest rung below the top, at most `max_span` below it and with only
+   stable rungs between them, whose mean validation curve saturates: it gains less
+   than `saturation_gain` from the second-to-last to the last quarter of the epochs
+   (quarter means of the mean curve). The sweep's curve decides once the sweep ran at
+   that rate, else the probes'.
 6. Grid: five rates spaced geometrically from bottom to top (3 significant digits).
 
 Because sweep runs count as evidence, a finished sweep whose top rate had an
@@ -105,27 +106,43 @@ def ladder(anchor: float, rule: GridRule, rungs: int | None = None) -> list[floa
 
 
 def stable_top(verdicts: list[RungVerdict]) -> int | None:
-    """Index of the highest rung from which every lower rung is stable (None: the lowest is not)."""
-    top = None
-    for index in range(len(verdicts) - 1, -1, -1):
-        if not verdicts[index].stable:
+    """Index of the highest stable rung whose next lower rung is stable too (or is not probed yet).
+
+    One stable rung between unstable ones is not trusted; rates too low to learn within
+    the profile's epochs (they "collapse" below 0.2) do not hide a good top above them.
+    """
+    for index, verdict in enumerate(verdicts):
+        if verdict.stable and (index + 1 == len(verdicts) or verdicts[index + 1].stable):
+            return index
+    return None
+
+
+def reach(verdicts: list[RungVerdict], top: int, rule: GridRule) -> list[RungVerdict]:
+    """The top and the stable rungs right below it, at most `max_span` below (1 % slack for the
+    rounding to 3 digits), up to the first unstable rung: the rungs the grid may span."""
+    result = [verdicts[top]]
+    for verdict in verdicts[top + 1:]:
+        if verdict.rate < verdicts[top].rate / rule.max_span * 0.99 or not verdict.stable:
             break
-        top = index
-    return top
+        result.append(verdict)
+    return result
 
 
 def rungs_needed(verdicts: list[RungVerdict], rule: GridRule) -> int:
-    """How many rungs the ladder needs so that it reaches `max_span` below its stable top.
+    """How many rungs the ladder needs: down to `max_span` below its stable top (or to an unstable rung).
 
-    With no stable rung yet, the ladder grows by as many rungs as a stable top needs
-    below it (so that, if the next rung is stable, one more round of probes suffices).
-    Returns the current length when nothing more is needed.
+    With no stable top yet, the ladder grows by as many rungs as a stable top needs below
+    it (so that, if the next rung is stable, one more round of probes suffices). Returns
+    the current length when nothing more is needed.
     """
     below = math.ceil(math.log(rule.max_span) / math.log(rule.ladder_factor) - 1e-9)
     top = stable_top(verdicts)
     if top is None:
         return len(verdicts) + below + 1
-    return max(len(verdicts), top + below + 1)
+    within = reach(verdicts, top, rule)
+    at_the_end = top + len(within) == len(verdicts)
+    short = within[-1].rate > verdicts[top].rate / rule.max_span * 1.01
+    return max(len(verdicts), top + below + 1) if at_the_end and short else len(verdicts)
 
 
 def saturation_gain(curves: list[tuple[float, ...]]) -> float:
@@ -157,16 +174,15 @@ def place_grid(verdicts: list[RungVerdict], rule: GridRule) -> GridDecision:
     """The grid from the ladder's verdicts (highest rung first); raises NoStableRate."""
     stable_from = stable_top(verdicts)
     if stable_from is None:
-        raise NoStableRate(f"no rung of the ladder {[v.rate for v in verdicts]} trained stably: "
+        raise NoStableRate(f"no two neighbouring rungs of the ladder {[v.rate for v in verdicts]} trained stably: "
                            f"lower exp1.range_test_max_lr or add rungs (exp1.ladder_rungs)")
     top = verdicts[stable_from]
     reasons = [f"top {top.rate:g}: the highest rung at which every run ({top.probes} probes, "
-               f"{top.sweep_runs} sweep runs) and every lower rung is stable"]
+               f"{top.sweep_runs} sweep runs) is stable, and the rung below it too"]
     skipped = [v.rate for v in verdicts[:stable_from]]
     if skipped:
-        reasons.append("excluded as unstable (or above an unstable rung): " + ", ".join(f"{r:g}" for r in skipped))
-    # 1 % slack: rungs are rounded to 3 significant digits
-    within = [v for v in verdicts[stable_from:] if v.rate >= top.rate / rule.max_span * 0.99]
+        reasons.append("excluded as unstable (or a lone stable rung): " + ", ".join(f"{r:g}" for r in skipped))
+    within = reach(verdicts, stable_from, rule)
     saturating = [v for v in within[1:] if math.isfinite(v.gain) and v.gain < rule.saturation_gain]
     if saturating:
         bottom_rate, saturates = saturating[-1].rate, True

@@ -48,9 +48,13 @@ class RunResult:
 
 def progress_bar(total: int, enabled: bool, description: str, unit: str = "epoch", leave: bool = False):
     """A tqdm bar (notebook-aware), or a silent one when not enabled."""
+    if not enabled:  # tqdm.auto would warn about notebook widgets even for a bar that never shows
+        from tqdm import tqdm
+
+        return tqdm(total=total, disable=True)
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, disable=not enabled, desc=description, unit=unit, leave=leave)
+    return tqdm(total=total, desc=description, unit=unit, leave=leave)
 
 
 EpochHook = Callable[[int, dict, np.ndarray, np.ndarray], None]  # epoch, history row, step losses, (L, 4) sums

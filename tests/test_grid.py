@@ -60,10 +60,12 @@ def test_the_grid_excludes_a_rate_that_collapses():
     assert "0.31" in decision.reasons[1] and "0.155" in decision.reasons[1]
 
 
-def test_an_unstable_rung_below_a_stable_one_caps_the_top_under_it():
+def test_a_lone_stable_rung_is_not_the_top_and_the_grid_never_spans_an_unstable_rung():
     rates = ladder(0.31, RULE)
+    decision = place_grid(verdicts(rates, unstable={0.31, 0.0775}), RULE)  # 0.155 stable, alone
+    assert decision.top == 0.0387 and decision.bottom == pytest.approx(0.00484)
     decision = place_grid(verdicts(rates, unstable={0.0387}), RULE)
-    assert decision.top == 0.0194
+    assert decision.top == 0.31 and decision.bottom == 0.0775  # stops above the unstable rung
 
 
 def test_the_grid_moves_up_when_the_lowest_rate_does_not_saturate():
@@ -92,8 +94,14 @@ def test_without_a_saturating_rung_the_grid_still_has_five_rates_and_says_so():
 
 
 def test_no_stable_rung_is_an_error():
-    with pytest.raises(NoStableRate, match="no rung"):
+    with pytest.raises(NoStableRate, match="no two neighbouring rungs"):
         place_grid(verdicts([0.3, 0.15], unstable={0.3, 0.15}), RULE)
+
+
+def test_rates_too_low_to_learn_do_not_hide_the_top():
+    rates = ladder(0.31, RULE, 9)  # the lowest two "collapse": too slow to reach 0.2 in the epochs
+    decision = place_grid(verdicts(rates, unstable={0.31, rates[-1], rates[-2]}), RULE)
+    assert decision.top == 0.155 and decision.bottom == pytest.approx(0.00969)
 
 
 def test_the_grid_check_counts_unstable_seeds_and_the_lowest_rates_saturation():
