@@ -382,7 +382,8 @@ def exp2_claims(summary: dict) -> dict[str, str]:
 
 
 # ================================================================ experiment 3
-def _gradient_values(frame, model, window: str, measure: str) -> np.ndarray:
+def gradient_values(frame, model, window: str, measure: str) -> np.ndarray:
+    """One gradient measure of one model and window, by layer (tables.gradients_frame rows)."""
     rows = frame[(frame["model"] == tuple(model)) & (frame["window"] == window)].sort_values("layer")
     return rows[measure].to_numpy(dtype=float)
 
@@ -407,11 +408,11 @@ def gradient_claims(summary: dict) -> dict[str, str]:
         f"The signed mean is small against the spread: |mean| / std is at most {hidden_ratio:.2g} in "
         f"{layers[0]}–{layers[-2]} and at most {output_ratio:.1e} in {layers[-1]}, whose mean is zero up to rounding "
         f"(over all models and both windows).")
-    ratio = {model: _gradient_values(frame, model, "last", "grad_to_weight") for model in (none, dropout, bn)}
+    ratio = {model: gradient_values(frame, model, "last", "grad_to_weight") for model in (none, dropout, bn)}
     claims["grad_to_weight"] = (
         f"‖g‖/‖w‖ per layer ({', '.join(layers)}) in the last window: "
         + "; ".join(f"{words(model)} {_factors(values)}" for model, values in ratio.items()) + ".")
-    first = {model: _gradient_values(frame, model, "first", "grad_to_weight") for model in (none, bn)}
+    first = {model: gradient_values(frame, model, "first", "grad_to_weight") for model in (none, bn)}
     claims["grad_to_weight_windows"] = (
         "From the first to the last window ‖g‖/‖w‖ changes by factors "
         + "; ".join(f"{_factors(ratio[m] / first[m])} ({words(m)})" for m in (none, bn)) + ".")
@@ -422,12 +423,12 @@ def gradient_claims(summary: dict) -> dict[str, str]:
                      + ("step to step, each weight's gradient fluctuates more than its mean over the window."
                         if snr.max() < 1 else "in some layers the mean over the window exceeds the fluctuation."))
     for window in ("first", "last"):
-        factors = _gradient_values(frame, dropout, window, "mean_abs") / _gradient_values(frame, none, window,
+        factors = gradient_values(frame, dropout, window, "mean_abs") / gradient_values(frame, none, window,
                                                                                             "mean_abs")
         claims[f"dropout_mean_abs_{window}"] = (
             f"Mean |g| with dropout {format_rate(best)} divided by mean |g| without, per layer "
             f"({', '.join(layers)}), {window} window: {_factors(factors)}.")
-        factors = _gradient_values(frame, bn, window, "mean_abs") / _gradient_values(frame, none, window, "mean_abs")
+        factors = gradient_values(frame, bn, window, "mean_abs") / gradient_values(frame, none, window, "mean_abs")
         claims[f"bn_mean_abs_{window}"] = (
             f"Mean |g| with batch norm divided by mean |g| without, per layer, {window} window: {_factors(factors)}.")
     return claims
@@ -489,30 +490,33 @@ QUESTIONS = {
 
 def answer_exp1(exp1: dict) -> str:
     """The answer to question 1 from experiment 1's summary alone (a notebook prints it)."""
-    one = exp1_claims(exp1)
+    from dnnls_tf import readings  # readings builds on this module's verdicts
+
+    one, read = exp1_claims(exp1), readings.exp1_readings(exp1)
     return " ".join([f"The five rates {_rates(exp1['grid']['rates'])} were placed by the grid rule "
-                     f"({len(exp1['seeds'])} seeds each).", one["grid_check"], one["sweep_unstable"],
-                     one["best_rate"], one["tuner"], one["schedule_test"], one["schedule_gap"],
-                     one["schedule_train_test"], one["ablation"]])
+                     f"({len(exp1['seeds'])} seeds each).", one["grid_check"], read["grid_top"],
+                     one["sweep_unstable"], one["best_rate"], read["sweep"], one["tuner"], one["schedule_test"],
+                     one["schedule_gap"], one["schedule_train_test"], one["ablation"], read["ablation"]])
 
 
 def answer_exp2(exp2: dict) -> str:
     """The answer to question 2 from experiment 2's summary alone."""
-    two = exp2_claims(exp2)
-    return " ".join(two[name] for name in (
-        "dropout_rates", "dropout_unstable", "best_dropout", "dropout_test", "dropout_gap", "transfer_validation",
-        "transfer_scratch_b_zero", "transfer_scratch_b_best", "transfer_holdout_zero", "transfer_holdout_best",
-        "transfer_frozen_random_zero", "transfer_source_zero", "transfer_scratch_b_gap_zero"))
+    from dnnls_tf import readings
+
+    two, read = exp2_claims(exp2), readings.exp2_readings(exp2)
+    return " ".join([two["dropout_rates"], two["dropout_unstable"], two["best_dropout"], two["dropout_test"],
+                     two["dropout_gap"], read["dropout_trend"], two["transfer_validation"], read["transfer_zero"],
+                     read["transfer_best"]])
 
 
 def answer_exp3(exp3: dict) -> str:
     """The answer to question 3 from experiment 3's summary alone."""
-    three = exp3_claims(exp3)
-    mechanism = ("Inverted dropout leaves E|g| unchanged for fixed activations (and multiplies E[g²] by 1/(1−p)), "
-                 "so these factors come from the weights and activations that dropout training produced.")
-    return " ".join([three["dropout_mean_abs_first"], three["dropout_mean_abs_last"], mechanism] + [
-        three[name] for name in ("bn_mean_abs_first", "bn_mean_abs_last", "grad_to_weight", "grad_to_weight_windows",
-                                 "signed_mean", "snr", "bn_test", "bn_gap", "bn_train_test")])
+    from dnnls_tf import readings
+
+    three, read = exp3_claims(exp3), readings.exp3_readings(exp3)
+    return " ".join([read["dropout_gradients"], three["bn_mean_abs_first"], three["bn_mean_abs_last"],
+                     read["bn_gradients"]] + [three[name] for name in ("signed_mean", "snr", "bn_test", "bn_gap",
+                                                                        "bn_train_test")])
 
 
 def answers(summaries: dict) -> dict[str, str]:
@@ -527,6 +531,9 @@ def all_claims(summaries: dict) -> dict[str, str]:
     for experiment, builder in (("exp1", exp1_claims), ("exp2", exp2_claims), ("exp3", exp3_claims)):
         result.update({f"{experiment}_{name}": text for name, text in builder(summaries[experiment]).items()})
         result[f"{experiment}_family"] = family_words(summaries[experiment])
+    from dnnls_tf import readings
+
+    result.update(readings.all_readings(summaries))
     result["abstract"] = abstract_sentence(summaries)
     result["headline_count"] = headline_count_sentence(summaries)
     result.update({f"answer_{key}": text for key, text in answers(summaries).items()})

@@ -13,12 +13,11 @@ import textwrap
 
 import matplotlib.pyplot as plt
 import numpy as np
-import pandas as pd
 
 from dnnls_tf import plots
 from dnnls_tf.errors import UserError
 from dnnls_tf.plots import PALETTE, WIDTH
-from dnnls_tf.vocabulary import CLASS_NAMES, GRADIENT_MEASURES, METRICS, group_label
+from dnnls_tf.vocabulary import CLASS_NAMES, METRICS, group_label
 
 SUMMARY_METRICS = ("test_accuracy", "generalization_gap", "train_test_gap")
 SEED_LEGEND = "mean and 95% CI over stable seeds"
@@ -56,6 +55,16 @@ def number(value) -> float:
 def seeds_detail(summary: dict, what: str = SEED_LEGEND) -> str:
     seeds = summary["seeds"]
     return f"profile {summary['profile']}, {len(seeds)} seeds ({', '.join(map(str, seeds))}); {what}"
+
+
+def compact_detail(summary: dict, what: str = "mean, 95% CI (t)") -> str:
+    """"profile subset · 5 seeds · mean, 95% CI (t)": a compact figure's detail, one line with its headline."""
+    return f"profile {summary['profile']} · {len(summary['seeds'])} seeds · {what}"
+
+
+def fewer_note(entries: list[dict]) -> str:
+    """"; n: stable seeds where fewer" where a group has unstable runs (the panels print n there)."""
+    return "; n: stable seeds where fewer" if any(e["n_unstable"] for e in entries) else ""
 
 
 def estimate(entry: dict, metric: str) -> tuple[float, float, float, float]:
@@ -155,13 +164,16 @@ def _draw_ladder(ax, summary: dict) -> None:
 
 
 # ---------------------------------------------------------------- experiment 2
+INTERVAL_LEGEND = "test set's own 95% interval (bootstrap over test images)"
+
+
 @plots.themed
 def figure_exp2_dropout_summary(summary: dict) -> plt.Figure:
     """Test accuracy and both gaps per dropout rate: seed CI and, beside it, the test-set interval."""
     entries = groups_of(summary, "dropout")
     best = summary["best_dropout"]
     position = np.arange(len(entries))
-    fig, axes = plt.subplots(1, 3, figsize=(WIDTH, 2.9), layout="constrained")
+    fig, axes = plt.subplots(1, 3, figsize=(WIDTH, 1.9), layout="constrained")
     for ax, metric in zip(axes, SUMMARY_METRICS):
         scale = METRICS[metric].scale
         core = []
@@ -189,14 +201,16 @@ def figure_exp2_dropout_summary(summary: dict) -> plt.Figure:
                                  for e in entries])
         ax.set_xlim(-0.5, len(entries) - 0.5)
     handles = [plots.group_handle(SEED_LEGEND, PALETTE[0], marker="o", lw=1.3),
-               plots.group_handle("test set's own 95% interval (bootstrap over test images)", PALETTE[1], lw=0.8)]
-    plots.figure_legend(fig, handles, ncol=2)
-    plots.add_title(fig, "Experiment 2: selected models per dropout rate (train on A, validate on B)",
-                    seeds_detail(summary, "bars cut at the panel edge; n: stable seeds where fewer"))
+               plots.group_handle(INTERVAL_LEGEND, PALETTE[1], lw=0.8)]
+    plots.header(fig, "Experiment 2: models per dropout rate · "
+                      + compact_detail(summary, "bars cut at the edge" + fewer_note(entries)), handles)
     return fig
 
 
 ARMS = ("transfer", "scratch_b", "frozen_random", "holdout", "dropout")
+ARM_TICKS = {"transfer": "transfer to B\n(conv from A, frozen)", "scratch_b": "from scratch on B",
+             "frozen_random": "head on frozen\nrandom conv", "holdout": "end to end on\nthe holdout split",
+             "dropout": "source model:\nend to end on A"}
 
 
 def arm_label(kind: str) -> str:
@@ -206,23 +220,28 @@ def arm_label(kind: str) -> str:
     return group_label((kind, 0.0)).removesuffix(" (no dropout)")
 
 
+def unclean(kind: str, metric: str) -> bool:
+    """The transfer models' train-minus-validation gap: their validation half A trained their features."""
+    return kind == "transfer" and metric == "generalization_gap"
+
+
 @plots.themed
 def figure_exp2_transfer(summary: dict) -> plt.Figure:
     """Transfer against its controls and the source models, for rate 0 and the best rate."""
     rates = (0.0, summary["best_dropout"])
-    fig, axes = plt.subplots(1, 3, figsize=(WIDTH, 3.3), sharey=True, layout="constrained")
+    fig, axes = plt.subplots(1, 3, figsize=(WIDTH, 2.25), sharey=True, layout="constrained")
     for ax, metric in zip(axes, SUMMARY_METRICS):
         scale, core = METRICS[metric].scale, []
         for row, kind in enumerate(ARMS):
             for index, p in enumerate(rates):
                 entry = find_group(summary, (kind, p))
                 mean, low, high, n = estimate(entry, metric)
-                y = row - 0.27 + 0.36 * index
+                y = row - 0.25 + 0.34 * index
                 plots.draw_estimate(ax, y, scale * mean, scale * low, scale * high, PALETTE[index], horizontal=True,
-                                    gid=f"seed:{metric}:{kind}:{p:g}")
+                                    gid=f"seed:{metric}:{kind}:{p:g}", hollow=unclean(kind, metric))
                 test_low, test_high = test_set_interval(entry, metric)
                 if math.isfinite(test_low):
-                    plots.draw_estimate(ax, y + 0.14, scale * mean, scale * test_low, scale * test_high,
+                    plots.draw_estimate(ax, y + 0.13, scale * mean, scale * test_low, scale * test_high,
                                         PALETTE[index], horizontal=True, thin_bar=True,
                                         gid=f"test:{metric}:{kind}:{p:g}")
                 if n < entry["n_runs"]:
@@ -235,86 +254,20 @@ def figure_exp2_transfer(summary: dict) -> plt.Figure:
         values = np.array(core, float)
         span = np.nanmax(values) - np.nanmin(values) if np.isfinite(values).any() else 1.0
         if np.isfinite(values).any():
-            ax.set_xlim(np.nanmin(values) - 0.25 * span, np.nanmax(values) + 0.45 * span)  # room for n notes
-        ax.set(xlabel=METRICS[metric].unit, title=METRICS[metric].label)
-    axes[0].set_yticks(range(len(ARMS)), [arm_label(kind) for kind in ARMS])
+            ax.set_xlim(np.nanmin(values) - 0.2 * span, np.nanmax(values) + 0.35 * span)  # room for n notes
+        ax.set(xlabel=axis_label(metric), title=METRICS[metric].label)
+    axes[0].set_yticks(range(len(ARMS)), [ARM_TICKS[kind] for kind in ARMS])
     axes[0].set_ylim(len(ARMS) - 0.5, -0.5)  # the first arm on top
     handles = [plots.group_handle(group_label(("dropout", p)), PALETTE[i], marker="o", lw=1.3)
                for i, p in enumerate(rates)]
-    handles += plots.style_handles((SEED_LEGEND + " (thick)", {"lw": 1.3, "marker": "o"}),
-                                   ("test set's own 95% interval (thin)", {"lw": 0.8}))
-    plots.figure_legend(fig, handles, ncol=2)
-    plots.add_title(fig, "Experiment 2: transfer to half B against its controls",
-                    seeds_detail(summary, "bars cut at the panel edge; n: stable seeds where fewer"))
+    handles += plots.style_handles(("mean over seeds, 95% CI (thick)", {"lw": 1.3, "marker": "o"}),
+                                   ("test set's 95% interval (thin)", {"lw": 0.8}),
+                                   ("not a clean gap (A trained the features)",
+                                    {"ls": "none", "marker": "o", "mfc": "white"}))
+    arms = [find_group(summary, (kind, p)) for kind in ARMS for p in rates]
+    plots.header(fig, "Experiment 2: transfer to B against its controls · "
+                      + compact_detail(summary, "bars cut at the edge" + fewer_note(arms)), handles)
     return fig
-
-
-# ---------------------------------------------------------------- experiment 3
-GRADIENT_ORDER = ("mean", "std", "mean_abs", "grad_to_weight", "temporal_snr")
-
-
-def gradient_models(summary: dict) -> list[tuple]:
-    return [("dropout", 0.0), ("dropout", summary["best_dropout"]), ("batch_norm",)]
-
-
-@plots.themed
-def figure_exp3_gradient_flow(summary: dict) -> plt.Figure:
-    """Each gradient measure against layer number, first and last window side by side, three models."""
-    rows, models = summary["gradients"], gradient_models(summary)
-    windows = ("first", "last")
-    fig, axes = plt.subplots(len(GRADIENT_ORDER), 2, figsize=(WIDTH, 7.2), sharex=True, sharey="row",
-                             layout="constrained")
-    layers = sorted({row["layer"] for row in rows})
-    names = {row["layer"]: row["layer_name"] for row in rows}
-    epochs = summary["window_epochs"]
-    for line, measure in enumerate(GRADIENT_ORDER):
-        core = []
-        for column, window in enumerate(windows):
-            ax = axes[line, column]
-            for index, model in enumerate(models):
-                part = sorted((r for r in rows if same_key(r["model"], model) and r["window"] == window),
-                              key=lambda r: r["layer"])
-                mean = np.array([number(r[measure]) for r in part])
-                half = np.array([number(r[f"{measure}_ci"]) for r in part])
-                x = np.array([r["layer"] for r in part]) + 0.2 * (index - 1)  # side by side: bars never overlap
-                ax.plot(x, mean, color=PALETTE[index], lw=0.7, alpha=0.6)
-                plots.draw_estimate(ax, x, mean, mean - half, mean + half, PALETTE[index],
-                                    gid=f"{measure}:{window}:{group_label(model)}")
-                core += list(mean)
-            ax.set_title(f"{GRADIENT_MEASURES[measure]}, {window} {epochs} epoch{'s' * (epochs > 1)}", fontsize=7)
-        _gradient_scale(axes[line, 0], measure, core)
-    for ax in axes[-1]:
-        ax.set_xticks(layers, [f"{layer}\n{names[layer]}" for layer in layers])
-        ax.set_xlabel("layer")
-    handles = [plots.group_handle(group_label(model), PALETTE[i], marker="o") for i, model in enumerate(models)]
-    handles += plots.style_handles(("bars: 95% CI over stable seeds (cut at the panel edge)", {"lw": 1.3}))
-    plots.figure_legend(fig, handles, ncol=2)
-    counts = sorted({row["n"] for row in rows})
-    plots.add_title(fig, "Experiment 3: gradients dL/dw of each layer's kernel, first and last window",
-                    seeds_detail(summary, f"points: mean over {'/'.join(map(str, counts))} stable seeds"))
-    return fig
-
-
-def _gradient_scale(ax, measure: str, means) -> None:
-    """The signed mean: linear around 0; the others: log where they span a decade, else linear from 0."""
-    values = np.asarray(means, float)
-    values = values[np.isfinite(values)]
-    if not values.size:
-        return
-    if measure == "mean":
-        limit = 1.6 * np.abs(values).max() or 1.0
-        ax.set_ylim(-limit, limit)
-        ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
-        for row in ax.get_figure().axes:
-            if row.get_shared_y_axes().joined(row, ax):
-                row.axhline(0.0, color="0.3", lw=0.7)
-        return
-    positive = values[values > 0]
-    if positive.size and positive.max() > 10 * positive.min():
-        ax.set_yscale("log")
-        ax.set_ylim(positive.min() / 3, positive.max() * 3)
-    else:
-        ax.set_ylim(0, 1.5 * values.max())
 
 
 # ---------------------------------------------------------------- per class

@@ -6,24 +6,29 @@ REPO_URL; nbval skips it) and the next one calls `start()`:
     from dnnls_tf import notebook
     study = notebook.start(drive=True)   # profile, TensorFlow, Drive, GPU check, banner
     notebook.run(study, "exp1")          # train what the store lacks, write the summary
+    notebook.draw_figures(study, "exp1") # the experiment's figures, from the store
     notebook.show_figure(study, "exp1_learning_curves")
 
-Everything else here formats what the library computed; nothing here trains except
-`run`, which drives `runner.Runner` exactly as `python -m dnnls_tf run` does.
+The rest shows what the library computed: tables (`tables.*` through `show_table`),
+sentences (`claims.*` through `show_claims`), per-class results and the model. Nothing
+here computes a statistic, and nothing trains except `run`, which drives
+`runner.complete_experiments` exactly as `python -m dnnls_tf run` does. Paths are printed
+relative to the project, so a notebook's saved outputs read the same on every machine.
 Importing this module does not import TensorFlow.
 """
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import logging
+import math
 import os
 import sys
-import time
-from dataclasses import dataclass
+import warnings
 from pathlib import Path
 
 from dnnls_tf import __version__
-from dnnls_tf.config import PROFILES, Config, load_config
+from dnnls_tf.config import PROFILES, PROJECT_ROOT, Config, load_config
 from dnnls_tf.errors import UserError
 from dnnls_tf.study import Study
 
@@ -34,15 +39,23 @@ DRIVE_MOUNT = "/content/drive"
 DRIVE_ROOT = DRIVE_MOUNT + "/MyDrive/dnnls_tf"  # results/, weights/, figures/ survive a disconnected runtime
 NOTEBOOKS = ("01_learning_rate", "02_dropout_transfer", "03_gradient_flow")
 ALL = ("baseline", "exp1", "exp2", "exp3")
+# The experiments whose choices a plan waits for (experiments.py: exp2 and exp3 train at experiment 1's
+# best rate, exp3 also at experiment 2's best dropout rate): `run` completes them first, so a notebook
+# opened on its own runs top to bottom.
+NEEDS = {"exp2": ("exp1",), "exp3": ("exp1", "exp2")}
 _HANDLER_NAME = "dnnls_tf-notebook"
 
 
 # ------------------------------------------------------------------ Colab
 def install_cell() -> str:
-    """The notebooks' first code cell: fetch the project and install its runtime requirements (Colab only)."""
-    return (f"!test -d {COLAB_CHECKOUT} || git clone -q --depth 1 {REPO_URL} {COLAB_CHECKOUT}; "
-            f"pip install -q -r {COLAB_CHECKOUT}/requirements.txt -e {COLAB_CHECKOUT}\n"
-            f'import sys; sys.path.insert(0, "{COLAB_CHECKOUT}")  # importable now, without a restart')
+    """The notebooks' Colab cell: fetch the project and install its runtime requirements.
+
+    Two lines; the first does nothing outside Colab (where `google.colab` cannot be imported),
+    so "Run all" in a local Jupyter, or nbconvert, passes over it; nbval skips the cell.
+    """
+    return (f'!python -c "import google.colab" 2>/dev/null && (test -d {COLAB_CHECKOUT} || git clone -q --depth 1 '
+            f"{REPO_URL} {COLAB_CHECKOUT}) && pip install -q -r {COLAB_CHECKOUT}/requirements.txt -e {COLAB_CHECKOUT}\n"
+            f'import sys; sys.path.insert(0, "{COLAB_CHECKOUT}")  # Colab: importable now, without a restart')
 
 
 def colab_badge(notebook: str) -> str:
@@ -116,6 +129,8 @@ def start(profile: str | None = None, *, drive: bool = False, root: str | Path |
     from dnnls_tf import runtime
 
     config = load_config(profile or select_profile())
+    if not progress:  # tqdm.auto asks for ipywidgets even when every bar is switched off
+        warnings.filterwarnings("ignore", message="IProgress not found")
     if config.compute.progress != progress:  # how runs are shown, not what they compute: ids unchanged
         config = config.override({"compute.progress": progress})
     pools = runtime.start(config.compute)
@@ -132,9 +147,21 @@ def start(profile: str | None = None, *, drive: bool = False, root: str | Path |
     return study
 
 
+def shown_path(path: str | Path) -> str:
+    """A path as a notebook prints it: relative to the project when inside it ("results/subset") or in
+    the shared folder beside it ("../shared/data/..."), else as it is (Drive, a scratch root)."""
+    path = Path(path)
+    shared = PROJECT_ROOT.parent / "shared"  # data.SHARED_SUBSET's folder: the subset's images
+    for base, prefix in ((PROJECT_ROOT, ""), (shared, "../shared/")):
+        if path.is_absolute() and path.is_relative_to(base):
+            return prefix + (path.relative_to(base).as_posix() or ".")
+    return str(path)
+
+
 def data_source(study: Study) -> str:
     """Where the profile's images come from, in words."""
     kind, location = study.source
+    location = shown_path(location) if location else location
     return {"folder": f"CIFAR-10 folder {location}",
             "archive": f"CIFAR-10 archive {location} (checked, extracted once)",
             "tfds": "tensorflow_datasets cifar10 (downloaded once)",
@@ -156,9 +183,9 @@ def print_banner(study: Study, gpus: list[str] | None = None, pools: dict | None
     print(f"training  : {training.epochs} epochs, batch size {training.batch_size}, {training.optimizer} "
           f"(momentum {training.momentum})")
     print(f"device    : {'GPU ' + ', '.join(gpus) if gpus else 'CPU only'}{threads}")
-    print(f"results   : {study.store.results_dir}")
-    print(f"weights   : {study.store.weights_dir}")
-    print(f"figures   : {study.figures_dir}")
+    print(f"results   : {shown_path(study.store.results_dir)}")
+    print(f"weights   : {shown_path(study.store.weights_dir)}")
+    print(f"figures   : {shown_path(study.figures_dir)}")
 
 
 def log_runs() -> None:
@@ -174,7 +201,8 @@ def log_runs() -> None:
 
 # ------------------------------------------------------------------ training
 def run(study: Study, experiment: str):
-    """Train what `experiment` (baseline, exp1, exp2, exp3 or all) lacks and write its summary.
+    """Train what `experiment` (baseline, exp1, exp2, exp3 or all) and the experiments it needs
+    (NEEDS) lack, write their summaries, and print one line on what was done.
 
     Finished runs are read from the store, so a notebook run again (or after a
     disconnected runtime, with the store on Drive) trains only what is missing.
@@ -184,18 +212,31 @@ def run(study: Study, experiment: str):
 
     if experiment not in (*EXPERIMENTS, "all"):
         raise UserError(f"unknown experiment '{experiment}': expected one of {', '.join(EXPERIMENTS)}, all")
-    names = list(ALL) if experiment == "all" else [experiment]
+    names = list(ALL) if experiment == "all" else [*NEEDS.get(experiment, ()), experiment]
     writable = study.writable
     study.writable = True  # only while the store is locked: reading helpers never write
     try:
         outcome = complete_experiments(study, names, experiment)
     finally:
         study.writable = writable
-    print(outcome.describe(experiment, study))
+    print(describe_outcome(study, experiment, outcome))
     return outcome
 
 
-# ------------------------------------------------------------------ display
+def describe_outcome(study: Study, experiment: str, outcome) -> str:
+    """One line: what `run` trained, or that the store already held every run of `experiment`."""
+    label = f"{experiment} [{study.profile}]"
+    if not outcome.trained:
+        own = [plan for plan in outcome.plans if experiment in ("all", plan.experiment)]
+        planned = len({spec.run_id for plan in own for spec in plan.specs()})
+        return f"{label}: nothing to train, all {planned} of its runs are in {shown_path(study.store.runs_dir)}"
+    needs = NEEDS.get(experiment, ())
+    needed = f" (with the runs it needs from {', '.join(needs)})" if needs else ""
+    return (f"{label}: trained {len(outcome.trained)} run(s){needed} in {outcome.minutes:.1f} min, "
+            f"{len(outcome.read)} already in the store")
+
+
+# ------------------------------------------------------------------ the store
 def print_run_counts(study: Study) -> None:
     from dnnls_tf.experiments import status_lines
 
@@ -213,26 +254,18 @@ def runs_overview(study: Study):
     return frame
 
 
-def show_figure(study: Study, name: str, width: int | None = 800) -> None:
-    """Display figures/<profile>/<name>.png."""
-    from IPython.display import Image, display
-
-    path = study.figures_dir / f"{name}.png"
-    if not path.exists():
-        raise UserError(f"no figure {path}: run the experiment's cell (and the figures) first")
-    display(Image(filename=str(path), width=width))
-
-
 def settings_table(study: Study, experiment: str, learning_rate: tuple[float, str] | None = None):
     """The experiment's settings from the profile's config, marked 'under study' or 'fixed'.
 
     Args:
         study: the Study.
         experiment: exp1, exp2 or exp3.
-        learning_rate: (rate, where it comes from) for experiments 2 and 3, e.g.
-            `(experiments.exp1_best_rate(study), "experiment 1's best constant rate")`.
+        learning_rate: (rate, where it comes from) for experiments 2 and 3; default: experiment 1's
+            best constant rate from the store (or a note that experiment 1 has not chosen it yet).
     """
     import pandas as pd
+
+    from dnnls_tf.experiments import exp1_best_rate, exp2_best_dropout
 
     config = study.config
     data, model, training, exp1 = config.data, config.model, config.training, config.exp1
@@ -255,12 +288,20 @@ def settings_table(study: Study, experiment: str, learning_rate: tuple[float, st
                 "under study")
             add("transfer", "conv1-conv3 frozen from the A model, fc1/fc2 re-initialised, trained on B",
                 "under study")
+            add("transfer controls", "from scratch on B; head on frozen random conv layers; end to end on the "
+                "holdout split", "under study")
         else:
-            add("model", "no dropout / best dropout (experiment 2) / batch norm after conv1..fc1", "under study")
+            best = exp2_best_dropout(study)
+            best = f"{best:g}" if best is not None else "chosen by experiment 2"
+            add("models compared", f"no dropout / best dropout ({best}) / batch norm after conv1..fc1",
+                "under study")
             add("gradient windows", f"first and last {config.window_epochs} epoch(s)", "under study")
-        if learning_rate is not None:
-            rate, source = learning_rate
-            add("learning rate", f"{rate:g} ({source})")
+        if learning_rate is None:
+            rate = exp1_best_rate(study)
+            learning_rate = ((rate, "experiment 1's best constant rate") if rate is not None else
+                             ("experiment 1's best constant rate", "not chosen yet: `run` below trains experiment 1"))
+        rate, source = learning_rate
+        add("learning rate", f"{rate:g} ({source})" if isinstance(rate, (int, float)) else f"{rate} ({source})")
         add("splits", "train on half A, validate on half B (transfer: the reverse)")
     add("model", f"3 conv blocks {'/'.join(map(str, model.filters))} + fc1 {model.fc_units} + fc2 10")
     add("optimizer", f"{training.optimizer}, momentum {training.momentum}")
@@ -271,18 +312,187 @@ def settings_table(study: Study, experiment: str, learning_rate: tuple[float, st
     return pd.DataFrame(rows).set_index("setting")
 
 
+def print_model(study: Study) -> None:
+    """The CNN's layers (number, kernel, output, parameters), with and without batch norm."""
+    from dnnls_tf.models import LAYER_NAMES, build_cnn, count_parameters
+
+    model_config = study.config.model
+    plain, normed = (build_cnn(batch_norm=bn, filters=model_config.filters, fc_units=model_config.fc_units)
+                     for bn in (False, True))
+    print(f"{'layer':8s}{'no.':>4s}  {'kernel':16s}{'output':14s}{'parameters':>11s}")
+    for layer in plain.layers:
+        if layer.name in LAYER_NAMES:
+            print(f"{layer.name:8s}{LAYER_NAMES.index(layer.name) + 1:4d}  "
+                  f"{'x'.join(map(str, layer.kernel.shape)):16s}{'x'.join(map(str, layer.output.shape[1:])):14s}"
+                  f"{layer.count_params():11,d}")
+    for name, model in (("without batch norm", plain), ("with batch norm", normed)):
+        counts = count_parameters(model)
+        print(f"{name}: {counts['params']:,} parameters ({counts['trainable_params']:,} trainable)")
+
+
+# ------------------------------------------------------------------ figures
+def figure_names(experiment: str) -> list[str]:
+    """The figures of one experiment (vocabulary.FIGURES whose name starts with it)."""
+    from dnnls_tf.vocabulary import FIGURES
+
+    return [name for name in FIGURES if name.startswith(f"{experiment}_")]
+
+
+def draw_figures(study: Study, experiment: str, summary: dict | None = None, extra: tuple[str, ...] = ()) -> None:
+    """Draw an experiment's figures (and `extra` ones) from the store into study.figures_dir; one line.
+
+    Args:
+        summary: the experiment's summary if already loaded (else read from the store).
+        extra: further names of vocabulary.FIGURES, e.g. "per_class" (reads every summary it needs).
+    """
+    from dnnls_tf import figures
+
+    names = figure_names(experiment) + list(extra)
+    figures.draw(study, names, {experiment: summary} if summary is not None else None)
+    print(f"drew {', '.join(names)} (PNG and PDF) in {shown_path(study.figures_dir)}")
+
+
+def show_figure(study: Study, name: str, width: int | None = 800) -> None:
+    """Display figures/<profile>/<name>.png."""
+    from IPython.display import Image, display
+
+    path = study.figures_dir / f"{name}.png"
+    if not path.exists():
+        raise UserError(f"no figure {shown_path(path)}: run the experiment's cell (and the figures) first")
+    display(Image(filename=str(path), width=width))
+
+
+# ------------------------------------------------------------------ tables and sentences
+def show_table(table, caption: str | None = None) -> None:
+    """Display a text table of `tables` (tables.notebook_table's HTML, plain text beside it).
+
+    The HTML's element ids derive from the table itself, so re-running a notebook leaves
+    its saved output unchanged.
+    """
+    from IPython.display import display
+
+    from dnnls_tf.tables import notebook_table
+
+    if table.index.name is not None:  # e.g. settings_table's "setting": a column like the others
+        table = table.reset_index()
+    text = table.to_string(index=False)
+    styler = notebook_table(table, caption).set_uuid(hashlib.sha1(f"{caption}\n{text}".encode()).hexdigest()[:8])
+    display({"text/html": styler.to_html(), "text/plain": (f"{caption}\n" if caption else "") + text}, raw=True)
+
+
+def show_markdown(text: str) -> None:
+    """Display Markdown (sentences of `claims`, written from the summary's numbers)."""
+    from IPython.display import Markdown, display
+
+    display(Markdown(text))
+
+
+def show_claims(sentences: dict[str, str], *names: str) -> None:
+    """Display some sentences of a `claims.*_claims(summary)` dict as a bullet list (in the order named)."""
+    show_markdown("\n".join(f"- {sentences[name]}" for name in names))
+
+
+def statistics_note(summary: dict) -> str:
+    """How an experiment's comparisons are decided, with its declared family and the threshold."""
+    from dnnls_tf import claims
+
+    return (f"**Headline family of {summary['experiment']}** (Holm's correction over these): "
+            f"{claims.family_words(summary)}. A sentence calls a difference significant only when its deciding "
+            f"p (Holm-adjusted for a headline comparison, the raw p for a secondary one) is below "
+            f"{claims.ALPHA:g} *and* the test set's own 95% interval, where the metric has one, excludes zero "
+            f"on the same side.")
+
+
+# ------------------------------------------------------------------ per-class results
+def confusion_sentences(summary: dict, top: int = 2) -> list[str]:
+    """Per headline model of a summary: its best and worst class and its commonest confusions."""
+    import numpy as np
+
+    from dnnls_tf import tables
+    from dnnls_tf.figures_summary import row_normalised
+    from dnnls_tf.vocabulary import CLASS_NAMES
+
+    lines = []
+    for key, block in tables.per_class_blocks(summary):
+        accuracy = np.array([math.nan if v is None else v for v in block["accuracy"]], dtype=float)
+        if not np.isfinite(accuracy).any():
+            continue
+        shares = row_normalised(block["confusion"])
+        np.fill_diagonal(shares, -1.0)
+        shares = np.nan_to_num(shares, nan=-1.0)
+        pairs = np.dstack(np.unravel_index(np.argsort(shares, axis=None)[::-1][:top], shares.shape))[0]
+        best, worst = int(np.nanargmax(accuracy)), int(np.nanargmin(accuracy))
+        confusions = "; ".join(f"{CLASS_NAMES[t]} taken for {CLASS_NAMES[p]} ({100 * shares[t, p]:.0f} % of the "
+                               f"{CLASS_NAMES[t]} images)" for t, p in pairs if shares[t, p] > 0)
+        lines.append(f"{tables.row_label(summary, key)}: best on {CLASS_NAMES[best]} "
+                     f"({tables.format_value(accuracy[best], 'test_accuracy')} %), worst on {CLASS_NAMES[worst]} "
+                     f"({tables.format_value(accuracy[worst], 'test_accuracy')} %); commonest confusions: "
+                     f"{confusions or 'none'}.")
+    return lines
+
+
+def confusion_figure(summary: dict):
+    """Row-normalised confusion matrices (test set, stable seeds pooled) of a summary's headline models."""
+    import textwrap
+
+    import matplotlib.pyplot as plt
+
+    from dnnls_tf import plots, tables
+    from dnnls_tf.figures_summary import row_normalised
+    from dnnls_tf.vocabulary import CLASS_NAMES
+
+    blocks = tables.per_class_blocks(summary)
+    columns = min(len(blocks), 4)
+    rows = math.ceil(len(blocks) / columns)
+    with plt.rc_context(plots.THEME):
+        fig, axes = plt.subplots(rows, columns, figsize=(2.1 * columns + 1.3, 2.3 * rows + 0.9), dpi=110,
+                                 squeeze=False, sharex=True, sharey=True, layout="constrained")
+        for axis in axes.flat[len(blocks):]:
+            axis.axis("off")
+        for axis, (key, block) in zip(axes.flat, blocks):
+            image = axis.imshow(row_normalised(block["confusion"]), cmap="viridis", vmin=0, vmax=1)
+            axis.grid(False)
+            axis.set_title("\n".join(textwrap.wrap(tables.row_label(summary, key), 30)), fontsize=7)
+            axis.set_xticks(range(len(CLASS_NAMES)), CLASS_NAMES, rotation=90)
+            axis.set_yticks(range(len(CLASS_NAMES)), CLASS_NAMES)
+            axis.tick_params(length=0)
+        for axis in axes[:, 0]:
+            axis.set_ylabel("true class")
+        for axis in axes[-1]:
+            axis.set_xlabel("predicted class")
+        fig.colorbar(image, ax=axes, shrink=0.8, label="share of the true class")
+        fig.suptitle(f"Confusion matri{'ces' if len(blocks) > 1 else 'x'}, {summary['experiment']} (profile "
+                     f"{summary['profile']}): rows normalised to 1", fontsize=8)
+    return fig
+
+
+def show_per_class(summary: dict) -> None:
+    """Per-class test accuracy (table), the commonest confusions (sentences) and the confusion matrices
+    of an experiment's headline models (summary["per_class"])."""
+    import matplotlib.pyplot as plt
+    from IPython.display import display
+
+    from dnnls_tf import tables
+
+    show_table(tables.per_class_table(summary), f"Test accuracy per class (%), {summary['experiment']}'s headline "
+                                                f"models (stable seeds pooled; inference mode)")
+    show_markdown("\n".join(f"- {line}" for line in confusion_sentences(summary)))
+    fig = confusion_figure(summary)
+    display(fig)
+    plt.close(fig)
+
+
+# ------------------------------------------------------------------ cost of gradient capture
 def print_capture_overhead(study: Study) -> None:
     """The gradient-capture overhead from `python -m dnnls_tf bench --json results/bench.json`, if measured."""
     import json
-
-    from dnnls_tf.config import PROJECT_ROOT
 
     for path in (study.root / "results" / "bench.json", PROJECT_ROOT / "results" / "bench.json"):
         if path.exists():
             result = json.loads(path.read_text())
             interval = result.get("capture_overhead_ci95")
             spread = f", bootstrap 95% CI {interval[0]:+.3f} to {interval[1]:+.3f}" if interval else ""
-            print(f"{path}: capture_overhead {result['capture_overhead']:+.3f}{spread} "
+            print(f"{shown_path(path)}: capture_overhead {result['capture_overhead']:+.3f}{spread} "
                   f"(median over {result.get('rounds', '?')} rounds of 1 - images/CPU-s with capture / without)")
             return
     print("not measured here yet: `python -m dnnls_tf bench --json results/bench.json` (make bench) measures it")

@@ -2,7 +2,10 @@
 stored runs, estimates with intervals, and whole-file saving (PNG and PDF).
 
 Conventions of every figure (figures.py draws them):
-- drawn at the report's text width (WIDTH, 5.5 in) with no text under MIN_FONT (7 pt);
+- drawn at the report's text width (WIDTH, 5.5 in) with no text under MIN_FONT (7 pt), and
+  included in the report at that width, 100%: the sizes drawn are the sizes printed;
+- the title (profile, seeds) and the colour key sit above the panels (`header`), the key to
+  the line styles below them (`figure_legend`); labels are wrapped as the measured width needs;
 - a line is the mean over a group's *stable* seeds, its band or bar the t-based 95% CI over
   them (as stats.summarize; no band where n < 2); an unstable run (diverged or collapsed) is
   drawn on its own, dotted, and a diverged one gets an x on the top edge where its loss
@@ -13,6 +16,7 @@ Conventions of every figure (figures.py draws them):
 from __future__ import annotations
 
 import functools
+import math
 import os
 import sys
 import textwrap
@@ -42,11 +46,14 @@ BAND_ALPHA = 0.18  # halved where more than two groups share a panel
 MAX_POINTS = 400  # per-step curves are thinned to this many points (the PDF stays small)
 # The one place the look is set; applied per call (rc_context), so importing this module changes nothing.
 THEME = {**sns.axes_style("whitegrid"),
-         "font.size": 8, "axes.titlesize": 8, "axes.labelsize": 7.5, "xtick.labelsize": 7, "ytick.labelsize": 7,
-         "legend.fontsize": 7, "legend.title_fontsize": 7, "figure.titlesize": 8, "axes.titlepad": 3,
-         "axes.linewidth": 0.6, "grid.linewidth": 0.5, "lines.linewidth": 1.2, "lines.markersize": 3.5,
-         "xtick.major.pad": 2, "ytick.major.pad": 2, "axes.labelpad": 2, "legend.frameon": False,
-         "legend.handlelength": 2.2, "axes.prop_cycle": matplotlib.cycler(color=PALETTE),
+         "font.size": 7.5, "axes.titlesize": 7.5, "axes.labelsize": 7, "xtick.labelsize": 7, "ytick.labelsize": 7,
+         "legend.fontsize": 7, "legend.title_fontsize": 7.5, "figure.titlesize": 7.5, "axes.titlepad": 3,
+         "axes.linewidth": 0.6, "grid.linewidth": 0.5, "lines.linewidth": 1.1, "lines.markersize": 3,
+         "xtick.major.pad": 1.5, "ytick.major.pad": 1.5, "axes.labelpad": 1.5, "legend.frameon": False,
+         "legend.handlelength": 1.8, "legend.handletextpad": 0.4, "legend.columnspacing": 1.2,
+         "legend.labelspacing": 0.25, "legend.borderpad": 0.2, "legend.borderaxespad": 0.2,
+         "figure.constrained_layout.h_pad": 0.03, "figure.constrained_layout.w_pad": 0.03,
+         "axes.prop_cycle": matplotlib.cycler(color=PALETTE),
          "pdf.fonttype": 42}  # TrueType, not Type 3, in the PDF
 
 
@@ -60,11 +67,17 @@ def themed(function):
 
 
 def ordered_colors(count: int) -> list:
-    """Colours for an ordered quantity (rates): viridis, dark = low, without its pale yellow end."""
-    return sns.color_palette("viridis", count + 1)[:count]
+    """Colours for an ordered quantity (rates): plasma from dark (low) to orange (high), without its
+    pale yellow end; neighbours stay apart even for five groups."""
+    return [tuple(c) for c in matplotlib.colormaps["plasma"](np.linspace(0.0, 0.78, count))[:, :3]]
 
 
-CHARACTERS_PER_INCH = 17  # of 7-8 pt DejaVu Sans, a little generous: wrapped text stays inside the figure
+CHARACTERS_PER_INCH = 17  # of 7-7.5 pt DejaVu Sans, a little generous: wrapped text stays inside the figure
+
+
+def wrap(text: str, inches: float) -> str:
+    """`text` wrapped to lines that fit `inches` of the figure."""
+    return "\n".join(textwrap.wrap(text, max(8, int(inches * CHARACTERS_PER_INCH))))
 
 
 def add_title(fig, headline: str, detail: str) -> None:
@@ -73,12 +86,45 @@ def add_title(fig, headline: str, detail: str) -> None:
     fig.suptitle("\n".join([headline, *textwrap.wrap(detail, width)]), fontsize=THEME["figure.titlesize"])
 
 
-def figure_legend(fig, handles: list, ncol: int = 2) -> None:
+MIN_LABEL_WIDTH = 14  # characters: a short label is never broken
+
+
+def _renderer(fig):
+    canvas = fig.canvas
+    return canvas.get_renderer() if hasattr(canvas, "get_renderer") else fig._get_renderer()
+
+
+def fitted_legend(fig, handles: list, ncol: int, **options):
+    """A figure legend whose labels are wrapped into as few lines as let its `ncol` columns fit
+    the figure's width (measured, not guessed); each column's width in proportion to its longest label."""
+    labels = [handle.get_label() for handle in handles]
+    limit = 0.98 * fig.get_figwidth() * fig.dpi
+    renderer = _renderer(fig)
+    rows = math.ceil(len(labels) / ncol)
+    columns = [labels[start:start + rows] for start in range(0, len(labels), rows)]  # filled column by column
+    longest = [max(len(label) for label in column) for column in columns for _ in column]
+    for lines in range(1, 7):
+        for handle, label, length in zip(handles, labels, longest):
+            handle.set_label("\n".join(textwrap.wrap(label, max(MIN_LABEL_WIDTH, math.ceil(length / lines) + 1))))
+        legend = fig.legend(handles=handles, ncol=ncol, **options)
+        if legend.get_window_extent(renderer).width <= limit or lines == 6:
+            return legend
+        legend.remove()
+
+
+def figure_legend(fig, handles: list, ncol: int = 2):
     """A legend under the panels; labels wrapped so that `ncol` columns fit the figure's width."""
-    width = int(fig.get_figwidth() * CHARACTERS_PER_INCH / ncol) - 5  # the key takes ~5 characters
-    for handle in handles:
-        handle.set_label("\n".join(textwrap.wrap(handle.get_label(), width)))
-    fig.legend(handles=handles, loc="outside lower center", ncol=ncol)
+    return fitted_legend(fig, handles, ncol, loc="outside lower center")
+
+
+def header(fig, title: str, handles: list, ncol: int | None = None):
+    """The figure's title (what is drawn, the profile, the seeds) and its colour key as one block
+    above the panels: a legend whose title is the figure's title (constrained layout keeps the
+    two apart, which a suptitle over an outside legend does not)."""
+    legend = fitted_legend(fig, handles, ncol or max(1, len(handles)), loc="outside upper center",
+                           title=wrap(title, fig.get_figwidth() * 0.97), alignment="center")
+    legend.get_title().set_fontsize(THEME["legend.title_fontsize"])
+    return legend
 
 
 def save(fig, folder: Path, name: str) -> list[Path]:
@@ -207,16 +253,19 @@ def draw_step_loss(ax, curves: GroupCurves, color, *, gid=None, alpha=BAND_ALPHA
     epoch ends, against the global training step; unstable runs dotted.
 
     Returns the values drawn for the stable runs and for the unstable ones apart: the axis is
-    fitted to the former where there are any (an unstable run's loss may be astronomical).
+    fitted to the former where there are any (an unstable run's loss may be astronomical), and
+    to the training loss after the first half epoch (its first steps may sit far above the rest).
     """
     window = smoothing_window(curves)
     keep = thin(len(curves.steps))
-    stable = [draw_band(ax, curves.steps[keep], smooth(curves.step_loss[curves.stable], window)[:, keep], color,
-                        gid=gid and f"{gid}:train", alpha=alpha)]
+    train = smooth(curves.step_loss[curves.stable], window)[:, keep]
+    draw_band(ax, curves.steps[keep], train, color, gid=gid and f"{gid}:train", alpha=alpha)
+    late = seed_band(train)[0][curves.steps[keep] > curves.steps_per_epoch // 2] if len(train) else np.array([])
+    stable = [late[np.isfinite(late)]]
     val_loss = curves.history["val_loss"][curves.stable]
     if len(val_loss):
         mean = seed_band(val_loss)[0]
-        ax.plot(curves.epoch_end, mean, color=color, ls="--", lw=0.8, marker="o", ms=3, zorder=4,
+        ax.plot(curves.epoch_end, mean, color=color, ls="--", lw=0.8, marker="o", ms=2, zorder=4,
                 gid=gid and f"{gid}:val")
         stable.append(mean[np.isfinite(mean)])
     unstable = [np.array([])]
@@ -267,14 +316,17 @@ def fit_axis(ax, core, *, floor=None, ceiling=None, pad: float = 0.12, log_if_sp
 
 # ---------------------------------------------------------------- estimates with intervals
 def draw_estimate(ax, position, mean, low, high, color, *, horizontal: bool = False, marker="o", thin_bar=False,
-                  gid=None, label=None):
-    """A point with its interval (low..high; none where either is missing), vertical or horizontal."""
+                  gid=None, label=None, hollow: bool = False):
+    """A point with its interval (low..high; none where either is missing), vertical or horizontal;
+    `hollow`: an open marker (a value to read with care)."""
     position, mean = np.atleast_1d(np.asarray(position, float)), np.atleast_1d(np.asarray(mean, float))
     low, high = np.atleast_1d(np.asarray(low, float)), np.atleast_1d(np.asarray(high, float))
     error = np.nan_to_num(np.vstack([mean - low, high - mean]), nan=0.0)
     error = np.maximum(error, 0.0)
     style = dict(color=color, ecolor=color, capsize=2.5 if thin_bar else 2, elinewidth=0.8 if thin_bar else 1.3,
                  capthick=0.8, ms=3.5, ls="none", label=label, marker="none" if thin_bar else marker)
+    if hollow:
+        style["mfc"] = "white"
     if horizontal:
         container = ax.errorbar(mean, position, xerr=error, **style)
     else:
@@ -296,3 +348,8 @@ def group_handle(label: str, color, **properties) -> Line2D:
 
 
 UNSTABLE_HANDLE = ("unstable run, on its own (x: where its loss diverged)", {**UNSTABLE, "marker": "none"})
+
+
+def note_handle(label: str) -> Line2D:
+    """A legend entry that is text only (a definition beside the keys)."""
+    return Line2D([], [], ls="none", marker="none", label=label)

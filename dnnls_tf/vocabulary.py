@@ -43,16 +43,33 @@ GRADIENT_MEASURES = {
 }
 
 # Figure files under figures/<profile>/ (PNG and PDF of each), written by `python -m dnnls_tf figures`.
+# Every figure is drawn at the report's text width (5.5 in) with no text under 7 pt. Learning
+# curves come in two sizes: `<name>` is one row of panels (loss against training iteration,
+# validation accuracy, and the gap or the learning rate: the report's body), `<name>_full`
+# the fuller grid that adds both kinds of train accuracy (the appendix).
 FIGURES = {
     "exp1_grid": "the LR range test, the probed ladder of rates and the chosen grid",
-    "exp1_learning_curves": "learning curves of the five constant rates",
-    "exp1_schedule": "the tuned schedule against the best constant rate and the constant rate at its peak",
-    "exp2_dropout_curves": "learning curves per dropout rate (train on A, validate on B)",
+    "exp1_learning_curves": "the five constant rates: loss against iteration, validation accuracy, gap",
+    "exp1_learning_curves_full": "the five constant rates: loss, validation accuracy, train accuracy of both "
+                                 "kinds, gap",
+    "exp1_schedule": "the tuned schedule against the best constant rate and the constant rate at its peak: loss "
+                     "against iteration, validation accuracy, learning rate per step",
+    "exp1_schedule_full": "the tuned schedule against the best constant rate and the constant rate at its peak: "
+                          "loss, validation accuracy, gap, learning rate",
+    "exp2_dropout_curves": "learning curves per dropout rate (train on A, validate on B): loss, validation "
+                           "accuracy, gap",
+    "exp2_dropout_curves_full": "learning curves per dropout rate: loss, validation accuracy, train accuracy of "
+                                "both kinds, gap",
     "exp2_dropout_summary": "test accuracy and gaps per dropout rate",
     "exp2_transfer": "transfer against its controls: test accuracy and gaps",
-    "exp2_transfer_curves": "learning curves on half B: transfer and its controls",
+    "exp2_transfer_curves": "learning curves on half B, transfer and its controls: loss, validation accuracy at "
+                            "both dropout rates",
+    "exp2_transfer_curves_full": "learning curves on half B, transfer and its controls: loss, validation accuracy "
+                                 "and gap at both dropout rates",
     "exp3_gradient_flow": "gradient measures per layer, first and last window, three models",
-    "exp3_bn_curves": "batch norm against no batch norm: learning curves",
+    "exp3_bn_curves": "batch norm against no batch norm: loss, validation accuracy, gap",
+    "exp3_bn_curves_full": "batch norm against no batch norm: loss, validation accuracy, train accuracy of both "
+                           "kinds, gap",
     "per_class": "per-class test accuracy and confusion matrices of the headline models",
 }
 

@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from dnnls_tf import claims, stats
+from dnnls_tf import claims, readings, stats
 from dnnls_tf.summaries import METRICS, SUMMARY_SCHEMA, TEST_SET_METRICS, adjust_family
 
 pytestmark = pytest.mark.filterwarnings("ignore:Precision loss:RuntimeWarning")  # near-constant seed arms
@@ -336,3 +336,82 @@ def test_headline_count_counts_verdicts():
 def test_find_raises_for_an_unknown_comparison(direction):
     with pytest.raises(KeyError):
         claims.find(synthetic_summaries(direction)["exp3"], "nothing", "test_accuracy")
+
+
+# ------------------------------------------------------------------ readings (what several numbers mean together)
+def test_the_ablation_reading_follows_both_verdicts():
+    up, down = (readings.ablation_reading(synthetic_summaries(d)["exp1"]) for d in (+1, -1))
+    assert "the gain comes from the warm-up and decay, not from the higher rate" in up
+    assert "no clean separation" in down and "the schedule loses to a constant run at its peak" in down
+    exp1 = synthetic_summaries(+1)["exp1"]
+    peak = claims.find(exp1, "peak_constant_vs_best_constant", "test_accuracy")
+    peak.update(difference=-0.04, p_holm=0.01, test_set_interval=[-0.05, -0.03])
+    assert "the higher rate alone hurts" in readings.ablation_reading(exp1)
+
+
+def test_the_transfer_reading_flips_with_each_control():
+    up, down = (readings.transfer_reading(synthetic_summaries(d)["exp2"], 0.0) for d in (+1, -1))
+    assert "a head on them beats the whole network trained on B" in up
+    assert "the whole network trained on B beats a head on them" in down
+    for text in (up, down):  # frozen random: one stable seed, no test
+        assert "could not be tested against random ones (no test was possible)" in text
+        assert "clean train-minus-test gap" in text
+    exp2 = synthetic_summaries(+1)["exp2"]
+    assert readings.transfer_best_brief(exp2) == readings.transfer_reading(exp2, 0.3)  # verdicts differ: in full
+    for name, metric in readings.TRANSFER_COMPARISONS:  # the same verdicts at both rates: one short sentence
+        zero, best = (claims.find(exp2, name, metric, ("transfer", p)) for p in (0.0, 0.3))
+        best.update({key: zero[key] for key in ("difference", "p", "p_holm", "test_set_interval")})
+    assert readings.transfer_best_brief(exp2).startswith("With dropout 0.3 every one of these verdicts is the same")
+
+
+def test_the_grid_top_reading_names_the_unstable_rungs():
+    exp1 = synthetic_summaries()["exp1"]
+    text = readings.grid_top_sentence(exp1)
+    assert "unstable at every rung from 0.064 up (1 collapsed)" in text and "blew up only at 0.256" in text
+    for rung in exp1["ladder"]:
+        rung["stable"] = True
+    assert readings.grid_top_sentence(exp1).startswith("Every probed rung trained stably")
+
+
+def test_the_dropout_trend_says_through_which_accuracy_the_gap_falls():
+    exp2 = synthetic_summaries()["exp2"]
+    for group, (train, val) in zip(readings.tables.group_entries(exp2, ("dropout",)),
+                                   ((0.95, 0.45), (0.85, 0.46), (0.75, 0.45), (0.65, 0.44), (0.55, 0.43))):
+        metrics = group["metrics"]
+        metrics["train_accuracy"]["mean"], metrics["val_accuracy"]["mean"] = train, val
+        metrics["generalization_gap"]["mean"] = train - val
+        metrics["test_accuracy"]["mean"] = val - 0.01
+    text = readings.dropout_trend(exp2)
+    assert text.startswith("The train-minus-validation gap falls with every step up in p, from 50.0 pp at p = 0")
+    assert "mostly because train accuracy falls" in text and "keeps the network from fitting half A" in text
+    group = readings.tables.group_of(exp2, ("dropout", 0.45))
+    group["metrics"]["generalization_gap"]["mean"] = 0.35  # a rise on the way: not "with every step"
+    assert "gap falls overall" in readings.dropout_trend(exp2)
+    group["metrics"]["generalization_gap"]["mean"] = 0.6
+    readings.tables.group_of(exp2, ("dropout", 0.6))["metrics"]["generalization_gap"]["mean"] = 0.6
+    text = readings.dropout_trend(exp2)
+    assert "gap does not fall" in text and "mostly because" not in text and "fitting half A" not in text
+
+
+def test_gradient_readings_explain_only_what_the_numbers_show():
+    exp3 = synthetic_summaries()["exp3"]
+    text = readings.dropout_gradients(exp3)
+    assert "scales mean |g| by 1.50 (per layer) in the first window and by 1.50 in the last" in text
+    assert "inverted dropout" not in text  # dropout's train accuracy is the higher one here: no explanation
+    none = readings.tables.group_of(exp3, ("dropout", 0.0))["metrics"]["train_accuracy"]
+    none["mean"] = 0.99
+    assert "without dropout the network fits half A almost completely" in readings.dropout_gradients(exp3)
+    assert "Scale invariance predicts" not in readings.bn_gradients(exp3)  # equal change in both models
+    for row in exp3["gradients"]:
+        if row["model"] == ["batch_norm"] and row["window"] == "last":
+            row["grad_to_weight"] /= 4
+    assert "Scale invariance predicts this" in readings.bn_gradients(exp3)
+
+
+def test_the_checks_sentence_counts_where_seeds_and_test_set_disagree():
+    summaries = synthetic_summaries(+1)
+    test = entry(summaries, "exp1", "schedule_vs_best_constant", "test_accuracy")
+    test.update(p_holm=0.2)  # the interval still excludes zero
+    text = readings.checks_sentence(summaries)
+    assert "1 has a test-set interval that excludes zero but a Holm p of at least 0.05" in text
+    assert "the variation between seeds, more than the size of the test set, limits" in text

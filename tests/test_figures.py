@@ -11,7 +11,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.text import Text
 
 from conftest import tiny_config
-from dnnls_tf import experiments, figures, figures_summary, plots, stats, summaries, tuning
+from dnnls_tf import experiments, figures, figures_gradients, figures_summary, plots, report, stats, summaries, tuning
 from dnnls_tf.errors import UserError
 from dnnls_tf.spec import WarmupCosine
 from dnnls_tf.study import Study
@@ -99,8 +99,18 @@ def interval_of(fig, gid: str, horizontal: bool = False) -> tuple[float, float]:
     return float(values.min()), float(values.max())
 
 
+BODY_HEIGHT = 3.2       # inches: a body figure is one row of panels with its keys ...
+GRADIENT_HEIGHT = 4.5   # ... the gradient figure five rows
+
+
+def figure_text(fig) -> str:
+    return " ".join(text.get_text() for text in fig.findobj(Text) if text.get_visible()).replace("\n", " ")
+
+
 def assert_readable(fig, name: str) -> None:
-    """Drawn at the report's width; no text under 7 pt; nothing drawn outside the figure."""
+    """Drawn at the report's width (included at 100%: print size); no text under 7 pt; nothing
+    drawn outside the figure; the profile and the seeds named; a body figure no taller than a
+    third of the page."""
     assert fig.get_figwidth() == pytest.approx(plots.WIDTH), name
     for text in fig.findobj(Text):
         if text.get_visible() and text.get_text().strip():
@@ -108,8 +118,13 @@ def assert_readable(fig, name: str) -> None:
     drawn = fig.get_tightbbox(FigureCanvasAgg(fig).get_renderer())  # inches; save() closed it, its layout stays
     assert drawn.x0 >= -0.01 and drawn.y0 >= -0.01, name
     assert drawn.x1 <= fig.get_figwidth() + 0.01 and drawn.y1 <= fig.get_figheight() + 0.01, name
+    words = figure_text(fig)
+    assert "profile quick" in words and "2 seeds" in words, name
+    if name in report.BODY_FIGURES:
+        assert fig.get_figheight() <= (GRADIENT_HEIGHT if name == "exp3_gradient_flow" else BODY_HEIGHT), name
 
 
+@pytest.mark.slow
 def test_every_figure_is_written_whole_as_png_and_pdf_and_is_readable(study, monkeypatch):
     saved = []
     real_save = plots.save
@@ -174,40 +189,65 @@ def test_transfer_figure_draws_every_arm_with_the_summary_numbers(loaded):
 
 def test_gradient_flow_panels_are_the_summary_gradients(loaded):
     summary = loaded["exp3"]
-    fig = figures_summary.figure_exp3_gradient_flow(summary)
-    for model in figures_summary.gradient_models(summary):
+    fig = figures_gradients.figure_exp3_gradient_flow(summary)
+    for model in figures_gradients.gradient_models(summary):
         for window in ("first", "last"):
             rows = sorted((r for r in summary["gradients"] if figures_summary.same_key(r["model"], model)
                            and r["window"] == window), key=lambda r: r["layer"])
-            for measure in figures_summary.GRADIENT_ORDER:
+            for measure in figures_gradients.GRADIENT_ORDER:
                 x, y = line_data(fig, f"{measure}:{window}:{group_label(model)}")
                 assert y == pytest.approx([r[measure] for r in rows])
                 assert np.round(x).tolist() == [1, 2, 3, 4, 5]
     offsets = {round(line_data(fig, f"std:first:{group_label(m)}")[0][0], 3)
-               for m in figures_summary.gradient_models(summary)}
+               for m in figures_gradients.gradient_models(summary)}
     assert len(offsets) == 3  # side by side: the three models' bars never overlap
     assert not any(ax.get_yscale() == "symlog" for ax in fig.axes)
     plt.close(fig)
 
 
-def test_learning_curves_average_the_stable_runs_and_draw_unstable_ones_apart(study, loaded):
+@pytest.mark.parametrize("full", [False, True])
+def test_learning_curves_average_the_stable_runs_and_draw_unstable_ones_apart(study, loaded, full):
     summary = loaded["exp2"]
-    fig = figures.figure_exp2_dropout_curves(study, summary)
+    fig = figures.figure_exp2_dropout_curves(study, summary, full=full)
     half = figures.group_runs(study, summary, ("dropout", 0.5))  # seed 1 diverged
     stable = [run for run in half if run.stable]
     label = group_label(("dropout", 0.5))
     assert len(stable) == 1
     assert line_data(fig, f"{label}:val_accuracy")[1] == pytest.approx(100 * stable[0].history["val_accuracy"])
     gap = stable[0].history["train_eval_accuracy"] - stable[0].history["val_accuracy"]
-    assert line_data(fig, f"{label}:gap")[1] == pytest.approx(100 * gap)
+    assert line_data(fig, f"{label}:gap")[1] == pytest.approx(100 * gap)  # like for like: both inference mode
     x, y = line_data(fig, f"{label}:val")  # validation loss at the epoch ends, on the step axis
     assert x.tolist() == stable[0].steps.groupby("epoch")["step"].max().tolist()
     assert y == pytest.approx(stable[0].history["val_loss"])
     assert not gid_lines(fig, f"{group_label(('dropout', 0.65))}:val_accuracy")  # every run collapsed: no mean
+    panels = 4 if full else 3
+    assert len(fig.axes) == panels
     dotted = [line for ax in fig.axes for line in ax.lines if line.get_linestyle() == ":"]
-    assert len(dotted) >= 3 * 4  # 3 unstable runs, in each panel
-    legend = " ".join(t.get_text() for t in fig.legends[0].get_texts())
-    assert "all of 2 runs" in legend.replace("\n", " ") and "unstable run" in legend
+    assert len(dotted) >= 3 * panels  # 3 unstable runs, in each panel
+    words = " ".join(t.get_text() for legend in fig.legends for t in legend.get_texts()).replace("\n", " ")
+    assert "all of 2 runs" in words and "unstable run" in words
+    assert "training mode" in words and "inference" in words  # which train accuracy or loss is which
+    train_kinds = gid_lines(fig, f"{label}:train_eval_accuracy") + gid_lines(fig, f"{label}:accuracy")
+    if full:  # both kinds of train accuracy, told apart
+        assert line_data(fig, f"{label}:train_eval_accuracy")[1] == pytest.approx(
+            100 * stable[0].history["train_eval_accuracy"])
+        assert line_data(fig, f"{label}:accuracy")[1] == pytest.approx(100 * stable[0].history["accuracy"])
+        assert "running training-mode metric" in words
+    else:
+        assert not train_kinds
+    plt.close(fig)
+
+
+def test_transfer_curves_draw_both_rates_and_flag_the_validation_half(study, loaded):
+    summary = loaded["exp2"]
+    fig = figures.figure_exp2_transfer_curves(study, summary)
+    for p in (0.0, summary["best_dropout"]):
+        for kind in ("transfer", "scratch_b", "frozen_random"):
+            runs = [run for run in figures.group_runs(study, summary, (kind, p)) if run.stable]
+            _, y = line_data(fig, f"{group_label((kind, p))}:val_accuracy")
+            assert y == pytest.approx(100 * np.mean([run.history["val_accuracy"] for run in runs], axis=0))
+    words = figure_text(fig)
+    assert "half A trained transfer's frozen features" in words and "1 of 2 runs unstable" in words
     plt.close(fig)
 
 
@@ -223,6 +263,13 @@ def test_the_schedule_figure_draws_the_schedule_loss_and_its_rate(study, loaded)
     assert rate.max() == pytest.approx(runs[0].spec.learning_rate.peak)
     assert gid_lines(fig, f"{group_label(('peak_constant',))}:train")  # the peak (0.05) is not a grid rate
     plt.close(fig)
+
+
+def test_every_full_figure_has_its_compact_body_version():
+    for name in FIGURES:
+        if name.endswith("_full"):
+            assert name.removesuffix("_full") in FIGURES
+    assert set(report.REPORT_FIGURES) <= set(FIGURES)
 
 
 def summary_run_ids(summary, key):

@@ -1,7 +1,9 @@
 """The notebooks' entry points, in-process and without Colab or a GPU."""
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -62,41 +64,81 @@ def test_profile_selection(monkeypatch):
         notebook.select_profile()
 
 
+@dataclass
+class _FakePlan:
+    experiment: str
+
+    def specs(self):
+        return [SimpleNamespace(run_id=f"{self.experiment}-{seed}") for seed in range(3)]
+
+
 class _FakeRunner:
     """Stands in for runner.Runner: records what it was asked and whether the study could write."""
 
     calls = []
+    trains = ["a1"]
 
     def __init__(self, study, pools):
-        self.study, self.trained, self.read, self.timeline = study, ["a1"], set(), []
+        self.study, self.trained, self.read, self.timeline = study, list(_FakeRunner.trains), set(), []
 
     def complete(self, names):
         assert (self.study.store.results_dir / ".lock").exists() and self.study.writable
         _FakeRunner.calls.append(names)
         self.read = {"b2", "c3"}
-        self.timeline.append({"worker": 0, "start": 0.0, "end": 1.0})
-        return [f"plan-{name}" for name in names]
+        if self.trained:
+            self.timeline.append({"worker": 0, "start": 0.0, "end": 1.0})
+        return [_FakePlan(name) for name in names]
 
 
-def test_run_trains_under_the_lock_then_writes_each_summary(started, monkeypatch, capsys):
+@pytest.fixture
+def fake_runner(monkeypatch):
     from dnnls_tf import runner, summaries
 
     written = []
     monkeypatch.setattr(runner, "Runner", _FakeRunner)
     monkeypatch.setattr(runner, "describe_timeline", lambda timeline, workers, seconds: {"tasks": len(timeline)})
-    monkeypatch.setattr(summaries, "write_summary", lambda study, plan: written.append(plan))
+    monkeypatch.setattr(summaries, "write_summary", lambda study, plan: written.append(plan.experiment))
     _FakeRunner.calls.clear()
+    _FakeRunner.trains = ["a1"]
+    return written
+
+
+def test_run_trains_under_the_lock_then_writes_each_summary(started, fake_runner, capsys):
     outcome = notebook.run(started, "all")
-    assert _FakeRunner.calls == [["exp1", "exp2", "exp3"]] and written == ["plan-exp1", "plan-exp2", "plan-exp3"]
+    assert _FakeRunner.calls == [list(notebook.ALL)] and fake_runner == list(notebook.ALL)
     assert outcome.trained == ["a1"] and outcome.read == {"b2", "c3"}
     assert not started.writable  # writable only while run() held the lock
     timeline = json.loads((started.results_dir / "timeline" / "run-all.json").read_text())
     assert timeline["tasks"] == 1 and len(timeline["timeline"]) == 1 and timeline["cpu"]
-    assert "all [quick]: trained 1 run(s), 2 already in the store" in capsys.readouterr().out
+    assert "all [quick]: trained 1 run(s) in 0.0 min, 2 already in the store" in capsys.readouterr().out
     with pytest.raises(UserError, match="unknown experiment 'exp9'"):
         notebook.run(started, "exp9")
     with pytest.raises(UserError, match="writable Study"):
         runner.complete_experiments(started, ["exp1"])
+
+
+def test_run_completes_the_experiments_a_plan_waits_for(started, fake_runner, capsys):
+    notebook.run(started, "exp3")
+    assert _FakeRunner.calls == [["exp1", "exp2", "exp3"]] and fake_runner == ["exp1", "exp2", "exp3"]
+    assert "exp3 [quick]: trained 1 run(s) (with the runs it needs from exp1, exp2)" in capsys.readouterr().out
+    _FakeRunner.trains = []
+    notebook.run(started, "exp2")
+    out = capsys.readouterr().out
+    assert _FakeRunner.calls[-1] == ["exp1", "exp2"]
+    assert f"exp2 [quick]: nothing to train, all 3 of its runs are in {started.store.runs_dir}" in out
+
+
+@pytest.mark.parametrize("experiment", ["exp2", "exp3"])
+def test_needs_names_what_an_empty_store_makes_a_plan_wait_for(started, experiment):
+    waiting = {w.needs for w in experiments.plan(started, experiment).waiting} - {experiment}
+    assert waiting and waiting <= set(notebook.NEEDS[experiment])
+
+
+def test_paths_are_shown_relative_to_the_project():
+    assert notebook.shown_path(PROJECT_ROOT / "results" / "subset") == "results/subset"
+    assert notebook.shown_path(PROJECT_ROOT.parent / "shared" / "data") == "../shared/data"
+    assert notebook.shown_path(PROJECT_ROOT.parent / "other") == str(PROJECT_ROOT.parent / "other")
+    assert notebook.shown_path("/content/drive/MyDrive/dnnls_tf") == "/content/drive/MyDrive/dnnls_tf"
 
 
 def test_run_counts_and_settings_read_the_plans(started, capsys):
@@ -127,17 +169,105 @@ def test_install_cell_and_badges_come_from_repo_url():
     cell = notebook.install_cell()
     assert cell.count("\n") == 1 and notebook.REPO_URL in cell and "requirements.txt" in cell
     assert "requirements-dev" not in cell
+    # outside Colab (nbconvert, a local "Run all") the shell line stops before cloning or installing
+    assert cell.startswith('!python -c "import google.colab" 2>/dev/null && (')
     badge = notebook.colab_badge("01_learning_rate")
     repository = notebook.REPO_URL.removeprefix("https://github.com/")
     assert f"https://colab.research.google.com/github/{repository}/blob/main/notebooks/01_learning_rate.ipynb" in badge
 
 
+def _cells(name: str) -> list[dict]:
+    return json.loads(Path(PROJECT_ROOT / "notebooks" / f"{name}.ipynb").read_text())["cells"]
+
+
+def _source(cell: dict) -> str:
+    return "".join(cell["source"]).strip()
+
+
 @pytest.mark.parametrize("name", notebook.NOTEBOOKS)
 def test_a_notebook_install_cell_is_the_one_from_repo_url(name):
-    cells = json.loads(Path(PROJECT_ROOT / "notebooks" / f"{name}.ipynb").read_text())["cells"]
-    for cell in cells:
-        source = "".join(cell["source"])
-        if cell["cell_type"] == "code" and "git clone" in source:
-            code = "\n".join(line for line in source.strip().splitlines() if not line.startswith("#"))
-            assert code == notebook.install_cell(), f"{name}: paste notebook.install_cell()"
-            assert "nbval-skip" in cell.get("metadata", {}).get("tags", []), f"{name}: tag the cell nbval-skip"
+    cells = [cell for cell in _cells(name) if cell["cell_type"] == "code" and "git clone" in _source(cell)]
+    assert len(cells) == 1, f"{name}: one install cell"
+    code = "\n".join(line for line in _source(cells[0]).splitlines() if not line.startswith("#"))
+    assert code == notebook.install_cell(), f"{name}: paste notebook.install_cell()"
+    assert "nbval-skip" in cells[0].get("metadata", {}).get("tags", []), f"{name}: tag the cell nbval-skip"
+
+
+@pytest.mark.parametrize("name", notebook.NOTEBOOKS)
+def test_a_notebook_opens_with_its_badge_the_question_then_the_two_setup_cells(name):
+    cells = _cells(name)
+    first, second = _source(cells[0]), _source(cells[1])
+    assert cells[0]["cell_type"] == "markdown" and first.startswith(notebook.colab_badge(name)), name
+    assert "**The question" in first
+    assert cells[1]["cell_type"] == "markdown" and "subset profile" in second and "quick profile" in second
+    code = [_source(cell) for cell in cells if cell["cell_type"] == "code"]
+    assert code[0] == notebook.install_cell()
+    assert code[1] == "from dnnls_tf import notebook\nstudy = notebook.start(drive=True)"
+    experiment = f"exp{notebook.NOTEBOOKS.index(name) + 1}"
+    assert f'notebook.run(study, "{experiment}")' in "\n".join(code)
+
+
+def test_settings_name_where_the_learning_rate_comes_from(started):
+    table = notebook.settings_table(started, "exp2")  # an empty store: experiment 1 has not chosen it
+    assert "not chosen yet" in table.loc["learning rate", "value"]
+    assert "chosen by experiment 2" in notebook.settings_table(started, "exp3").loc["models compared", "value"]
+
+
+def test_print_model_lists_the_five_layers_and_the_parameter_counts(started, capsys):
+    from dnnls_tf.models import build_cnn, count_parameters
+
+    notebook.print_model(started)
+    out = capsys.readouterr().out
+    assert [line.split()[0] for line in out.splitlines()[1:6]] == ["conv1", "conv2", "conv3", "fc1", "fc2"]
+    counts = count_parameters(build_cnn(filters=started.config.model.filters, fc_units=started.config.model.fc_units))
+    assert f"without batch norm: {counts['params']:,} parameters" in out
+
+
+def _summary_with_per_class() -> dict:
+    confusion = [[8 if i == j else 0 for j in range(10)] for i in range(10)]
+    confusion[5][3], confusion[5][5] = 6, 2  # dog taken for cat, 6 of 8 dog images
+    accuracy = [row[i] / sum(row) for i, row in enumerate(confusion)]
+    return {"experiment": "exp3", "profile": "quick", "per_class": [
+        {"key": ["batch_norm"], "accuracy": accuracy, "confusion": confusion},
+        {"key": ["dropout", 0.2], "accuracy": [None] * 10, "confusion": [[0] * 10] * 10}]}
+
+
+def test_confusion_sentences_name_the_worst_class_and_the_commonest_confusion():
+    lines = notebook.confusion_sentences(_summary_with_per_class())
+    assert len(lines) == 1  # a model without test predictions gets no sentence
+    assert "worst on dog (25.0 %)" in lines[0] and "dog taken for cat (75 % of the dog images)" in lines[0]
+
+
+def test_show_per_class_displays_table_sentences_and_matrices(monkeypatch):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    shown = []
+    monkeypatch.setattr("IPython.display.display", lambda *items, **options: shown.extend(items))
+    notebook.show_per_class(_summary_with_per_class())
+    assert len(shown) == 3
+    table, sentences, figure = shown
+    assert "batch norm" in table["text/plain"] and "dog" in table["text/plain"]
+    assert "dog taken for cat" in sentences.data
+    assert len([axis for axis in figure.axes if axis.images]) == 2
+
+
+def test_show_table_is_reproducible_and_keeps_plain_text(monkeypatch):
+    import pandas as pd
+
+    shown = []
+    monkeypatch.setattr("IPython.display.display", lambda item, raw=False: shown.append(item))
+    table = pd.DataFrame({"setting": ["epochs"], "value": ["6"]}).set_index("setting")
+    notebook.show_table(table, "caption")
+    notebook.show_table(table, "caption")
+    assert shown[0] == shown[1] and shown[0]["text/plain"].splitlines() == ["caption", "setting value", " epochs     6"]
+    assert "<caption>caption</caption>" in shown[0]["text/html"] and ">epochs<" in shown[0]["text/html"]
+
+
+def test_statistics_note_names_the_family_and_the_threshold():
+    from dnnls_tf import claims
+
+    entry = {"name": "batch_norm_vs_none", "first": ["batch_norm"], "second": ["dropout", 0.0],
+             "metric": "test_accuracy", "headline": True}
+    note = notebook.statistics_note({"experiment": "exp3", "comparisons": [entry, {**entry, "headline": False}]})
+    assert "1 test: batch norm − no dropout on test accuracy" in note and f"below {claims.ALPHA:g}" in note

@@ -13,6 +13,7 @@ def rehearsal():
     return rehearse.main("full", quick=True)
 
 
+@pytest.mark.slow
 def test_quick_rehearsal_times_every_kind_and_predicts_the_study(rehearsal):
     result = rehearsal
     assert set(result["kinds"]) == set(rehearse.KIND_NAMES)
@@ -31,6 +32,7 @@ def test_quick_rehearsal_times_every_kind_and_predicts_the_study(rehearsal):
         assert not (PROJECT_ROOT / "results" / "full" / "runs" / str(timing.get("run_id"))).exists()
 
 
+@pytest.mark.slow
 def test_the_profile_s_own_settings_run_cleanly(rehearsal):
     result = rehearsal
     assert result["device"] == "GPU" or set(result["profile_settings"]) == set(rehearse.QUICK_PROFILE_KINDS)

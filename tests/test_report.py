@@ -33,18 +33,23 @@ def make_root(root, direction=1, figures=report.REPORT_FIGURES, **effects):
     write_json(study.store.run_dir(baseline) / "metrics.json", {"params": 156074, "wall_seconds": 12.0})
     study.figures_dir.mkdir(parents=True, exist_ok=True)
     for name in figures:
-        (study.figures_dir / f"{name}.pdf").write_bytes(placeholder_pdf())
+        (study.figures_dir / f"{name}.pdf").write_bytes(placeholder_pdf(PLACEHOLDER_HEIGHTS.get(name, 2.0)))
     return study, summaries
 
 
-@functools.lru_cache(maxsize=1)
-def placeholder_pdf() -> bytes:
-    """A small figure-shaped PDF (drawn once per session)."""
+# inches at the text width: the real figures' sizes (the body's length depends on them)
+PLACEHOLDER_HEIGHTS = {"exp3_gradient_flow": 3.75, "exp2_transfer": 2.25, "exp2_dropout_summary": 1.9,
+                       **{name: 4.0 for name in report.APPENDIX_FIGURES}}
+
+
+@functools.lru_cache(maxsize=8)
+def placeholder_pdf(height: float = 2.0) -> bytes:
+    """A figure-shaped PDF, 5.5 in wide (drawn once per size and session)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 3))
+    fig, ax = plt.subplots(figsize=(5.5, height))
     ax.plot([0, 1], [0, 1])
     ax.set_title("placeholder figure")
     buffer = io.BytesIO()
@@ -128,10 +133,15 @@ def test_every_macro_main_tex_uses_is_generated(tmp_path):
     assert used and used <= defined, used - defined
     for name in re.findall(r"\\newcommand\{\\([A-Za-z]+)\}", (report.SOURCE_DIR / "main.tex").read_text()):
         defined.add(name)
-    capitalised = set(re.findall(r"\\([A-Z][A-Za-z]+)", source)) - {"IfFileExists", "Alph"}
+    capitalised = set(re.findall(r"\\([A-Z][A-Za-z]+)", source)) - {"IfFileExists", "Alph", "AtBeginDocument"}
     assert capitalised <= defined, capitalised - defined
-    figures = set(re.findall(r"\\studyfigure\{([a-z0-9_]+)\}", source))
-    assert figures == set(report.REPORT_FIGURES) and figures <= set(FIGURES)
+    figures = re.findall(r"\\studyfigure\{([a-z0-9_]+)\}", source)
+    assert figures == list(report.REPORT_FIGURES) and set(figures) <= set(FIGURES)  # in this order, once each
+    body = source[:source.index("\\bibliography{")]
+    floats = [re.findall(r"\\studyfigure\{([a-z0-9_]+)\}", block)
+              for block in re.findall(r"\\begin\{figure\}(.*?)\\end\{figure\}", body, flags=re.DOTALL)]
+    assert [tuple(names) for names in floats] == list(report.BODY_FLOATS)
+    assert "height=" not in source and "scale=" not in source  # every figure at the text width, 100%
     assert {f"tab_{n}" for n in re.findall(r"\\input\{generated/tab_([a-z0-9_]+)\}", source)} == {
         name[:-4] for name in report.table_files(summaries)}
 
@@ -215,8 +225,10 @@ def test_a_quick_report_builds_in_its_own_root_and_leaves_the_subset_files_alone
         references = next(i for i, page in enumerate(pages, 1) if re.search(r"^\s*References\s*$", page, re.M))
         assert references <= 7  # a body of at most 6 pages
         text = "".join(pages)
-        body_figures = len(report.BODY_FIGURES)
+        body_figures = len(report.BODY_FLOATS)
         assert text.index(f"Figure {body_figures}:") < text.index("References") < text.index("Answers to the")
+        body_end = next(i for i, page in enumerate(pages, 1) if f"Figure {body_figures}:" in page)
+        assert body_end <= 6 and references <= body_end + 1
         assert "Dropout 0.3 raises test accuracy by 5.0" in text.replace("\n", " ")
 
 
