@@ -290,6 +290,43 @@ def row_normalised(confusion) -> np.ndarray:
         return matrix / matrix.sum(axis=1, keepdims=True)
 
 
+def draw_confusions(axes, entries: list[tuple[str, dict]], wrap: int = 24):
+    """Row-normalised confusion matrices of (label, {"confusion"}) entries on a grid of axes (extra
+    axes left empty); returns the last image (for a colour bar)."""
+    matrix = None
+    for index, axis in enumerate(axes.flat):
+        axis.grid(False)
+        if index >= len(entries):
+            axis.axis("off")
+            continue
+        label, values = entries[index]
+        matrix = axis.imshow(row_normalised(values["confusion"]), cmap="viridis", vmin=0, vmax=1,
+                             gid=f"confusion:{label}")
+        axis.set_title("\n".join(textwrap.wrap(label, wrap)), fontsize=7)
+        axis.set_xticks(range(len(CLASS_NAMES)), CLASS_NAMES, rotation=90)
+        axis.set_yticks(range(len(CLASS_NAMES)), CLASS_NAMES)
+        axis.tick_params(length=0)
+    for axis in axes[:, 0]:
+        axis.set_ylabel("true class")
+    for axis in axes[-1]:
+        axis.set_xlabel("predicted class")
+    return matrix
+
+
+@plots.themed
+def figure_confusion(summary: dict, entries: list[tuple[str, dict]]) -> plt.Figure:
+    """The confusion matrices of one experiment's headline models, (label, {"confusion"}) each (a notebook's)."""
+    columns = min(len(entries), 4)
+    rows = math.ceil(len(entries) / columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(2.1 * columns + 1.3, 2.3 * rows + 0.9), squeeze=False,
+                             sharex=True, sharey=True, layout="constrained")
+    image = draw_confusions(axes, entries, wrap=30)
+    fig.colorbar(image, ax=axes, shrink=0.8, label="share of the true class")
+    fig.suptitle(f"Confusion matri{'ces' if len(entries) > 1 else 'x'}, {summary['experiment']} (profile "
+                 f"{summary['profile']}): rows normalised to 1", fontsize=8)
+    return fig
+
+
 @plots.themed
 def figure_per_class(summaries: dict) -> plt.Figure:
     """Per-class test accuracy (a table of cells) and row-normalised confusion matrices."""
@@ -311,22 +348,7 @@ def figure_per_class(summaries: dict) -> plt.Figure:
     ax.set_title("test accuracy per class (%)")
     upper.colorbar(image, ax=ax, shrink=0.9, label="%", pad=0.01)
     axes = lower.subplots(rows, columns, sharex=True, sharey=True)
-    for index, axis in enumerate(axes.flat):
-        axis.grid(False)
-        if index >= len(entries):
-            axis.axis("off")
-            continue
-        label, values = entries[index]
-        matrix = axis.imshow(row_normalised(values["confusion"]), cmap="viridis", vmin=0, vmax=1,
-                             gid=f"confusion:{label}")
-        axis.set_title("\n".join(textwrap.wrap(label, 24)), fontsize=7)
-        axis.set_xticks(range(len(CLASS_NAMES)), CLASS_NAMES, rotation=90)
-        axis.set_yticks(range(len(CLASS_NAMES)), CLASS_NAMES)
-        axis.tick_params(length=0)
-    for axis in axes[:, 0]:
-        axis.set_ylabel("true class")
-    for axis in axes[-1]:
-        axis.set_xlabel("predicted class")
+    matrix = draw_confusions(axes, entries, wrap=24)
     scale = axes.flat[-1].inset_axes((0.05, 0.55, 0.9, 0.08))
     lower.colorbar(matrix, cax=scale, orientation="horizontal", label="share of the\ntrue class's images")
     lower.suptitle("confusion matrices, each row (true class) normalised to 1", fontsize=8)

@@ -394,12 +394,12 @@ def show_claims(sentences: dict[str, str], *names: str) -> None:
 
 def statistics_note(summary: dict) -> str:
     """How an experiment's comparisons are decided, with its declared family and the threshold."""
-    from dnnls_tf import claims
+    from dnnls_tf import verdicts
 
     return (f"**Headline family of {summary['experiment']}** (Holm's correction over these): "
-            f"{claims.family_words(summary)}. A sentence calls a difference significant only when its deciding "
+            f"{verdicts.family_words(summary)}. A sentence calls a difference significant only when its deciding "
             f"p (Holm-adjusted for a headline comparison, the raw p for a secondary one) is below "
-            f"{claims.ALPHA:g} *and* the test set's own 95% interval, where the metric has one, excludes zero "
+            f"{verdicts.ALPHA:g} *and* the test set's own 95% interval, where the metric has one, excludes zero "
             f"on the same side.")
 
 
@@ -433,37 +433,11 @@ def confusion_sentences(summary: dict, top: int = 2) -> list[str]:
 
 def confusion_figure(summary: dict):
     """Row-normalised confusion matrices (test set, stable seeds pooled) of a summary's headline models."""
-    import textwrap
+    from dnnls_tf import tables
+    from dnnls_tf.figures_summary import figure_confusion
 
-    import matplotlib.pyplot as plt
-
-    from dnnls_tf import plots, tables
-    from dnnls_tf.figures_summary import row_normalised
-    from dnnls_tf.vocabulary import CLASS_NAMES
-
-    blocks = tables.per_class_blocks(summary)
-    columns = min(len(blocks), 4)
-    rows = math.ceil(len(blocks) / columns)
-    with plt.rc_context(plots.THEME):
-        fig, axes = plt.subplots(rows, columns, figsize=(2.1 * columns + 1.3, 2.3 * rows + 0.9), dpi=110,
-                                 squeeze=False, sharex=True, sharey=True, layout="constrained")
-        for axis in axes.flat[len(blocks):]:
-            axis.axis("off")
-        for axis, (key, block) in zip(axes.flat, blocks):
-            image = axis.imshow(row_normalised(block["confusion"]), cmap="viridis", vmin=0, vmax=1)
-            axis.grid(False)
-            axis.set_title("\n".join(textwrap.wrap(tables.row_label(summary, key), 30)), fontsize=7)
-            axis.set_xticks(range(len(CLASS_NAMES)), CLASS_NAMES, rotation=90)
-            axis.set_yticks(range(len(CLASS_NAMES)), CLASS_NAMES)
-            axis.tick_params(length=0)
-        for axis in axes[:, 0]:
-            axis.set_ylabel("true class")
-        for axis in axes[-1]:
-            axis.set_xlabel("predicted class")
-        fig.colorbar(image, ax=axes, shrink=0.8, label="share of the true class")
-        fig.suptitle(f"Confusion matri{'ces' if len(blocks) > 1 else 'x'}, {summary['experiment']} (profile "
-                     f"{summary['profile']}): rows normalised to 1", fontsize=8)
-    return fig
+    return figure_confusion(summary, [(tables.row_label(summary, key), block)
+                                      for key, block in tables.per_class_blocks(summary)])
 
 
 def show_per_class(summary: dict) -> None:

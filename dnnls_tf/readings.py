@@ -3,7 +3,7 @@
 claims.py states each comparison; this module says what several of them mean together
 (why the grid's top is where it is, what the schedule's ablation separates, what transfer
 adds over each of its controls, why dropout and batch norm change the gradients). Every
-branch is chosen from the summary's numbers and verdicts (claims.verdict: Holm-adjusted p
+branch is chosen from the summary's numbers and verdicts (verdicts.verdict: Holm-adjusted p
 and the test set's interval), so a reading never contradicts the numbers it quotes; where
 the numbers fit no explanation, the sentence says so. Plain text (the report escapes it).
 """
@@ -14,8 +14,9 @@ import math
 import numpy as np
 
 from dnnls_tf import tables
-from dnnls_tf.claims import ALPHA, find, gradient_values, p_words, verdict
+from dnnls_tf.claims import gradient_values
 from dnnls_tf.tables import finite, format_rate, format_value
+from dnnls_tf.verdicts import ALPHA, find, p_words, verdict
 
 OVERFIT_GAP = 0.10  # a train-minus-validation gap above 10 pp at every rate: "fits far better than it predicts"
 

@@ -23,7 +23,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from dnnls_tf import claims, stats, tables
+from dnnls_tf import claims, stats, tables, verdicts
 from dnnls_tf.atomic import process_alive, replacing, write_text
 from dnnls_tf.config import PROJECT_ROOT
 from dnnls_tf.errors import UserError
@@ -200,7 +200,7 @@ def setup_macros(study: Study, summaries: dict) -> Macros:
     macros.add("ExpThreeLearningRate", tables.format_rate(exp3["learning_rate"]))
     macros.add("WindowEpochs", exp3["window_epochs"])
     macros.add("BootstrapResamples", _count(stats.BOOTSTRAP_RESAMPLES), raw=True)
-    macros.add("Alpha", f"{claims.ALPHA:g}")
+    macros.add("Alpha", f"{verdicts.ALPHA:g}")
     for name, summary in summaries.items():
         macros.add(macro_name(name, "headline", "tests"), sum(c["headline"] for c in summary["comparisons"]))
     return macros

@@ -126,15 +126,8 @@ def gradients_frame(summary: dict) -> pd.DataFrame:
 
 
 def per_class_blocks(summary: dict) -> list[tuple[tuple, dict]]:
-    """(group key, {"accuracy", "confusion"}) for each model of summary["per_class"]: a list of blocks
-    with a "key" (older summaries: a dict by name, "rate" meaning the best constant rate)."""
-    blocks = summary.get("per_class") or []
-    if isinstance(blocks, list):
-        return [(key_of(block["key"]), block) for block in blocks]
-    keys = {"rate": ("rate", summary.get("best_constant_lr")), "schedule": ("schedule",),
-            "batch_norm": ("batch_norm",)}
-    return [(keys.get(name) or (name.rpartition("_")[0], float(name.rpartition("_")[2])), block)
-            for name, block in blocks.items()]
+    """(group key, {"key", "accuracy", "confusion"}) for each headline model of summary["per_class"]."""
+    return [(key_of(block["key"]), block) for block in summary.get("per_class") or []]
 
 
 def per_class_frame(summary: dict) -> pd.DataFrame:

@@ -100,12 +100,22 @@ def group_label(key, schedule: dict | None = None) -> str:
         return "baseline"
     if kind == "batch_norm":
         return "batch norm"
+    return _dropout_group(kind, value, noun=False)
+
+
+# Experiment 2's groups, by kind: (label, noun for a sentence); {dropout} is the dropout rate in words.
+DROPOUT_GROUPS = {
+    "dropout": ("{dropout}", "{dropout}"),
+    "transfer": ("transfer to B ({dropout})", "transfer to B ({dropout})"),
+    "scratch_b": ("from scratch on B ({dropout})", "training from scratch on B ({dropout})"),
+    "frozen_random": ("head on frozen random conv ({dropout})", "a head trained on frozen random conv layers ({dropout})"),
+    "holdout": ("end to end on holdout ({dropout})", "end-to-end training on the holdout split ({dropout})"),
+}
+
+
+def _dropout_group(kind: str, value, noun: bool) -> str:
     dropout = "no dropout" if value == 0 else f"dropout {value:g}"
-    return {"dropout": dropout,
-            "transfer": f"transfer to B ({dropout})",
-            "scratch_b": f"from scratch on B ({dropout})",
-            "frozen_random": f"head on frozen random conv ({dropout})",
-            "holdout": f"end to end on holdout ({dropout})"}[kind]
+    return DROPOUT_GROUPS[kind][int(noun)].format(dropout=dropout)
 
 
 def comparison_label(entry: dict, schedule: dict | None = None) -> str:
@@ -127,12 +137,7 @@ def group_noun(key) -> str:
         return "the batch-norm model"
     if kind in ("probe", "trial"):
         return group_label(key)
-    dropout = "no dropout" if value == 0 else f"dropout {value:g}"
-    return {"dropout": dropout,
-            "transfer": f"transfer to B ({dropout})",
-            "scratch_b": f"training from scratch on B ({dropout})",
-            "frozen_random": f"a head trained on frozen random conv layers ({dropout})",
-            "holdout": f"end-to-end training on the holdout split ({dropout})"}[kind]
+    return _dropout_group(kind, value, noun=True)
 
 
 def metric_noun(key: str) -> str:

@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from dnnls_tf import claims, readings, stats
+from dnnls_tf import claims, readings, stats, verdicts
 from dnnls_tf.summaries import METRICS, SUMMARY_SCHEMA, TEST_SET_METRICS, adjust_family
 
 pytestmark = pytest.mark.filterwarnings("ignore:Precision loss:RuntimeWarning")  # near-constant seed arms
@@ -188,32 +188,32 @@ def synthetic_summaries(direction: int = 1, size: float = 0.05, **overrides) -> 
 
 
 def entry(summaries, experiment, name, metric, first=None):
-    return claims.find(summaries[experiment], name, metric, first)
+    return verdicts.find(summaries[experiment], name, metric, first)
 
 
 # ------------------------------------------------------------------ verdicts
 def test_a_positive_significant_effect_raises():
     summaries = synthetic_summaries(+1)
     test = entry(summaries, "exp2", "dropout_best_vs_none", "test_accuracy")
-    v = claims.verdict(test)
-    assert v.significant and v.direction == 1 and v.adjusted and v.p < claims.ALPHA
-    sentence = claims.effect_sentence(summaries["exp2"], test)
+    v = verdicts.verdict(test)
+    assert v.significant and v.direction == 1 and v.adjusted and v.p < verdicts.ALPHA
+    sentence = verdicts.effect_sentence(summaries["exp2"], test)
     assert sentence.startswith("Dropout 0.3 raises test accuracy by 5.0 pp")
     assert "lowers" not in sentence and "no significant" not in sentence and "Holm p" in sentence
-    assert claims.help_phrase(test).startswith("dropout 0.3 helps test accuracy")
-    assert claims.beats_phrase(test).startswith("dropout 0.3 beats no dropout")
+    assert verdicts.help_phrase(test).startswith("dropout 0.3 helps test accuracy")
+    assert verdicts.beats_phrase(test).startswith("dropout 0.3 beats no dropout")
 
 
 def test_the_same_effect_pointing_the_other_way_flips_every_word():
     summaries = synthetic_summaries(-1)
     test = entry(summaries, "exp2", "dropout_best_vs_none", "test_accuracy")
-    sentence = claims.effect_sentence(summaries["exp2"], test)
+    sentence = verdicts.effect_sentence(summaries["exp2"], test)
     assert sentence.startswith("Dropout 0.3 lowers test accuracy by 5.0 pp")
     assert "raises" not in sentence and "−5.0" not in sentence.split("(")[0]
-    assert claims.help_phrase(test).startswith("dropout 0.3 hurts test accuracy")
-    assert claims.beats_phrase(test).startswith("no dropout beats dropout 0.3")
+    assert verdicts.help_phrase(test).startswith("dropout 0.3 hurts test accuracy")
+    assert verdicts.beats_phrase(test).startswith("no dropout beats dropout 0.3")
     bn = entry(summaries, "exp3", "batch_norm_vs_none", "test_accuracy")
-    assert "lowers test accuracy" in claims.effect_sentence(summaries["exp3"], bn)
+    assert "lowers test accuracy" in verdicts.effect_sentence(summaries["exp3"], bn)
 
 
 def test_the_v1_sentence_cannot_be_written():
@@ -221,26 +221,26 @@ def test_the_v1_sentence_cannot_be_written():
     summaries = synthetic_summaries(dropout_best=-0.033)
     test = entry(summaries, "exp2", "dropout_best_vs_none", "test_accuracy")
     test.update(p=0.8, p_holm=0.8)
-    sentence = claims.effect_sentence(summaries["exp2"], test)
+    sentence = verdicts.effect_sentence(summaries["exp2"], test)
     assert "no significant difference in test accuracy" in sentence
     assert "−3.3 pp" in sentence and "Holm p = 0.800" in sentence
     for word in ("raises", "lowers", "narrowly", "beats", "helps"):
         assert word not in sentence
-    assert "is no help to test accuracy" in claims.help_phrase(test)
+    assert "is no help to test accuracy" in verdicts.help_phrase(test)
 
 
 def test_a_nan_p_says_no_test_was_possible():
     summaries = synthetic_summaries(+1)
     frozen = entry(summaries, "exp2", "transfer_vs_frozen_random", "test_accuracy", ("transfer", 0.0))
-    assert not claims.verdict(frozen).testable
-    sentence = claims.effect_sentence(summaries["exp2"], frozen)
+    assert not verdicts.verdict(frozen).testable
+    sentence = verdicts.effect_sentence(summaries["exp2"], frozen)
     assert "no test was possible" in sentence and "fewer than two seeds" in sentence
     for word in ("raises", "lowers", "significant"):
         assert word not in sentence
-    assert claims.beats_phrase(frozen).startswith("no test was possible")
+    assert verdicts.beats_phrase(frozen).startswith("no test was possible")
     welch = entry(summaries, "exp2", "transfer_vs_source", "test_accuracy", ("transfer", 0.0))
     welch.update(p=math.nan, n_second=1)
-    assert "fewer than two stable runs" in claims.effect_sentence(summaries["exp2"], welch)
+    assert "fewer than two stable runs" in verdicts.effect_sentence(summaries["exp2"], welch)
 
 
 def test_a_nan_p_for_identical_arms_names_the_reason():
@@ -251,7 +251,7 @@ def test_a_nan_p_for_identical_arms_names_the_reason():
     peak["run_ids"] = best["run_ids"]
     same = entry(summaries, "exp1", "peak_constant_vs_best_constant", "test_accuracy")
     same.update(p=math.nan, p_holm=math.nan)
-    assert "both arms are the same runs" in claims.effect_sentence(exp1, same)
+    assert "both arms are the same runs" in verdicts.effect_sentence(exp1, same)
     assert "the ablation's constant arm is the best constant rate itself" in claims.exp1_claims(exp1)["ablation"]
 
 
@@ -259,9 +259,9 @@ def test_seeds_agree_but_the_test_set_interval_includes_zero():
     summaries = synthetic_summaries(+1)
     test = entry(summaries, "exp1", "schedule_vs_best_constant", "test_accuracy")
     test["test_set_interval"] = [-0.01, 0.11]
-    v = claims.verdict(test)
+    v = verdicts.verdict(test)
     assert v.seeds_significant and not v.significant and v.direction == 0
-    sentence = claims.effect_sentence(summaries["exp1"], test)
+    sentence = verdicts.effect_sentence(summaries["exp1"], test)
     assert "no significant difference" in sentence and "includes zero" in sentence and "raises" not in sentence
 
 
@@ -269,7 +269,7 @@ def test_holm_not_raw_p_decides_a_headline_comparison():
     summaries = synthetic_summaries(+1)
     test = entry(summaries, "exp2", "dropout_best_vs_none", "test_accuracy")
     test.update(p=0.02, p_holm=0.08)
-    sentence = claims.effect_sentence(summaries["exp2"], test)
+    sentence = verdicts.effect_sentence(summaries["exp2"], test)
     assert "no significant difference" in sentence and "Holm p = 0.080" in sentence
 
 
@@ -277,14 +277,14 @@ def test_a_secondary_comparison_says_its_p_is_uncorrected():
     summaries = synthetic_summaries(+1)
     gap = entry(summaries, "exp1", "schedule_vs_best_constant", "train_test_gap")
     assert not gap["headline"] and not math.isfinite(gap["p_holm"])
-    assert "uncorrected p = " in claims.effect_sentence(summaries["exp1"], gap)
+    assert "uncorrected p = " in verdicts.effect_sentence(summaries["exp1"], gap)
 
 
 def test_gap_metrics_get_their_article_and_no_test_set_interval():
     summaries = synthetic_summaries(+1)
     gap = entry(summaries, "exp2", "dropout_best_vs_none", "generalization_gap")
-    assert claims.verdict(gap).interval is None
-    assert "the train-minus-validation gap" in claims.effect_sentence(summaries["exp2"], gap)
+    assert verdicts.verdict(gap).interval is None
+    assert "the train-minus-validation gap" in verdicts.effect_sentence(summaries["exp2"], gap)
 
 
 # ------------------------------------------------------------------ experiment sentences
@@ -326,16 +326,16 @@ def test_every_claim_is_plain_text_and_answers_quote_the_numbers():
 def test_headline_count_counts_verdicts():
     summaries = synthetic_summaries(+1)
     sentence = claims.headline_count_sentence(summaries)
-    verdicts = [claims.verdict(e) for s in summaries.values() for e in s["comparisons"] if e["headline"]]
-    assert sentence.startswith(f"Of the {len(verdicts)} headline comparisons of the 3 experiments, "
-                               f"{sum(v.significant for v in verdicts)} are significant")
-    assert f"{sum(not v.testable for v in verdicts)} could not be tested" in sentence
+    decided = [verdicts.verdict(e) for s in summaries.values() for e in s["comparisons"] if e["headline"]]
+    assert sentence.startswith(f"Of the {len(decided)} headline comparisons of the 3 experiments, "
+                               f"{sum(v.significant for v in decided)} are significant")
+    assert f"{sum(not v.testable for v in decided)} could not be tested" in sentence
 
 
 @pytest.mark.parametrize("direction", [1, -1])
 def test_find_raises_for_an_unknown_comparison(direction):
     with pytest.raises(KeyError):
-        claims.find(synthetic_summaries(direction)["exp3"], "nothing", "test_accuracy")
+        verdicts.find(synthetic_summaries(direction)["exp3"], "nothing", "test_accuracy")
 
 
 # ------------------------------------------------------------------ readings (what several numbers mean together)
@@ -344,7 +344,7 @@ def test_the_ablation_reading_follows_both_verdicts():
     assert "the gain comes from the warm-up and decay, not from the higher rate" in up
     assert "no clean separation" in down and "the schedule loses to a constant run at its peak" in down
     exp1 = synthetic_summaries(+1)["exp1"]
-    peak = claims.find(exp1, "peak_constant_vs_best_constant", "test_accuracy")
+    peak = verdicts.find(exp1, "peak_constant_vs_best_constant", "test_accuracy")
     peak.update(difference=-0.04, p_holm=0.01, test_set_interval=[-0.05, -0.03])
     assert "the higher rate alone hurts" in readings.ablation_reading(exp1)
 
@@ -359,7 +359,7 @@ def test_the_transfer_reading_flips_with_each_control():
     exp2 = synthetic_summaries(+1)["exp2"]
     assert readings.transfer_best_brief(exp2) == readings.transfer_reading(exp2, 0.3)  # verdicts differ: in full
     for name, metric in readings.TRANSFER_COMPARISONS:  # the same verdicts at both rates: one short sentence
-        zero, best = (claims.find(exp2, name, metric, ("transfer", p)) for p in (0.0, 0.3))
+        zero, best = (verdicts.find(exp2, name, metric, ("transfer", p)) for p in (0.0, 0.3))
         best.update({key: zero[key] for key in ("difference", "p", "p_holm", "test_set_interval")})
     assert readings.transfer_best_brief(exp2).startswith("With dropout 0.3 every one of these verdicts is the same")
 

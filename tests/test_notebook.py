@@ -265,9 +265,9 @@ def test_show_table_is_reproducible_and_keeps_plain_text(monkeypatch):
 
 
 def test_statistics_note_names_the_family_and_the_threshold():
-    from dnnls_tf import claims
+    from dnnls_tf import verdicts
 
     entry = {"name": "batch_norm_vs_none", "first": ["batch_norm"], "second": ["dropout", 0.0],
              "metric": "test_accuracy", "headline": True}
     note = notebook.statistics_note({"experiment": "exp3", "comparisons": [entry, {**entry, "headline": False}]})
-    assert "1 test: batch norm − no dropout on test accuracy" in note and f"below {claims.ALPHA:g}" in note
+    assert "1 test: batch norm − no dropout on test accuracy" in note and f"below {verdicts.ALPHA:g}" in note
