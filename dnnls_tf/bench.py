@@ -37,7 +37,6 @@ import math
 import os
 import platform
 import statistics
-import subprocess
 import time
 from pathlib import Path
 from typing import Callable
@@ -286,29 +285,9 @@ def measure_matmul_peak(size: int = 2048, repeats: int = 10) -> dict:
     return {"wall": flops / statistics.median(wall) / 1e9, "cpu": flops / max(statistics.median(cpu), 1e-9) / 1e9}
 
 
-def cpu_description() -> dict:
-    """The CPU's model name and instruction-set flags (/proc/cpuinfo, else lscpu)."""
-    fields: dict[str, str] = {}
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            fields.setdefault(key.strip(), value.strip())
-    except OSError:
-        try:
-            output = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-        except (OSError, subprocess.SubprocessError):
-            output = ""
-        for line in output.splitlines():
-            key, _, value = line.partition(":")
-            fields.setdefault({"Model name": "model name", "Flags": "flags"}.get(key.strip(), key.strip()),
-                              value.strip())
-    return {"cpu_model": fields.get("model name") or platform.processor() or platform.machine(),
-            "cpu_flags": fields.get("flags", "")}
-
-
 def describe_machine() -> dict:
     """Platform, CPU, library versions and thread pools of this run."""
-    return {"platform": platform.platform(), **cpu_description(), "cpu_count": os.cpu_count(),
+    return {"platform": platform.platform(), **runtime.cpu_description(), "cpu_count": os.cpu_count(),
             "python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__,
             "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "")}
 

@@ -237,12 +237,6 @@ def describe_outcome(study: Study, experiment: str, outcome) -> str:
 
 
 # ------------------------------------------------------------------ the store
-def print_run_counts(study: Study) -> None:
-    from dnnls_tf.experiments import status_lines
-
-    print("\n".join(status_lines(study)))
-
-
 def runs_overview(study: Study):
     """The same counts as a table (pandas DataFrame, one row per experiment)."""
     import pandas as pd

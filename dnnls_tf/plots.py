@@ -144,7 +144,7 @@ def save(fig, folder: Path, name: str) -> list[Path]:
 # ---------------------------------------------------------------- statistics of curves
 def seed_band(values) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per column of `values` (runs x points): mean over the finite entries, the t-based 95% CI
-    (as stats.summarize and stats.band_over_seeds; low = high = mean where n < 2) and n."""
+    (as stats.summarize; low = high = mean where n < 2) and n."""
     array = np.atleast_2d(np.asarray(values, dtype=float))
     finite = np.isfinite(array)
     n = finite.sum(axis=0)

@@ -19,7 +19,6 @@ import signal
 import time
 import traceback
 from dataclasses import dataclass
-from pathlib import Path
 
 from dnnls_tf import experiments
 from dnnls_tf.errors import UserError
@@ -288,19 +287,6 @@ def describe_timeline(timeline: list[dict], workers: int, wall_seconds: float) -
             "by_kind": by_kind}
 
 
-def cpu_model() -> str:
-    """The CPU's model name (Linux), for every speed figure."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or platform.machine()
-
-
 @dataclass
 class RunOutcome:
     """What completing some experiments' plans did."""
@@ -343,5 +329,5 @@ def complete_experiments(study: Study, names: list[str], label: str | None = Non
         if runner.timeline:
             record = describe_timeline(runner.timeline, study.config.compute.workers, time.perf_counter() - began)
             write_json(study.results_dir / "timeline" / f"run-{label or '+'.join(names)}.json",
-                       {**record, "cpu": cpu_model(), "timeline": runner.timeline})
+                       {**record, "cpu": runtime.cpu_description()["cpu_model"], "timeline": runner.timeline})
     return RunOutcome(plans, list(runner.trained), set(runner.read), (time.perf_counter() - began) / 60)

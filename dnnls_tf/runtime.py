@@ -10,8 +10,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import platform
+import subprocess
 import sys
 import warnings
+from pathlib import Path
 
 from dnnls_tf.config import ComputeConfig
 
@@ -106,5 +109,21 @@ def seed_run(seed: int, jit_compile: bool = False) -> None:
         tf_config.disable_op_determinism()
 
 
-def gpu_available() -> bool:
-    return bool(import_tensorflow().config.list_physical_devices("GPU"))
+def cpu_description() -> dict:
+    """The CPU's model name and instruction-set flags (/proc/cpuinfo, else lscpu)."""
+    fields: dict[str, str] = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
+    except OSError:
+        try:
+            output = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+        except (OSError, subprocess.SubprocessError):
+            output = ""
+        for line in output.splitlines():
+            key, _, value = line.partition(":")
+            fields.setdefault({"Model name": "model name", "Flags": "flags"}.get(key.strip(), key.strip()),
+                              value.strip())
+    return {"cpu_model": fields.get("model name") or platform.processor() or platform.machine(),
+            "cpu_flags": fields.get("flags", "")}

@@ -103,18 +103,3 @@ def bootstrap_interval(per_image: np.ndarray, confidence: float = 0.95) -> list[
     result = scipy_stats.bootstrap((values,), np.mean, n_resamples=BOOTSTRAP_RESAMPLES, method="percentile",
                                    confidence_level=confidence, random_state=BOOTSTRAP_SEED, vectorized=True)
     return [float(result.confidence_interval.low), float(result.confidence_interval.high)]
-
-
-def band_over_seeds(frame, value: str, by=("epoch",), confidence: float = 0.95):
-    """Per-group mean and t-based CI of `value` over seeds (learning-curve bands)."""
-    import pandas as pd
-
-    rows = []
-    for key, group in frame.groupby(list(by)):
-        key = key if isinstance(key, tuple) else (key,)
-        summary = summarize(group[value].to_numpy(), confidence)
-        single = summary["n"] < 2
-        rows.append({**dict(zip(by, key)), "mean": summary["mean"],
-                     "low": summary["mean"] if single else summary["ci_low"],
-                     "high": summary["mean"] if single else summary["ci_high"], "n": summary["n"]})
-    return pd.DataFrame(rows)

@@ -308,16 +308,19 @@ def test_a_missing_summary_or_run_names_the_command_that_makes_it(study, tmp_pat
     assert not copy.figures_dir.exists()  # nothing half drawn
 
 
-def test_seed_band_is_stats_band_over_seeds():
+def test_seed_band_is_stats_summarize_per_point():
     rng = np.random.default_rng(0)
     values = rng.normal(size=(4, 6))
     values[1, 4:] = np.nan  # a run that stopped early
-    frame = pd.DataFrame([(epoch, v) for row in values for epoch, v in enumerate(row) if np.isfinite(v)],
-                         columns=["epoch", "value"])
-    expected = stats.band_over_seeds(frame, "value")
+    values[1:, 5] = np.nan  # one run left at the last point: no interval
     mean, low, high, n = plots.seed_band(values)
-    assert mean == pytest.approx(expected["mean"]) and low == pytest.approx(expected["low"])
-    assert high == pytest.approx(expected["high"]) and n.tolist() == expected["n"].tolist()
+    for column in range(values.shape[1]):
+        expected = stats.summarize(values[:, column])
+        assert mean[column] == pytest.approx(expected["mean"]) and n[column] == expected["n"]
+        if expected["n"] > 1:
+            assert low[column] == pytest.approx(expected["ci_low"]) and high[column] == pytest.approx(expected["ci_high"])
+        else:
+            assert low[column] == high[column] == mean[column]
 
 
 def test_the_rate_panel_draws_the_rates_the_runs_applied(tiny_study):
