@@ -1,4 +1,4 @@
-"""Training throughput: the project's loop against Keras `fit`, plain and tuned, in one process.
+"""Training throughput: the project's loop against Keras `fit`, plain and tuned, over fresh processes.
 
 Four contenders train the same baseline CNN (one model: same architecture, seed and
 weight variables) on the subset profile's holdout split at its batch size, each
@@ -23,40 +23,35 @@ study's gap curves; the fits call `evaluate` on it, as a user would from a
 callback). The loop accumulates no per-weight window sums (epochs outside the
 study's first/last gradient windows), as the fits have no counterpart for them.
 
-The contenders run in interleaved rounds, one epoch each with the order rotated
-every round, after a warm-up round that is not counted (tracing, first
-allocations), so a drift in machine speed hits all of them alike. Rates count
-training images: images per CPU-second (`time.process_time`, every thread of the
-process) are the targets; wall-clock rates stand beside them. Ratios are medians
-of per-round ratios, with percentile-bootstrap 95 % intervals.
+In each process the contenders run in interleaved rounds, one epoch each with the
+order rotated every round, after a warm-up round that is not counted (tracing, first
+allocations), so a drift in machine speed hits all of them alike. Several fresh
+processes (`bench_process.py`, default 3 x 8 rounds) are pooled: the same code in 15
+separate processes here gave loop / tuned-fit ratios from 1.09 to 1.17 while each
+process' own interval was about +-0.02 wide (each traced function's buffers land
+differently in memory in each process), so one process' interval understated the
+uncertainty. Rates count training images: images per CPU-second (`time.process_time`,
+every thread of the process) are the targets; wall-clock rates stand beside them.
+Ratios are medians of the pooled per-round ratios; their 95 % intervals come from a
+two-level percentile bootstrap (processes, then rounds within each process).
 """
 from __future__ import annotations
 
-import datetime
-import math
-import os
-import platform
+import json
 import statistics
-import time
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
-from dnnls_tf import __version__, atomic, runtime
-from dnnls_tf.config import Config, load_config
-from dnnls_tf.data import SplitData, load_cifar10, train_eval_indices
-
-tf = runtime.import_tensorflow()
-import keras  # noqa: E402  (after TensorFlow's quiet import)
-
-from dnnls_tf.models import LAYER_NAMES, build_cnn, count_parameters, training_flops_per_image  # noqa: E402
-from dnnls_tf.trainer import Trainer, epoch_order, kernel_sums, make_optimizer  # noqa: E402
+from dnnls_tf import atomic
 
 CONTENDERS = ("loop", "loop_nocapture", "fit", "tuned_fit")
 BASELINES = ("fit", "tuned_fit")  # speedup_vs_<name> = median over rounds of loop / <name>
-SEED = 0
 Timings = dict[str, list[tuple[float, float]]]  # per contender: (cpu, wall) seconds of each counted round
+RATIOS = ("speedup_vs_fit", "speedup_vs_tuned_fit", "capture_overhead")
 
 
 # ------------------------------------------------------------------ arithmetic
@@ -71,13 +66,30 @@ def median_interval(values: list[float]) -> list[float]:
     return [float(result.confidence_interval.low), float(result.confidence_interval.high)]
 
 
-def summarize_rounds(timings: Timings, images_per_epoch: int) -> dict:
+def cluster_median_interval(values: list[float], groups: list[int], resamples: int = 4000) -> list[float]:
+    """Two-level percentile-bootstrap 95 % interval of the median of `values` (seeded).
+
+    Each resample draws the groups (processes) with replacement, then each drawn
+    group's values (rounds) with replacement, and takes the median of them all.
+    """
+    clusters = [np.asarray([v for v, g in zip(values, groups) if g == group]) for group in sorted(set(groups))]
+    rng = np.random.default_rng(2023)
+    medians = np.empty(resamples)
+    for index in range(resamples):
+        drawn = [clusters[i] for i in rng.integers(len(clusters), size=len(clusters))]
+        medians[index] = np.median(np.concatenate([rng.choice(c, size=len(c)) for c in drawn]))
+    return [float(np.percentile(medians, 2.5)), float(np.percentile(medians, 97.5))]
+
+
+def summarize_rounds(timings: Timings, images_per_epoch: int, processes: list[int] | None = None) -> dict:
     """Median rates and median per-round ratios from per-epoch (cpu, wall) seconds.
 
     Args:
         timings: for each name in CONTENDERS, one (cpu_seconds, wall_seconds) per
             counted round, in round order (round r of every contender is paired).
         images_per_epoch: training images per epoch.
+        processes: the process each round ran in (default: all in one); with more
+            than one process the intervals come from `cluster_median_interval`.
 
     Returns:
         `<name>_images_per_second` (per CPU-second) and `<name>_wall_images_per_second`:
@@ -89,6 +101,8 @@ def summarize_rounds(timings: Timings, images_per_epoch: int) -> dict:
     rounds = len(timings.get("loop", []))
     if rounds == 0 or set(timings) != set(CONTENDERS) or any(len(timings[n]) != rounds for n in CONTENDERS):
         raise ValueError(f"every contender ({', '.join(CONTENDERS)}) needs the same, non-zero number of rounds")
+    if processes is not None and len(processes) != rounds:
+        raise ValueError(f"{len(processes)} process numbers for {rounds} rounds")
     summary: dict = {"rounds": rounds}
     for column, suffix in ((0, ""), (1, "_wall")):
         rates = {name: [images_per_epoch / t[column] for t in timings[name]] for name in CONTENDERS}
@@ -98,203 +112,9 @@ def summarize_rounds(timings: Timings, images_per_epoch: int) -> dict:
         ratios["capture_overhead"] = [1 - a / b for a, b in zip(rates["loop"], rates["loop_nocapture"])]
         for key, values in ratios.items():
             summary[f"{key}{suffix}"] = statistics.median(values)
-            summary[f"{key}{suffix}_ci95"] = median_interval(values)
+            summary[f"{key}{suffix}_ci95"] = (cluster_median_interval(values, processes)
+                                              if processes and len(set(processes)) > 1 else median_interval(values))
     return summary
-
-
-# ------------------------------------------------------------ the tuned fit
-class GradientCaptureModel(keras.Model):
-    """A functional model whose `fit` also sums dL/dw of every kernel, like the loop's capture.
-
-    Build it over another model's graph (`GradientCaptureModel(model.inputs, model.outputs)`)
-    to share that model's layers and weights. `gradient_sums` (L, 4) float64 holds, per
-    layer of LAYER_NAMES: count, sum, sum of squares and sum of |g| over every kernel
-    element and training step since the last `take_gradient_sums()`.
-    """
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        position = {id(v): i for i, v in enumerate(self.trainable_variables)}
-        self.kernel_index = [position[id(self.get_layer(name).kernel)] for name in LAYER_NAMES]
-        self.kernel_sizes = [float(np.prod(self.get_layer(name).kernel.shape)) for name in LAYER_NAMES]
-        self.gradient_sums = tf.Variable(tf.zeros([len(LAYER_NAMES), 4], tf.float64), trainable=False)
-
-    def train_step(self, data):
-        # Keras' default train_step in its public API (the Keras guide "Customizing what
-        # happens in fit()"), plus the capture: five small reductions and one assign_add.
-        images, labels = data
-        with tf.GradientTape() as tape:
-            logits = self(images, training=True)
-            loss = self.compute_loss(x=images, y=labels, y_pred=logits, training=True)
-        gradients = tape.gradient(loss, self.trainable_variables)
-        self.optimizer.apply(gradients, self.trainable_variables)
-        sums = tf.reshape(tf.cast(tf.stack([value for index in self.kernel_index
-                                            for value in kernel_sums(gradients[index])]), tf.float64),
-                          [len(LAYER_NAMES), 3])
-        self.gradient_sums.assign_add(tf.concat([tf.constant(self.kernel_sizes, tf.float64)[:, None], sums], 1))
-        for metric in self.metrics:
-            if metric.name == "loss":
-                metric.update_state(loss, sample_weight=tf.shape(images)[0])
-        return self.compute_metrics(images, labels, logits)
-
-    def take_gradient_sums(self) -> np.ndarray:
-        """(L, 4) sums since the last call (one host transfer), then zeros them."""
-        sums = self.gradient_sums.numpy()
-        self.gradient_sums.assign(tf.zeros_like(self.gradient_sums))
-        return sums
-
-
-def compile_fit(model: keras.Model, optimizer, steps_per_execution: int = 1) -> keras.Model:
-    """`model` compiled for training with sparse cross-entropy on logits and accuracy."""
-    model.compile(optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=["accuracy"], steps_per_execution=steps_per_execution, jit_compile=False)
-    return model
-
-
-def make_train_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int):
-    """Cached uint8 tensors -> seeded shuffle (reshuffled every epoch) -> batch -> prefetch."""
-    images, labels = tf.constant(images), tf.constant(labels)
-    return (tf.data.Dataset.range(len(labels))
-            .shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
-            .batch(batch_size)
-            .map(lambda index: (tf.gather(images, index), tf.gather(labels, index)))
-            .prefetch(tf.data.AUTOTUNE))
-
-
-def make_eval_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int):
-    """uint8 batches of `batch_size`, cached after the first pass (no per-image work after it), prefetched."""
-    return tf.data.Dataset.from_tensor_slices((images, labels)).batch(batch_size).cache().prefetch(tf.data.AUTOTUNE)
-
-
-# -------------------------------------------------------------- contenders
-def make_contenders(config: Config) -> tuple[dict[str, Callable[[int], None]], dict]:
-    """One-epoch functions (argument: the 1-based epoch) of the contenders, by name, and the setting.
-
-    All contenders train one model (built once, seed SEED): separately built identical
-    models ran up to 15 % apart per CPU-second in one process here (memory placement),
-    more than the differences measured.
-    """
-    training = config.training
-    splits = SplitData(load_cifar10(config), config.data.split_seed, config.data.val_fraction)
-    train_arrays, val_arrays = splits.arrays("holdout_train"), splits.arrays("holdout_val")
-    sample = train_eval_indices(len(train_arrays[1]), config.data.train_eval_sample)
-    sample_arrays = (train_arrays[0][sample], train_arrays[1][sample])
-    num_train = len(train_arrays[1])
-    steps_per_epoch = math.ceil(num_train / training.batch_size)
-
-    runtime.seed_run(SEED)  # as every study run does (op determinism is process-wide: all contenders alike)
-    model = build_cnn(filters=tuple(config.model.filters), fc_units=config.model.fc_units, seed=SEED)
-
-    def optimizer():
-        return make_optimizer(training.optimizer, training.momentum, training.learning_rate)
-
-    # (a), (b): train_run's epoch body (no gradient window: the fits have no per-weight sums).
-    loop_optimizer = optimizer()
-    train_tensors = (tf.convert_to_tensor(train_arrays[0]), tf.convert_to_tensor(train_arrays[1]))
-    outside_windows = tf.constant(False)
-
-    def loop_epoch(capture: bool) -> Callable[[int], None]:
-        trainer = Trainer(model, loop_optimizer, capture=capture, eval_batch_size=training.eval_batch_size)
-
-        def run_epoch(epoch: int) -> None:
-            outputs = trainer.train_epoch(*train_tensors, epoch_order(num_train, SEED, epoch), training.batch_size,
-                                          outside_windows, outside_windows)
-            [t.numpy() for t in outputs]
-            trainer.current_learning_rate()
-            trainer.evaluate_arrays(val_arrays)
-            trainer.evaluate_arrays(sample_arrays)
-        return run_epoch
-
-    # (c): the plain call on NumPy arrays (validation at fit's default batch size).
-    plain = compile_fit(model, optimizer())
-
-    def fit_epoch(epoch: int) -> None:
-        # Keras' NumPy adapter makes TensorFlow log a harmless C++ error line per call
-        # (an unknown `use_unbounded_threadpool` attribute); two dup2 calls hide it.
-        with runtime.native_stderr_silenced():
-            plain.fit(*train_arrays, batch_size=training.batch_size, epochs=1, validation_data=val_arrays,
-                      verbose=0)
-            plain.evaluate(*sample_arrays, verbose=0)
-
-    # (d): one execution per epoch, tf.data from cached tensors, gradient capture in train_step.
-    tuned = compile_fit(GradientCaptureModel(model.inputs, model.outputs, name="cnn_capture"), optimizer(),
-                        steps_per_execution=steps_per_epoch)
-    train_dataset = make_train_dataset(*train_arrays, training.batch_size, SEED)
-    val_dataset = make_eval_dataset(*val_arrays, training.eval_batch_size)
-    sample_dataset = make_eval_dataset(*sample_arrays, training.eval_batch_size)
-
-    def tuned_fit_epoch(epoch: int) -> None:
-        tuned.fit(train_dataset, epochs=1, validation_data=val_dataset, shuffle=False, verbose=0)
-        tuned.evaluate(sample_dataset, verbose=0)
-        tuned.take_gradient_sums()
-
-    contenders = {"loop": loop_epoch(capture=True), "loop_nocapture": loop_epoch(capture=False),
-                  "fit": fit_epoch, "tuned_fit": tuned_fit_epoch}
-    setting = {"images_per_epoch": num_train, "num_val": len(val_arrays[1]), "train_eval_sample": len(sample),
-               "steps_per_epoch": steps_per_epoch, "batch_size": training.batch_size,
-               "eval_batch_size": training.eval_batch_size, "optimizer": training.optimizer,
-               "momentum": training.momentum, "learning_rate": training.learning_rate,
-               "filters": list(config.model.filters), "fc_units": config.model.fc_units,
-               "data_source": splits.data.source, "seed": SEED, "determinism": True,
-               "model_params": count_parameters(model)["params"],
-               "train_flops_per_image": training_flops_per_image(model),
-               "evaluations": ["holdout_val", "train_eval_sample"],  # every contender, every epoch
-               "loop": {"gradient_window_sums": False},
-               "tuned_fit": {"steps_per_execution": steps_per_epoch, "jit_compile": False,
-                             "pipeline": "tf.data: range -> shuffle(all, seeded) -> batch -> gather -> prefetch",
-                             "validation_batch_size": training.eval_batch_size},
-               "fit": {"steps_per_execution": 1, "input": "NumPy arrays",
-                       "validation_batch_size": training.batch_size}}
-    return contenders, setting
-
-
-def run_rounds(contenders: dict[str, Callable[[int], None]], rounds: int) -> Timings:
-    """Per-epoch (cpu, wall) seconds of each contender over `rounds` counted rounds.
-
-    Round 0 is a warm-up and is dropped; round r runs the contenders in their order
-    rotated by r, so each takes every position equally often. Epoch r + 1 is passed to
-    every contender in round r.
-    """
-    names = list(contenders)
-    timings: Timings = {name: [] for name in names}
-    for round_index in range(rounds + 1):
-        shift = round_index % len(names)
-        for name in names[shift:] + names[:shift]:
-            cpu_start, wall_start = time.process_time(), time.perf_counter()
-            contenders[name](round_index + 1)
-            elapsed = (time.process_time() - cpu_start, time.perf_counter() - wall_start)
-            if round_index > 0:
-                timings[name].append(elapsed)
-    return timings
-
-
-# ------------------------------------------------------------- the machine
-def measure_matmul_peak(size: int = 2048, repeats: int = 10) -> dict:
-    """Median GFLOP/s of a compiled float32 `size` x `size` matmul, per wall- and per CPU-second."""
-    a = tf.random.stateless_normal([size, size], seed=[1, 2])
-    b = tf.random.stateless_normal([size, size], seed=[3, 4])
-    matmul = tf.function(lambda x, y: tf.reduce_sum(tf.matmul(x, y)))  # a scalar: no big copy back
-    matmul(a, b).numpy()  # trace and warm up
-    wall, cpu = [], []
-    for _ in range(repeats):
-        cpu_start, wall_start = time.process_time(), time.perf_counter()
-        matmul(a, b).numpy()
-        cpu.append(time.process_time() - cpu_start)
-        wall.append(time.perf_counter() - wall_start)
-    flops = 2 * size**3
-    return {"wall": flops / statistics.median(wall) / 1e9, "cpu": flops / max(statistics.median(cpu), 1e-9) / 1e9}
-
-
-def describe_machine() -> dict:
-    """Platform, CPU, library versions and thread pools of this run."""
-    return {"platform": platform.platform(), **runtime.cpu_description(), "cpu_count": os.cpu_count(),
-            "python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__,
-            "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "")}
-
-
-def load_average() -> list[float]:
-    """1-, 5- and 15-minute load averages (other processes slow every contender on a small machine)."""
-    return [round(value, 3) for value in os.getloadavg()]
 
 
 # ------------------------------------------------------------------ output
@@ -318,8 +138,14 @@ def format_table(result: dict) -> str:
                      f"{result['achieved_gflops_wall']:.1f} per wall-s; float32 matmul peak "
                      f"{result['matmul_peak_gflops']:.1f} per CPU-s, {result['matmul_peak_gflops_wall']:.1f} "
                      f"per wall-s (training FLOPs only)")
-    lines.append(f"median of {result['rounds']} rounds after a warm-up, order rotated; batch "
-                 f"{result.get('batch_size', '?')}, {result.get('images_per_epoch', '?')} training images per epoch")
+    runs = result.get("processes", [])
+    if len(runs) > 1:
+        lines.append("per process           " + ", ".join(f"{run['speedup_vs_tuned_fit']:.3f}" for run in runs)
+                     + " (speedup_vs_tuned_fit, CPU)")
+    where = f" in {len(runs)} processes" if len(runs) > 1 else ""
+    lines.append(f"median of {result['rounds']} rounds{where}, each process after a warm-up round, order rotated; "
+                 f"batch {result.get('batch_size', '?')}, {result.get('images_per_epoch', '?')} training images "
+                 f"per epoch")
     if "threads" in result:
         lines.append(f"TensorFlow threads: {result['threads']['intra_op_threads']} intra-op, "
                      f"{result['threads']['inter_op_threads']} inter-op (0: one per core), all contenders")
@@ -330,40 +156,71 @@ def format_table(result: dict) -> str:
     return "\n".join(lines)
 
 
-def main(json_path: str | None = None, rounds: int = 24, threads: tuple[int, int] | None = None) -> dict:
-    """Run the benchmark, print its table, optionally write JSON; returns the result dict.
+def run_processes(rounds: int, processes: int, threads: tuple[int, int] | None = None) -> list[dict]:
+    """`processes` fresh processes of `bench_process`, one after another, each measuring `rounds` rounds."""
+    results = []
+    with tempfile.TemporaryDirectory(prefix="dnnls_bench_") as folder:
+        for index in range(processes):
+            path = Path(folder) / f"process{index}.json"
+            command = [sys.executable, "-m", "dnnls_tf.bench_process", "--rounds", str(rounds), "--json", str(path)]
+            if threads:
+                command += ["--threads", *map(str, threads)]
+            done = subprocess.run(command, check=False, capture_output=True, text=True)
+            if done.returncode != 0:
+                last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+                raise RuntimeError(f"benchmark process {index + 1} failed (exit {done.returncode}): {last}")
+            results.append(json.loads(path.read_text()))
+            run = results[-1]
+            print(f"process {index + 1}/{processes}: speedup_vs_tuned_fit {run['speedup_vs_tuned_fit']:.3f}, "
+                  f"speedup_vs_fit {run['speedup_vs_fit']:.3f} ({rounds} rounds)", flush=True)
+    return results
 
-    `threads` (intra-op, inter-op) overrides the subset profile's thread pools, which
-    the study trains with (0: TensorFlow's default). They are process-wide, so every
-    contender runs with the same pools.
-    """
-    if rounds < 1:
-        raise ValueError("rounds must be at least 1")
-    config = load_config("subset")
-    compute = config.compute
-    pools = runtime.configure_threads(*(threads or (compute.intra_op_threads, compute.inter_op_threads)))
-    contenders, setting = make_contenders(config)
-    load_before = load_average()
-    timings = run_rounds(contenders, rounds)
-    load_after = load_average()
-    result = summarize_rounds(timings, setting["images_per_epoch"])
-    peak = measure_matmul_peak()
-    flops = setting["train_flops_per_image"]
-    result.update(setting)
+
+def pool(runs: list[dict]) -> dict:
+    """One result from the processes' results: pooled rounds, their summary, per-process medians."""
+    first = runs[0]
+    timings = {name: [tuple(t) for run in runs for t in run["timings"][name]] for name in CONTENDERS}
+    processes = [index for index, run in enumerate(runs) for _ in run["timings"]["loop"]]
+    result = summarize_rounds(timings, first["images_per_epoch"], processes)
+    kept = ("images_per_epoch", "num_val", "train_eval_sample", "steps_per_epoch", "batch_size", "eval_batch_size",
+            "optimizer", "momentum", "learning_rate", "filters", "fc_units", "data_source", "seed", "determinism",
+            "model_params", "train_flops_per_image", "evaluations", "loop", "tuned_fit", "fit", "warmup_rounds",
+            "dnnls_tf", "threads")
+    result.update({key: first[key] for key in kept})
+    flops = first["train_flops_per_image"]
+    peak = {suffix: statistics.median(run[f"matmul_peak_gflops{suffix}"] for run in runs) for suffix in ("", "_wall")}
     result.update({
         "achieved_gflops": result["loop_images_per_second"] * flops / 1e9,  # loop (a), per CPU-second
         "achieved_gflops_wall": result["loop_wall_images_per_second"] * flops / 1e9,
         **{f"{name}_gflops": result[f"{name}_images_per_second"] * flops / 1e9 for name in CONTENDERS},
-        "matmul_peak_gflops": peak["cpu"], "matmul_peak_gflops_wall": peak["wall"],
+        "matmul_peak_gflops": peak[""], "matmul_peak_gflops_wall": peak["_wall"],  # medians over processes
         "units": "<name>_images_per_second: training images per CPU-second (time.process_time); "
                  "<name>_gflops, achieved_gflops (loop), matmul_peak_gflops: GFLOP per CPU-second "
                  "(training FLOPs of the model); *_wall*: per wall-clock second",
-        "warmup_rounds": 1, "dnnls_tf": __version__,
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "threads": pools,  # TensorFlow's pool sizes for every contender (0: its default)
-        "machine": {**describe_machine(), "load_average_before": load_before, "load_average_after": load_after},
+        "date": first["date"],
+        "machine": {**first["machine"], "load_average_after": runs[-1]["machine"]["load_average_after"]},
+        "processes": [{"date": run["date"], "rounds": run["rounds"],
+                       **{key: run[key] for key in (*RATIOS, *(f"{r}_ci95" for r in RATIOS))},
+                       **{f"{name}_images_per_second": run[f"{name}_images_per_second"] for name in CONTENDERS},
+                       "load_average_before": run["machine"]["load_average_before"],
+                       "load_average_after": run["machine"]["load_average_after"]} for run in runs],
         "timings": {name: [list(t) for t in values] for name, values in timings.items()},
+        "process_of_round": processes,
     })
+    return result
+
+
+def main(json_path: str | None = None, rounds: int = 8, threads: tuple[int, int] | None = None,
+         processes: int = 3) -> dict:
+    """Run the benchmark in `processes` fresh processes of `rounds` rounds each, print its table,
+    optionally write JSON; returns the pooled result.
+
+    `threads` (intra-op, inter-op) overrides the subset profile's thread pools, which
+    the study trains with (0: TensorFlow's default); every contender runs with the same pools.
+    """
+    if rounds < 1 or processes < 1:
+        raise ValueError("rounds and processes must be at least 1")
+    result = pool(run_processes(rounds, processes, threads))
     print(format_table(result))
     if json_path:
         atomic.write_json(Path(json_path), result)

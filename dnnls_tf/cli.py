@@ -53,7 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
     tensorboard.add_argument("--force", action="store_true", help="rewrite runs already exported")
     bench = commands.add_parser("bench", help="training throughput: our loop vs Keras fit (plain and tuned)")
     bench.add_argument("--json", help="write the results to this JSON file")
-    bench.add_argument("--rounds", type=int, default=24, help="measured rounds after the warm-up (default 24)")
+    bench.add_argument("--rounds", type=int, default=8,
+                       help="measured rounds per process, after its warm-up round (default 8)")
+    bench.add_argument("--processes", type=int, default=3,
+                       help="fresh processes whose rounds are pooled (default 3)")
     bench.add_argument("--threads", type=int, nargs=2, metavar=("INTRA", "INTER"),
                        help="TensorFlow intra-op and inter-op pool sizes (default: the subset profile's; "
                             "0 0 = TensorFlow's default)")
@@ -134,12 +137,14 @@ def command_bundle(args) -> None:
 def command_bench(args) -> None:
     if args.rounds < 1:
         raise UserError("--rounds must be a positive integer")
+    if args.processes < 1:
+        raise UserError("--processes must be a positive integer")
     if args.threads and min(args.threads) < 0:
         raise UserError("--threads takes two non-negative integers")
     _check_json_folder(args.json)
     from dnnls_tf.bench import main as bench_main
 
-    bench_main(args.json, args.rounds, tuple(args.threads) if args.threads else None)
+    bench_main(args.json, args.rounds, tuple(args.threads) if args.threads else None, args.processes)
 
 
 def _check_json_folder(path: str | None) -> None:

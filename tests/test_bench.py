@@ -1,13 +1,18 @@
-"""The benchmark's arithmetic, round logic and table on hand-made timings, and the tuned fit's
-gradient capture against the loop's. No timing is asserted: speed belongs in the benchmark."""
+"""The benchmark's arithmetic, round logic, pooling of processes and table on hand-made timings,
+and the tuned fit's gradient capture against the loop's. No timing is asserted: speed belongs
+in the benchmark."""
+import json
+import subprocess
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from conftest import tiny_config
 from dnnls_tf import runtime
-from dnnls_tf.bench import (CONTENDERS, GradientCaptureModel, compile_fit, format_table, median_interval,
-                            run_rounds, summarize_rounds)
+from dnnls_tf import bench
+from dnnls_tf.bench import CONTENDERS, cluster_median_interval, format_table, median_interval, pool, summarize_rounds
+from dnnls_tf.bench_process import GradientCaptureModel, compile_fit, run_rounds
 from dnnls_tf.models import LAYER_NAMES, build_cnn
 from dnnls_tf.trainer import Trainer, make_optimizer
 
@@ -76,6 +81,65 @@ def test_median_interval_is_seeded_and_brackets_a_noisy_median():
     assert median_interval(values) == [low, high]
     assert low < float(np.median(values)) < high
     assert median_interval([1.5]) == [1.5, 1.5]
+
+
+def test_the_interval_over_processes_is_wider_when_processes_disagree():
+    rng = np.random.default_rng(3)
+    centres = (1.16, 1.2, 1.24)  # three processes that disagree by more than their rounds scatter
+    values = [float(c + rng.normal(0, 0.02)) for c in centres for _ in range(8)]
+    groups = [index for index in range(3) for _ in range(8)]
+    naive_low, naive_high = median_interval(values)
+    low, high = cluster_median_interval(values, groups)
+    assert cluster_median_interval(values, groups) == [low, high]  # seeded
+    assert low <= float(np.median(values)) <= high
+    assert low < 1.16 and high > 1.24 and (high - low) > 1.5 * (naive_high - naive_low)
+    # Processes that agree: about the per-round interval.
+    same = [float(1.2 + rng.normal(0, 0.01)) for _ in range(24)]
+    low, high = cluster_median_interval(same, groups)
+    assert 1.18 < low < 1.2 < high < 1.22
+
+
+def _process_result(timings, load):
+    result = summarize_rounds(timings, IMAGES)
+    setting = {key: 0 for key in ("num_val", "train_eval_sample", "steps_per_epoch", "eval_batch_size", "optimizer",
+                                  "momentum", "learning_rate", "filters", "fc_units", "data_source", "seed",
+                                  "determinism", "model_params", "evaluations", "loop", "tuned_fit", "fit",
+                                  "warmup_rounds", "dnnls_tf")}
+    result.update(setting, images_per_epoch=IMAGES, batch_size=64, train_flops_per_image=1e9,
+                  matmul_peak_gflops=100.0 + load, matmul_peak_gflops_wall=99.0, date=f"day {load}",
+                  threads={"intra_op_threads": 1, "inter_op_threads": 1},
+                  machine={"cpu_model": "Test CPU", "cpu_count": 2, "load_average_before": [load, 0, 0],
+                           "load_average_after": [load + 0.5, 0, 0]},
+                  timings={name: [list(t) for t in values] for name, values in timings.items()})
+    return json.loads(json.dumps(result))  # as read back from a process' JSON file
+
+
+def test_pooling_processes_summarizes_every_round_and_keeps_each_process():
+    fast = {name: [(0.5 * c, 0.5 * w) for c, w in values] for name, values in _timings().items()}
+    runs = [_process_result(_timings(), 1.0), _process_result(fast, 2.0)]
+    pooled = pool(runs)
+    assert pooled["rounds"] == 6 and pooled["process_of_round"] == [0, 0, 0, 1, 1, 1]
+    assert pooled["timings"]["loop"][3] == [0.5, 0.25]
+    expected = summarize_rounds({name: [tuple(t) for run in runs for t in run["timings"][name]]
+                                 for name in CONTENDERS}, IMAGES, [0, 0, 0, 1, 1, 1])
+    for key in ("loop_images_per_second", "speedup_vs_tuned_fit", "speedup_vs_tuned_fit_ci95", "capture_overhead"):
+        assert pooled[key] == expected[key], key
+    assert [run["speedup_vs_tuned_fit"] for run in pooled["processes"]] == [runs[0]["speedup_vs_tuned_fit"]] * 2
+    assert pooled["processes"][1]["date"] == "day 2.0" and pooled["processes"][1]["load_average_before"][0] == 2.0
+    assert pooled["matmul_peak_gflops"] == 101.5  # the median over processes
+    assert pooled["achieved_gflops"] == pytest.approx(pooled["loop_images_per_second"])  # 1 GFLOP per image
+    assert pooled["machine"]["load_average_before"][0] == 1.0 and pooled["machine"]["load_average_after"][0] == 2.5
+    table = format_table(pooled)
+    assert "per process" in table and "in 2 processes" in table
+
+
+def test_a_failing_process_stops_the_benchmark_with_its_last_error_line(monkeypatch):
+    def failed(command, **kwargs):
+        assert command[1:3] == ["-m", "dnnls_tf.bench_process"] and "--rounds" in command
+        return subprocess.CompletedProcess(command, 1, "", "Traceback ...\nValueError: no data\n")
+    monkeypatch.setattr(bench.subprocess, "run", failed)
+    with pytest.raises(RuntimeError, match=r"process 1 failed \(exit 1\): ValueError: no data"):
+        bench.main(rounds=1, processes=2)
 
 
 def test_unpaired_missing_or_empty_rounds_are_refused():

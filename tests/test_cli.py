@@ -66,6 +66,7 @@ def snapshot(root: Path) -> dict:
     (["bench", "--threads", "1"], "expected 2 arguments"),
     (["bench", "--threads", "-1", "0"], "non-negative"),
     (["bench", "--rounds", "0"], "positive integer"),
+    (["bench", "--processes", "0"], "positive integer"),
     (["bench", "--json", "/no/such/folder/bench.json"], "does not exist"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, message):

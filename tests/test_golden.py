@@ -1,11 +1,13 @@
 """The committed subset study: its run ids are pinned, every run keeps the store's contract,
-and the plans of today's code name exactly the committed runs (nothing stale, nothing missing)."""
+the plans of today's code name exactly the committed runs (nothing stale, nothing missing),
+and today's code trains committed runs again bit for bit (on the CPU that trained them)."""
 import hashlib
 import json
 
+import numpy as np
 import pytest
 
-from dnnls_tf import experiments
+from dnnls_tf import experiments, runtime
 from dnnls_tf.config import PROJECT_ROOT, load_config
 from dnnls_tf.store import RunStore
 from dnnls_tf.study import Study
@@ -55,3 +57,26 @@ def test_the_committed_grid_passes_its_check(subset):
     check = summary["grid_check"]
     assert check["passed"] and all(row["unstable"] == 0 for row in check["rates"]) and check["rates"][0]["saturated"]
     assert summary["grid"]["rates"] == sorted(summary["grid"]["rates"]) and len(summary["grid"]["rates"]) == 5
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("experiment, group", [("baseline", None), ("exp3", ("batch_norm",))])
+def test_todays_code_trains_committed_runs_again_bit_for_bit(subset, experiment, group):
+    trained_on = json.loads((subset.results_dir / "timeline" / "run-all.json").read_text())["cpu"]
+    if runtime.cpu_description()["cpu_model"] != trained_on:
+        pytest.skip(f"the committed runs were trained on {trained_on}: float results differ between CPUs")
+    from dnnls_tf.training import train_run
+
+    plan = experiments.plan(subset, experiment)
+    spec = plan.specs()[0] if group is None else plan.groups[group][0]
+    stored = subset.store.get(spec.run_id)
+    runtime.start(subset.config.compute)  # the study's thread pools
+    result = train_run(spec, subset.splits)
+    for column in stored.history.columns:
+        np.testing.assert_array_equal(result.history[column].to_numpy(), stored.history[column].to_numpy(), column)
+    for column in stored.steps.columns:
+        np.testing.assert_array_equal(result.steps[column].to_numpy(), stored.steps[column].to_numpy(), column)
+    for key, value in stored.gradients.items():
+        np.testing.assert_array_equal(np.asarray(result.gradients[key]), np.asarray(value), key)
+    for key, value in stored.predictions.items():
+        np.testing.assert_array_equal(result.predictions[key], value, key)
