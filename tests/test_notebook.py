@@ -1,13 +1,14 @@
 """The notebooks' entry points, in-process and without Colab or a GPU."""
 import json
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
-from dnnls_tf import experiments, notebook, runner
+from dnnls_tf import experiments, notebook, notebook_display, runner
 from dnnls_tf.config import PROJECT_ROOT
 from dnnls_tf.errors import UserError
 from dnnls_tf.study import Study
@@ -135,10 +136,10 @@ def test_needs_names_what_an_empty_store_makes_a_plan_wait_for(started, experime
 
 
 def test_paths_are_shown_relative_to_the_project():
-    assert notebook.shown_path(PROJECT_ROOT / "results" / "subset") == "results/subset"
-    assert notebook.shown_path(PROJECT_ROOT.parent / "shared" / "data") == "../shared/data"
-    assert notebook.shown_path(PROJECT_ROOT.parent / "other") == str(PROJECT_ROOT.parent / "other")
-    assert notebook.shown_path("/content/drive/MyDrive/dnnls_tf") == "/content/drive/MyDrive/dnnls_tf"
+    assert notebook_display.shown_path(PROJECT_ROOT / "results" / "subset") == "results/subset"
+    assert notebook_display.shown_path(PROJECT_ROOT.parent / "shared" / "data") == "../shared/data"
+    assert notebook_display.shown_path(PROJECT_ROOT.parent / "other") == str(PROJECT_ROOT.parent / "other")
+    assert notebook_display.shown_path("/content/drive/MyDrive/dnnls_tf") == "/content/drive/MyDrive/dnnls_tf"
 
 
 def test_run_counts_and_settings_read_the_plans(started, capsys):
@@ -146,22 +147,22 @@ def test_run_counts_and_settings_read_the_plans(started, capsys):
     assert lines[0].startswith("baseline    1 planned: 0 done, 0 unstable, 1 missing, 0 damaged")
     assert [line.split()[0] for line in lines] == ["baseline", "exp1", "exp2", "exp3"]
     assert "waiting for" in lines[2]
-    assert list(notebook.runs_overview(started).index) == ["baseline", "exp1", "exp2", "exp3"]
+    assert list(notebook_display.runs_overview(started).index) == ["baseline", "exp1", "exp2", "exp3"]
     assert not (started.results_dir / "exp1" / "tuner").exists()  # reading never writes
-    table = notebook.settings_table(started, "exp2", learning_rate=(0.02, "experiment 1's best constant rate"))
+    table = notebook_display.settings_table(started, "exp2", learning_rate=(0.02, "experiment 1's best constant rate"))
     assert table.loc["learning rate", "value"] == "0.02 (experiment 1's best constant rate)"
     assert table.loc["dropout rate (inputs of fc1 and fc2)", "role"] == "under study"
-    assert "grid rule" in notebook.settings_table(started, "exp1").loc["constant learning rates", "value"]
+    assert "grid rule" in notebook_display.settings_table(started, "exp1").loc["constant learning rates", "value"]
 
 
 def test_show_figure(started, monkeypatch):
     with pytest.raises(UserError, match="no figure"):
-        notebook.show_figure(started, "exp1_learning_curves")
+        notebook_display.show_figure(started, "exp1_learning_curves")
     started.figures_dir.mkdir(parents=True)
     (started.figures_dir / "exp1_learning_curves.png").write_bytes(b"\x89PNG\r\n\x1a\n")
     shown = []
     monkeypatch.setattr("IPython.display.display", lambda image: shown.append(image))
-    notebook.show_figure(started, "exp1_learning_curves")
+    notebook_display.show_figure(started, "exp1_learning_curves")
     assert len(shown) == 1
 
 
@@ -207,16 +208,24 @@ def test_a_notebook_opens_with_its_badge_the_question_then_the_two_setup_cells(n
     assert f'notebook.run(study, "{experiment}")' in "\n".join(code)
 
 
+@pytest.mark.parametrize("name", notebook.NOTEBOOKS)
+def test_every_notebook_call_is_provided_by_the_notebook_module(name):
+    called = {match for cell in _cells(name) if cell["cell_type"] == "code"
+              for match in re.findall(r"\bnotebook\.([a-z_]+)\(", _source(cell))}
+    assert called and all(callable(getattr(notebook, function, None)) for function in called), \
+        f"{name}: dnnls_tf.notebook lacks {sorted(f for f in called if not hasattr(notebook, f))}"
+
+
 def test_settings_name_where_the_learning_rate_comes_from(started):
-    table = notebook.settings_table(started, "exp2")  # an empty store: experiment 1 has not chosen it
+    table = notebook_display.settings_table(started, "exp2")  # an empty store: experiment 1 has not chosen it
     assert "not chosen yet" in table.loc["learning rate", "value"]
-    assert "chosen by experiment 2" in notebook.settings_table(started, "exp3").loc["models compared", "value"]
+    assert "chosen by experiment 2" in notebook_display.settings_table(started, "exp3").loc["models compared", "value"]
 
 
 def test_print_model_lists_the_five_layers_and_the_parameter_counts(started, capsys):
     from dnnls_tf.models import build_cnn, count_parameters
 
-    notebook.print_model(started)
+    notebook_display.print_model(started)
     out = capsys.readouterr().out
     assert [line.split()[0] for line in out.splitlines()[1:6]] == ["conv1", "conv2", "conv3", "fc1", "fc2"]
     counts = count_parameters(build_cnn(filters=started.config.model.filters, fc_units=started.config.model.fc_units))
@@ -233,7 +242,7 @@ def _summary_with_per_class() -> dict:
 
 
 def test_confusion_sentences_name_the_worst_class_and_the_commonest_confusion():
-    lines = notebook.confusion_sentences(_summary_with_per_class())
+    lines = notebook_display.confusion_sentences(_summary_with_per_class())
     assert len(lines) == 1  # a model without test predictions gets no sentence
     assert "worst on dog (25.0 %)" in lines[0] and "dog taken for cat (75 % of the dog images)" in lines[0]
 
@@ -244,7 +253,7 @@ def test_show_per_class_displays_table_sentences_and_matrices(monkeypatch):
     matplotlib.use("Agg")
     shown = []
     monkeypatch.setattr("IPython.display.display", lambda *items, **options: shown.extend(items))
-    notebook.show_per_class(_summary_with_per_class())
+    notebook_display.show_per_class(_summary_with_per_class())
     assert len(shown) == 3
     table, sentences, figure = shown
     assert "batch norm" in table["text/plain"] and "dog" in table["text/plain"]
@@ -258,8 +267,8 @@ def test_show_table_is_reproducible_and_keeps_plain_text(monkeypatch):
     shown = []
     monkeypatch.setattr("IPython.display.display", lambda item, raw=False: shown.append(item))
     table = pd.DataFrame({"setting": ["epochs"], "value": ["6"]}).set_index("setting")
-    notebook.show_table(table, "caption")
-    notebook.show_table(table, "caption")
+    notebook_display.show_table(table, "caption")
+    notebook_display.show_table(table, "caption")
     assert shown[0] == shown[1] and shown[0]["text/plain"].splitlines() == ["caption", "setting value", " epochs     6"]
     assert "<caption>caption</caption>" in shown[0]["text/html"] and ">epochs<" in shown[0]["text/html"]
 
@@ -269,5 +278,6 @@ def test_statistics_note_names_the_family_and_the_threshold():
 
     entry = {"name": "batch_norm_vs_none", "first": ["batch_norm"], "second": ["dropout", 0.0],
              "metric": "test_accuracy", "headline": True}
-    note = notebook.statistics_note({"experiment": "exp3", "comparisons": [entry, {**entry, "headline": False}]})
+    summary = {"experiment": "exp3", "comparisons": [entry, {**entry, "headline": False}]}
+    note = notebook_display.statistics_note(summary)
     assert "1 test: batch norm − no dropout on test accuracy" in note and f"below {verdicts.ALPHA:g}" in note

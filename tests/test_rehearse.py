@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from dnnls_tf import rehearse
+from dnnls_tf import rehearse, rehearse_kinds
 from dnnls_tf.config import PROJECT_ROOT, load_config
 
 
@@ -16,12 +16,12 @@ def rehearsal():
 @pytest.mark.slow
 def test_quick_rehearsal_times_every_kind_and_predicts_the_study(rehearsal):
     result = rehearsal
-    assert set(result["kinds"]) == set(rehearse.KIND_NAMES)
+    assert set(result["kinds"]) == set(rehearse_kinds.KIND_NAMES)
     for name, timing in result["kinds"].items():
         assert timing["seconds_per_step"] > 0 and timing["problems"] == [], name
         assert timing["settings"].startswith("float32") or result["device"] == "GPU"
     assert result["peak_memory_bytes"] > 0
-    assert set(result["prediction"]) == set(rehearse.KIND_NAMES)
+    assert set(result["prediction"]) == set(rehearse_kinds.KIND_NAMES)
     assert result["predicted_seconds"] == pytest.approx(
         sum(row["total_seconds"] for row in result["prediction"].values()) / result["workers"])
     assert result["predicted_hours"] > 0
