@@ -181,12 +181,8 @@ def pool(runs: list[dict]) -> dict:
     first = runs[0]
     timings = {name: [tuple(t) for run in runs for t in run["timings"][name]] for name in CONTENDERS}
     processes = [index for index, run in enumerate(runs) for _ in run["timings"]["loop"]]
-    result = summarize_rounds(timings, first["images_per_epoch"], processes)
-    kept = ("images_per_epoch", "num_val", "train_eval_sample", "steps_per_epoch", "batch_size", "eval_batch_size",
-            "optimizer", "momentum", "learning_rate", "filters", "fc_units", "data_source", "seed", "determinism",
-            "model_params", "train_flops_per_image", "evaluations", "loop", "tuned_fit", "fit", "warmup_rounds",
-            "dnnls_tf", "threads")
-    result.update({key: first[key] for key in kept})
+    # The setting is every process' (the first one's); its summary keys are replaced by the pooled ones.
+    result = {**first, **summarize_rounds(timings, first["images_per_epoch"], processes)}
     flops = first["train_flops_per_image"]
     peak = {suffix: statistics.median(run[f"matmul_peak_gflops{suffix}"] for run in runs) for suffix in ("", "_wall")}
     result.update({
@@ -197,7 +193,6 @@ def pool(runs: list[dict]) -> dict:
         "units": "<name>_images_per_second: training images per CPU-second (time.process_time); "
                  "<name>_gflops, achieved_gflops (loop), matmul_peak_gflops: GFLOP per CPU-second "
                  "(training FLOPs of the model); *_wall*: per wall-clock second",
-        "date": first["date"],
         "machine": {**first["machine"], "load_average_after": runs[-1]["machine"]["load_average_after"]},
         "processes": [{"date": run["date"], "rounds": run["rounds"],
                        **{key: run[key] for key in (*RATIOS, *(f"{r}_ci95" for r in RATIOS))},
