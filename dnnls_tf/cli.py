@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _config(args):
-    from dnnls_tf.config import load_config, parse_setting
+    from dnnls_tf.study.config import load_config, parse_setting
 
     settings = dict(parse_setting(text) for text in args.set)
     if args.config and not Path(args.config).is_file():
@@ -73,7 +73,7 @@ def _config(args):
 
 
 def _study(args, writable: bool = False):
-    from dnnls_tf.study import Study
+    from dnnls_tf.study.study import Study
 
     if args.profile is not None and not args.profile.strip():
         raise UserError("--profile is empty: expected full, subset or quick")
@@ -86,12 +86,12 @@ def command_run(args) -> None:
     names = list(ALL) if args.experiment == "all" else [args.experiment]
     study = _study(args, writable=True)
     study.splits  # read and validate the data before TensorFlow starts
-    from dnnls_tf.runner import complete_experiments
+    from dnnls_tf.study.runner import complete_experiments
 
     if not study.config.compute.progress:  # no bar: one line per finished run, on stdout
         handler = logging.StreamHandler(sys.stdout)
         handler.setFormatter(logging.Formatter("%(message)s"))
-        runner_log = logging.getLogger("dnnls_tf.runner")
+        runner_log = logging.getLogger("dnnls_tf.study.runner")
         runner_log.addHandler(handler)
         runner_log.setLevel(logging.INFO)
         runner_log.propagate = False
@@ -100,7 +100,7 @@ def command_run(args) -> None:
 
 
 def command_status(args) -> None:
-    from dnnls_tf.experiments import status_lines
+    from dnnls_tf.experiments.plans import status_lines
 
     study = _study(args)
     study.splits  # a data error is an error here too, not a plan that waits
@@ -110,7 +110,7 @@ def command_status(args) -> None:
 
 def command_figures(args) -> None:
     from dnnls_tf.atomic import remove_orphans
-    from dnnls_tf.figures import draw_all
+    from dnnls_tf.publish.figures import draw_all
 
     study = _study(args)
     remove_orphans(study.figures_dir)  # what a killed `figures` left half-written
@@ -120,7 +120,7 @@ def command_figures(args) -> None:
 
 def command_report(args) -> None:
     from dnnls_tf.atomic import remove_orphans
-    from dnnls_tf.report import build_report, pdf_path
+    from dnnls_tf.publish.report import build_report, pdf_path
 
     study = _study(args)
     remove_orphans(pdf_path(study).parent)  # what a killed `report` left half-written
@@ -128,7 +128,7 @@ def command_report(args) -> None:
 
 
 def command_bundle(args) -> None:
-    from dnnls_tf.bundle import write_bundle
+    from dnnls_tf.tools.bundle import write_bundle
 
     path, weights = write_bundle(_study(args))
     print(f"{path} ({weights} weights files)")
@@ -142,7 +142,7 @@ def command_bench(args) -> None:
     if args.threads and min(args.threads) < 0:
         raise UserError("--threads takes two non-negative integers")
     _check_json_folder(args.json)
-    from dnnls_tf.bench import main as bench_main
+    from dnnls_tf.tools.bench import main as bench_main
 
     bench_main(args.json, args.rounds, tuple(args.threads) if args.threads else None, args.processes)
 
@@ -153,13 +153,13 @@ def _check_json_folder(path: str | None) -> None:
 
 
 def command_rehearse(args) -> None:
-    from dnnls_tf.config import resolve_profile
+    from dnnls_tf.study.config import resolve_profile
 
     resolve_profile(args.profile)  # an unknown profile: one line, before TensorFlow starts
     if args.steps is not None and args.steps < 1:
         raise UserError("--steps must be a positive integer")
     _check_json_folder(args.json)
-    from dnnls_tf.rehearse import main as rehearse_main
+    from dnnls_tf.tools.rehearse import main as rehearse_main
 
     result = rehearse_main(args.profile, args.steps, args.quick)
     if args.json:
@@ -172,7 +172,7 @@ def command_rehearse(args) -> None:
 
 
 def command_tensorboard(args) -> None:
-    from dnnls_tf.tensorboard import export_store
+    from dnnls_tf.tools.tensorboard import export_store
 
     root = export_store(_study(args), force=args.force)
     print(f"{root}\nview it with: tensorboard --logdir {root}")

@@ -24,12 +24,12 @@ import warnings
 from pathlib import Path
 
 from dnnls_tf import __version__
-from dnnls_tf.config import PROFILES, Config, load_config
+from dnnls_tf.study.config import PROFILES, Config, load_config
 from dnnls_tf.errors import UserError
 
 # The committed notebooks call the display helpers as `notebook.<name>` and are not re-executed to change
 # that, so this module re-exports every one they use (tests/test_notebook.py checks the notebooks' names).
-from dnnls_tf.notebook_display import (  # noqa: F401 - re-exported for the notebooks
+from dnnls_tf.publish.notebook_display import (  # noqa: F401 - re-exported for the notebooks
     draw_figures,
     print_capture_overhead,
     print_model,
@@ -43,7 +43,7 @@ from dnnls_tf.notebook_display import (  # noqa: F401 - re-exported for the note
     shown_path,
     statistics_note,
 )
-from dnnls_tf.study import Study
+from dnnls_tf.study.study import Study
 
 # The project's repository: the Colab install cell and the "Open in Colab" badges derive from it.
 REPO_URL = "https://github.com/dnnls-tf/dnnls_tf"
@@ -98,7 +98,7 @@ def mount_drive() -> Path | None:
 # ------------------------------------------------------------------ the session
 def gpu_names() -> list[str]:
     """The GPUs TensorFlow sees, by device name (imports TensorFlow quietly)."""
-    from dnnls_tf.runtime import import_tensorflow
+    from dnnls_tf.core.runtime import import_tensorflow
 
     tf = import_tensorflow()
     names = []
@@ -139,7 +139,7 @@ def start(profile: str | None = None, *, drive: bool = False, root: str | Path |
     Returns:
         The profile's Study. It reads the store; `run(study, ...)` trains.
     """
-    from dnnls_tf import runtime
+    from dnnls_tf.core import runtime
 
     config = load_config(profile or select_profile())
     if not progress:  # tqdm.auto asks for ipywidgets even when every bar is switched off
@@ -209,8 +209,8 @@ def run(study: Study, experiment: str):
     Finished runs are read from the store, so a notebook run again (or after a
     disconnected runtime, with the store on Drive) trains only what is missing.
     """
-    from dnnls_tf.experiments import EXPERIMENTS
-    from dnnls_tf.runner import complete_experiments
+    from dnnls_tf.experiments.plans import EXPERIMENTS
+    from dnnls_tf.study.runner import complete_experiments
 
     if experiment not in (*EXPERIMENTS, "all"):
         raise UserError(f"unknown experiment '{experiment}': expected one of {', '.join(EXPERIMENTS)}, all")

@@ -5,9 +5,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pytest
 
-from dnnls_tf.config import load_config
-from dnnls_tf.data import SHARED_SUBSET
-from dnnls_tf.study import Study
+from dnnls_tf.study.config import load_config
+from dnnls_tf.core.data import SHARED_SUBSET
+from dnnls_tf.study.study import Study
 
 TINY = {"data.source": "synthetic", "data.max_train": None, "data.max_test": None, "data.train_eval_sample": 100,
         "model.filters": [4, 8, 8], "model.fc_units": 16, "training.epochs": 2, "training.batch_size": 50,
@@ -27,8 +27,8 @@ def tiny_study(tmp_path):
 
 @pytest.fixture(scope="session")
 def _trained_root(tmp_path_factory):
-    from dnnls_tf import runtime
-    from dnnls_tf.runner import execute
+    from dnnls_tf.core import runtime
+    from dnnls_tf.study.runner import execute
 
     root = tmp_path_factory.mktemp("trained")
     study = Study(tiny_config(), root=root, writable=True)

@@ -8,10 +8,10 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 
-from dnnls_tf.data import COLLAPSE_ACCURACY
-from dnnls_tf.sources import held_out_test_arrays
-from dnnls_tf.spec import RunSpec
-from dnnls_tf.store import HISTORY_COLUMNS
+from dnnls_tf.core.data import COLLAPSE_ACCURACY
+from dnnls_tf.core.sources import held_out_test_arrays
+from dnnls_tf.core.spec import RunSpec
+from dnnls_tf.study.store import HISTORY_COLUMNS
 
 LAYERS = ("conv1", "conv2", "conv3", "fc1", "fc2")
 
@@ -95,7 +95,7 @@ def range_table(blow_up_at: float = 0.3) -> pd.DataFrame:
 
 def fill_fakes(study, names, outcome=default_outcome, max_rounds: int = 20) -> list:
     """Drive the plans of `names` to completion with fake runs (no TensorFlow unless a tuner is needed)."""
-    from dnnls_tf import experiments
+    from dnnls_tf.experiments import plans as experiments
 
     for _ in range(max_rounds):
         plans = [experiments.plan(study, name) for name in names]

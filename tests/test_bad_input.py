@@ -137,8 +137,8 @@ BAD_INPUTS = {
 def complete_root(tmp_path_factory):
     """A complete fake store of the tiny config, with its summaries (no figures: every bad input
     is refused before they would be read)."""
-    from dnnls_tf import summaries
-    from dnnls_tf.study import Study
+    from dnnls_tf.experiments import summaries
+    from dnnls_tf.study.study import Study
     from fakes import fill_fakes
 
     root = tmp_path_factory.mktemp("complete")

@@ -9,12 +9,12 @@ import pytest
 import tensorflow as tf
 
 from conftest import tiny_config
-from dnnls_tf import runtime
-from dnnls_tf import bench
-from dnnls_tf.bench import CONTENDERS, cluster_median_interval, format_table, median_interval, pool, summarize_rounds
-from dnnls_tf.bench_process import GradientCaptureModel, compile_fit, run_rounds
-from dnnls_tf.models import LAYER_NAMES, build_cnn
-from dnnls_tf.trainer import Trainer, make_optimizer
+from dnnls_tf.core import runtime
+from dnnls_tf.tools import bench
+from dnnls_tf.tools.bench import CONTENDERS, cluster_median_interval, format_table, median_interval, pool, summarize_rounds
+from dnnls_tf.tools.bench_process import GradientCaptureModel, compile_fit, run_rounds
+from dnnls_tf.core.models import LAYER_NAMES, build_cnn
+from dnnls_tf.core.trainer import Trainer, make_optimizer
 
 IMAGES = 1000
 
@@ -135,7 +135,7 @@ def test_pooling_processes_summarizes_every_round_and_keeps_each_process():
 
 def test_a_failing_process_stops_the_benchmark_with_its_last_error_line(monkeypatch):
     def failed(command, **kwargs):
-        assert command[1:3] == ["-m", "dnnls_tf.bench_process"] and "--rounds" in command
+        assert command[1:3] == ["-m", "dnnls_tf.tools.bench_process"] and "--rounds" in command
         return subprocess.CompletedProcess(command, 1, "", "Traceback ...\nValueError: no data\n")
     monkeypatch.setattr(bench.subprocess, "run", failed)
     with pytest.raises(RuntimeError, match=r"process 1 failed \(exit 1\): ValueError: no data"):

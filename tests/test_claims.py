@@ -9,8 +9,9 @@ import math
 import numpy as np
 import pytest
 
-from dnnls_tf import claims, readings, stats, verdicts
-from dnnls_tf.summaries import METRICS, SUMMARY_SCHEMA, TEST_SET_METRICS, adjust_family
+from dnnls_tf.present import claims, readings, verdicts
+from dnnls_tf.study import stats
+from dnnls_tf.experiments.summaries import METRICS, SUMMARY_SCHEMA, TEST_SET_METRICS, adjust_family
 
 pytestmark = pytest.mark.filterwarnings("ignore:Precision loss:RuntimeWarning")  # near-constant seed arms
 

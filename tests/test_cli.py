@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from dnnls_tf.cli import main
-from dnnls_tf.config import CONFIG_DIR
+from dnnls_tf.study.config import CONFIG_DIR
 
 TINY_PROFILE = """
 description: tiny synthetic profile for tests
@@ -174,8 +174,8 @@ def test_workers_store_the_same_runs_as_one_process(tmp_path, tiny_configs):
 def fake_root(tmp_path_factory):
     """A complete fake store (all three experiments and their summaries) of the tiny config."""
     from conftest import tiny_config
-    from dnnls_tf import summaries
-    from dnnls_tf.study import Study
+    from dnnls_tf.experiments import summaries
+    from dnnls_tf.study.study import Study
     from fakes import fill_fakes
 
     root = tmp_path_factory.mktemp("fake")

@@ -1,7 +1,7 @@
 
 import pytest
 
-from dnnls_tf.config import CONFIG_DIR, PROFILES, load_config, parse_setting
+from dnnls_tf.study.config import CONFIG_DIR, PROFILES, load_config, parse_setting
 from dnnls_tf.errors import ConfigError
 
 

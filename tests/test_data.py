@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from conftest import tiny_config
-from dnnls_tf import data, sources
+from dnnls_tf.core import data, sources
 from dnnls_tf.cli import main
-from dnnls_tf.data import SplitData, batch_indices, load_cifar10, make_splits, resolve_source, train_eval_indices
-from dnnls_tf.sources import (CifarData, held_out_test_arrays, load_archive, load_folder, load_tfds,
+from dnnls_tf.core.data import SplitData, batch_indices, load_cifar10, make_splits, resolve_source, train_eval_indices
+from dnnls_tf.core.sources import (CifarData, held_out_test_arrays, load_archive, load_folder, load_tfds,
                               validate_batch)
 from dnnls_tf.errors import DataError
 
@@ -289,7 +289,7 @@ def test_no_local_source_for_a_folder_profile(no_shared_subset):
 # ------------------------------------------------------------------ tensorflow_datasets (offline, mock_data)
 @pytest.fixture
 def tfds():
-    from dnnls_tf import runtime
+    from dnnls_tf.core import runtime
 
     runtime.start(tiny_config().compute)  # the pools every in-process test uses
     import tensorflow_datasets

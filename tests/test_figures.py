@@ -11,11 +11,14 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.text import Text
 
 from conftest import tiny_config
-from dnnls_tf import experiments, figures, figures_gradients, figures_summary, plots, report, stats, summaries, tuning
+from dnnls_tf.experiments import plans as experiments, summaries, tuning
+from dnnls_tf.publish import figures, report
+from dnnls_tf.present import figures_gradients, figures_summary, plots
+from dnnls_tf.study import stats
 from dnnls_tf.errors import UserError
-from dnnls_tf.spec import WarmupCosine
-from dnnls_tf.study import Study
-from dnnls_tf.vocabulary import FIGURES, group_label
+from dnnls_tf.core.spec import WarmupCosine
+from dnnls_tf.study.study import Study
+from dnnls_tf.present.vocabulary import FIGURES, group_label
 from fakes import store_fake
 
 # The range test blows up at its last rate (0.5): the ladder is 0.5, 0.125, 0.0312, 0.00781, 0.00195.
@@ -324,8 +327,8 @@ def test_seed_band_is_stats_summarize_per_point():
 
 
 def test_the_rate_panel_draws_the_rates_the_runs_applied(tiny_study):
-    from dnnls_tf import runtime
-    from dnnls_tf.runner import execute
+    from dnnls_tf.core import runtime
+    from dnnls_tf.study.runner import execute
 
     spec = tiny_study.spec(0, WarmupCosine(0.05, 1, 0.01))
     execute(spec, tiny_study, runtime.start(tiny_study.config.compute))

@@ -7,10 +7,11 @@ import json
 import numpy as np
 import pytest
 
-from dnnls_tf import experiments, runtime
-from dnnls_tf.config import PROJECT_ROOT, load_config
-from dnnls_tf.store import RunStore
-from dnnls_tf.study import Study
+from dnnls_tf.experiments import plans as experiments
+from dnnls_tf.core import runtime
+from dnnls_tf.study.config import PROJECT_ROOT, load_config
+from dnnls_tf.study.store import RunStore
+from dnnls_tf.study.study import Study
 
 # sha256 of the 131 sorted run ids of results/subset (a change to the spec, the data or the
 # hashing changes it: the committed study would then be stale and must be re-run)
@@ -65,7 +66,7 @@ def test_todays_code_trains_committed_runs_again_bit_for_bit(subset, experiment,
     trained_on = json.loads((subset.results_dir / "timeline" / "run-all.json").read_text())["cpu"]
     if runtime.cpu_description()["cpu_model"] != trained_on:
         pytest.skip(f"the committed runs were trained on {trained_on}: float results differ between CPUs")
-    from dnnls_tf.training import train_run
+    from dnnls_tf.core.training import train_run
 
     plan = experiments.plan(subset, experiment)
     spec = plan.specs()[0] if group is None else plan.groups[group][0]

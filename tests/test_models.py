@@ -2,7 +2,7 @@ import dataclasses
 
 import numpy as np
 
-from dnnls_tf.models import LAYER_NAMES, build_cnn, build_model, count_parameters, training_flops_per_image
+from dnnls_tf.core.models import LAYER_NAMES, build_cnn, build_model, count_parameters, training_flops_per_image
 
 
 def test_layers_shapes_and_logits():

@@ -8,10 +8,13 @@ from types import SimpleNamespace
 
 import pytest
 
-from dnnls_tf import experiments, notebook, notebook_display, runner
-from dnnls_tf.config import PROJECT_ROOT
+from dnnls_tf import notebook
+from dnnls_tf.experiments import plans as experiments
+from dnnls_tf.publish import notebook_display
+from dnnls_tf.study import runner
+from dnnls_tf.study.config import PROJECT_ROOT
 from dnnls_tf.errors import UserError
-from dnnls_tf.study import Study
+from dnnls_tf.study.study import Study
 
 
 @pytest.fixture
@@ -93,7 +96,8 @@ class _FakeRunner:
 
 @pytest.fixture
 def fake_runner(monkeypatch):
-    from dnnls_tf import runner, summaries
+    from dnnls_tf.study import runner
+    from dnnls_tf.experiments import summaries
 
     written = []
     monkeypatch.setattr(runner, "Runner", _FakeRunner)
@@ -223,7 +227,7 @@ def test_settings_name_where_the_learning_rate_comes_from(started):
 
 
 def test_print_model_lists_the_five_layers_and_the_parameter_counts(started, capsys):
-    from dnnls_tf.models import build_cnn, count_parameters
+    from dnnls_tf.core.models import build_cnn, count_parameters
 
     notebook_display.print_model(started)
     out = capsys.readouterr().out
@@ -274,7 +278,7 @@ def test_show_table_is_reproducible_and_keeps_plain_text(monkeypatch):
 
 
 def test_statistics_note_names_the_family_and_the_threshold():
-    from dnnls_tf import verdicts
+    from dnnls_tf.present import verdicts
 
     entry = {"name": "batch_norm_vs_none", "first": ["batch_norm"], "second": ["dropout", 0.0],
              "metric": "test_accuracy", "headline": True}

@@ -20,7 +20,7 @@ import re
 
 import pytest
 
-from dnnls_tf.config import PROJECT_ROOT
+from dnnls_tf.study.config import PROJECT_ROOT
 from dnnls_tf.notebook import NOTEBOOKS
 
 LINK_TARGET = re.compile(r"\]\([^)]*\)|https?://\S+")

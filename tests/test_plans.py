@@ -7,9 +7,9 @@ import sys
 import pytest
 
 from conftest import tiny_config
-from dnnls_tf import experiments, summaries
+from dnnls_tf.experiments import plans as experiments, summaries
 from dnnls_tf.errors import UserError
-from dnnls_tf.study import HALVES, HOLDOUT, SWAPPED, Study
+from dnnls_tf.study.study import HALVES, HOLDOUT, SWAPPED, Study
 from fakes import fill_fakes, range_table, store_fake
 
 
@@ -91,8 +91,8 @@ def test_a_read_only_study_never_asks_the_tuner(tmp_path):
     script = f"""
 import sys
 from conftest import tiny_config
-from dnnls_tf.study import Study
-from dnnls_tf import experiments
+from dnnls_tf.study.study import Study
+from dnnls_tf.experiments import plans as experiments
 sys.path.insert(0, {str(__import__('pathlib').Path(__file__).parent)!r})
 from fakes import fill_fakes
 study = Study(tiny_config(), root={str(tmp_path)!r})

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from dnnls_tf import rehearse, rehearse_kinds
-from dnnls_tf.config import PROJECT_ROOT, load_config
+from dnnls_tf.tools import rehearse, rehearse_kinds
+from dnnls_tf.study.config import PROJECT_ROOT, load_config
 
 
 @pytest.fixture(scope="module")

@@ -10,13 +10,13 @@ from types import SimpleNamespace
 
 import pytest
 
-from dnnls_tf import report
+from dnnls_tf.publish import report
 from dnnls_tf.atomic import write_json
-from dnnls_tf.config import PROJECT_ROOT, load_config
+from dnnls_tf.study.config import PROJECT_ROOT, load_config
 from dnnls_tf.errors import UserError
-from dnnls_tf.study import Study
-from dnnls_tf.summaries import _finite_or_null, summary_path
-from dnnls_tf.vocabulary import FIGURES
+from dnnls_tf.study.study import Study
+from dnnls_tf.experiments.summaries import _finite_or_null, summary_path
+from dnnls_tf.present.vocabulary import FIGURES
 from test_claims import synthetic_summaries
 
 pytestmark = pytest.mark.filterwarnings("ignore:Precision loss:RuntimeWarning")
@@ -172,7 +172,7 @@ def test_missing_latexmk_is_one_line(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_the_report_never_imports_tensorflow_or_keras_tuner():
-    code = ("import sys, dnnls_tf.report, dnnls_tf.tables, dnnls_tf.claims; "
+    code = ("import sys, dnnls_tf.publish.report, dnnls_tf.present.tables, dnnls_tf.present.claims; "
             "bad = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'keras_tuner')]; "
             "print(bad); sys.exit(1 if bad else 0)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=PROJECT_ROOT)

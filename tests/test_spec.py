@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from conftest import tiny_config
-from dnnls_tf.spec import RunSpec, WarmupCosine, hash_of, spec_dict
-from dnnls_tf.study import HALVES, Study
+from dnnls_tf.core.spec import RunSpec, WarmupCosine, hash_of, spec_dict
+from dnnls_tf.study.study import HALVES, Study
 
 
 def _changed(value):

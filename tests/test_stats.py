@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from dnnls_tf import stats
+from dnnls_tf.study import stats
 
 
 def test_summarize_is_the_t_interval_and_counts_missing_values():

@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dnnls_tf import runtime
+from dnnls_tf.core import runtime
 from dnnls_tf.errors import StoreError
-from dnnls_tf.runner import execute
-from dnnls_tf.store import RUN_FILES, RunStore, StoreLock
+from dnnls_tf.study.runner import execute
+from dnnls_tf.study.store import RUN_FILES, RunStore, StoreLock
 
 CONTRACT_CONFIG_KEYS = {"run_id", "profile", "seed", "epochs", "batch_size", "optimizer", "learning_rate",
                         "dropout", "batch_norm", "train_split", "val_split", "init_from", "frozen", "data_fingerprint"}
@@ -72,8 +72,8 @@ def test_damage_is_reported_by_readers_and_redone_alone_by_the_runner(trained_st
     reader = RunStore(study.root, study.profile)
     assert reader.status(damaged.run_id) == "damaged" and reader.get(damaged.run_id) is None
     assert study.store.run_dir(damaged.run_id).is_dir()  # reading never deletes
-    from dnnls_tf.runner import Runner
-    from dnnls_tf.study import Study
+    from dnnls_tf.study.runner import Runner
+    from dnnls_tf.study.study import Study
 
     study = Study(study.config, root=study.root, writable=True)  # a new process: nothing cached
     runner = Runner(study, runtime.start(study.config.compute))
@@ -85,7 +85,7 @@ def test_damage_is_reported_by_readers_and_redone_alone_by_the_runner(trained_st
 
 
 def _plan_of(study, specs):
-    from dnnls_tf.experiments import Plan
+    from dnnls_tf.experiments.plans import Plan
 
     plan = Plan("baseline")
     plan.groups["baseline",] = list(specs)

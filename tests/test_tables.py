@@ -4,8 +4,8 @@ import re
 
 import pytest
 
-from dnnls_tf import tables
-from dnnls_tf.vocabulary import GRADIENT_MEASURES, METRICS
+from dnnls_tf.present import tables
+from dnnls_tf.present.vocabulary import GRADIENT_MEASURES, METRICS
 from test_claims import synthetic_summaries
 
 pytestmark = pytest.mark.filterwarnings("ignore:Precision loss:RuntimeWarning")

@@ -1,10 +1,10 @@
 """TensorBoard events: exported from the store and written live read back as the store's numbers."""
 import numpy as np
 
-from dnnls_tf import tensorboard
-from dnnls_tf.gradients import per_epoch
-from dnnls_tf.study import SWAPPED
-from dnnls_tf.training import train_run
+from dnnls_tf.tools import tensorboard
+from dnnls_tf.study.gradients import per_epoch
+from dnnls_tf.study.study import SWAPPED
+from dnnls_tf.core.training import train_run
 
 
 def _same(scalars: dict, steps, values) -> None:

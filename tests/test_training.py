@@ -8,13 +8,13 @@ import pytest
 import tensorflow as tf
 
 from conftest import tiny_config
-from dnnls_tf import runtime
-from dnnls_tf.gradients import window_epochs, window_measures
-from dnnls_tf.models import LAYER_NAMES, build_model
-from dnnls_tf.spec import WarmupCosine
-from dnnls_tf.study import Study
-from dnnls_tf.trainer import epoch_order, make_learning_rate, make_optimizer
-from dnnls_tf.training import train_run
+from dnnls_tf.core import runtime
+from dnnls_tf.study.gradients import window_epochs, window_measures
+from dnnls_tf.core.models import LAYER_NAMES, build_model
+from dnnls_tf.core.spec import WarmupCosine
+from dnnls_tf.study.study import Study
+from dnnls_tf.core.trainer import epoch_order, make_learning_rate, make_optimizer
+from dnnls_tf.core.training import train_run
 
 
 @pytest.fixture(scope="module")

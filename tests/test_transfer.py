@@ -2,10 +2,10 @@
 import h5py
 import numpy as np
 
-from dnnls_tf import runtime
-from dnnls_tf.models import build_model
-from dnnls_tf.runner import execute
-from dnnls_tf.study import HALVES, SWAPPED
+from dnnls_tf.core import runtime
+from dnnls_tf.core.models import build_model
+from dnnls_tf.study.runner import execute
+from dnnls_tf.study.study import HALVES, SWAPPED
 
 # Keras names a layer's group in the .weights.h5 file by its class, in build order:
 # conv2d, conv2d_1, conv2d_2 = conv1..conv3; dense, dense_1 = fc1, fc2;
@@ -71,7 +71,7 @@ def test_a_frozen_random_control_starts_from_the_same_head_as_transfer(tiny_stud
 
 
 def test_frozen_conv_features_computed_once_give_the_same_run_as_the_whole_model(tiny_study, monkeypatch):
-    from dnnls_tf import training
+    from dnnls_tf.core import training
 
     source = _train(tiny_study, tiny_study.spec(0, 0.05, dropout=0.2, batch_norm=True, splits=HALVES))
     for spec in (tiny_study.spec(0, 0.05, dropout=0.2, batch_norm=True, splits=SWAPPED, init_from=source.run_id),

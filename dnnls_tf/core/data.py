@@ -1,0 +1,164 @@
+"""The profile's CIFAR-10: which source to read, seeded splits, and fingerprints of what a run reads.
+
+NumPy only (no TensorFlow): `status` and the read-only commands use it too. Images
+stay uint8 until they reach the model, whose first layer normalises them on the
+device. Sources (`sources.py`), in this order (`resolve_source`): `--data-dir` /
+$DNNLS_DATA_DIR (a `cifar-10-batches-py` folder, or the official
+`cifar-10-python.tar.gz`), the shared subset beside the project, Keras' cache
+(`~/.keras/datasets`: an extracted folder or the downloaded archive), then
+tensorflow_datasets.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from dnnls_tf.errors import DataError
+from dnnls_tf.paths import SHARED_DATA
+from dnnls_tf.core.sources import (BATCHES_FOLDER, NUM_CLASSES, CifarData, held_out_test_arrays, is_archive,
+                              keras_cache_archive, keras_cache_folder, keras_datasets_dir, load_archive, load_folder,
+                              load_tfds, make_synthetic, tfds_data_dir)
+
+log = logging.getLogger(__name__)
+
+SHARED_SUBSET = SHARED_DATA / "cifar10-subset" / BATCHES_FOLDER
+SPLITS = ("holdout_train", "holdout_val", "half_a", "half_b")
+TRAIN_EVAL_SEED = 2023
+COLLAPSE_ACCURACY = 2 / NUM_CLASSES  # DESIGN: a run whose best validation accuracy stays below is unstable
+
+
+# ------------------------------------------------------------------ choosing and loading
+def resolve_source(config, data_dir: str | Path | None = None) -> tuple[str, str | None]:
+    """Which source the profile will read, decided without reading it.
+
+    Returns ("folder", path), ("archive", path), ("tfds", None) or ("synthetic", None).
+    `source: auto` tries --data-dir, $DNNLS_DATA_DIR, the shared subset, Keras' cache
+    (folder, then archive), then synthetic images if the profile allows it, else
+    tensorflow_datasets. `folder` takes local files only; `tfds` and `synthetic` use
+    that source only.
+    """
+    source = config.data.source
+    if source in ("synthetic", "tfds"):
+        return source, None
+    given = data_dir or os.environ.get("DNNLS_DATA_DIR")
+    if given:
+        return ("archive" if is_archive(Path(given)) else "folder"), str(given)
+    for candidate in (SHARED_SUBSET, keras_cache_folder()):
+        if candidate is not None and Path(candidate).is_dir():
+            return "folder", str(candidate)
+    archive = keras_cache_archive()
+    if archive is not None:
+        return "archive", str(archive)
+    if source == "folder":
+        raise DataError(f"no CIFAR-10 folder given: pass --data-dir or set DNNLS_DATA_DIR (a {BATCHES_FOLDER} "
+                        f"folder or cifar-10-python.tar.gz); none in {keras_datasets_dir()} either")
+    if config.data.synthetic_fallback:
+        log.warning("no CIFAR-10 folder found: using synthetic images (quick profile only)")
+        return "synthetic", None
+    return "tfds", None
+
+
+@lru_cache(maxsize=4)
+def _load_source(kind: str, location: str | None) -> CifarData:
+    if kind == "synthetic":
+        return make_synthetic()
+    if kind == "folder":
+        return load_folder(Path(location))
+    if kind == "archive":
+        return load_archive(Path(location))
+    return load_tfds(location)
+
+
+def load_cifar10(config, data_dir: str | Path | None = None) -> CifarData:
+    """The profile's data from its source (`resolve_source`), capped at `max_train` / `max_test`."""
+    kind, location = resolve_source(config, data_dir)
+    if kind == "tfds":
+        from dnnls_tf.core import runtime
+
+        runtime.start(config.compute)  # tf.data runs TensorFlow ops: size the thread pools first
+        location = str(tfds_data_dir())
+    data = _load_source(kind, location)
+    expected = config.data.expected_train
+    if expected is not None and data.num_train != expected:
+        raise DataError(f"profile {config.profile} expects {expected:,} training images, but {data.source} has "
+                        f"{data.num_train:,}: point --data-dir (or DNNLS_DATA_DIR) at the right CIFAR-10 folder")
+    max_train, max_test = config.data.max_train, config.data.max_test
+    test_images, test_labels = data._test
+    return CifarData(data.images[:max_train], data.labels[:max_train], data.source,
+                     (test_images[:max_test], test_labels[:max_test]))
+
+
+# ------------------------------------------------------------------ splits
+def make_splits(num_images: int, seed: int = 2023, val_fraction: float = 0.2) -> dict[str, np.ndarray]:
+    """Index arrays of the four training splits, from one seeded permutation.
+
+    holdout_train/holdout_val: the last `val_fraction` of the permutation is
+    validation; half_a/half_b: the first and second half of the same permutation.
+    """
+    order = np.random.default_rng(seed).permutation(num_images)
+    num_val = int(round(num_images * val_fraction))
+    half = num_images // 2
+    splits = {"holdout_train": np.sort(order[: num_images - num_val]),
+              "holdout_val": np.sort(order[num_images - num_val:]),
+              "half_a": np.sort(order[:half]), "half_b": np.sort(order[half:])}
+    empty = [name for name, index in splits.items() if len(index) == 0]
+    if empty:
+        raise DataError(f"{num_images} training images are too few to hold out validation "
+                        f"(split '{empty[0]}' would be empty with val_fraction {val_fraction})")
+    return splits
+
+
+class SplitData:
+    """The profile's data cut into named splits, with fingerprints of what each run reads."""
+
+    def __init__(self, data: CifarData, split_seed: int, val_fraction: float):
+        self.data = data
+        self.index = make_splits(data.num_train, split_seed, val_fraction)
+        self._digests: dict[str, str] = {}
+
+    def arrays(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+        """Images and labels of one named training split (never the test split)."""
+        if split not in SPLITS:
+            raise DataError(f"unknown split '{split}': expected one of {', '.join(SPLITS)}")
+        index = self.index[split]
+        return self.data.images[index], self.data.labels[index]
+
+    def sizes(self) -> dict[str, int]:
+        return {**{name: len(index) for name, index in self.index.items()}, "test": self.data.num_test}
+
+    def _digest(self, name: str) -> str:
+        if name not in self._digests:
+            images, labels = held_out_test_arrays(self.data) if name == "test" else self.arrays(name)
+            digest = hashlib.sha256()
+            for array in (images, labels):
+                digest.update(str(array.shape).encode())
+                digest.update(np.ascontiguousarray(array).tobytes())
+            self._digests[name] = digest.hexdigest()
+        return self._digests[name]
+
+    def fingerprint(self, train_split: str, val_split: str) -> str:
+        """16 hex digits of the hash of the train, validation and test arrays a run reads."""
+        parts = [self._digest(name) for name in (train_split, val_split, "test")]
+        return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+
+
+def train_eval_indices(num_examples: int, sample: int) -> np.ndarray:
+    """Positions (sorted) of the fixed training sample evaluated in inference mode each epoch.
+
+    The same for every model seed (seeded by the constant TRAIN_EVAL_SEED; changing it
+    changes what runs compute, so it would bump spec.SPEC_VERSION).
+    """
+    if sample >= num_examples:
+        return np.arange(num_examples)
+    return np.sort(np.random.default_rng(TRAIN_EVAL_SEED).choice(num_examples, sample, replace=False))
+
+
+def batch_indices(order, batch_size: int) -> list:
+    """An epoch's batches as index arrays (the last one may be short)."""
+    order = np.asarray(order)
+    return [order[start:start + batch_size] for start in range(0, len(order), batch_size)]

@@ -1,0 +1,145 @@
+"""keras-tuner's random search over experiment 1's schedule.
+
+The trials' hyperparameters come from keras-tuner's `RandomSearchOracle` (seeded):
+its proposals do not depend on earlier scores, so all trials are proposed at once
+(as keras-tuner's distributed tuning does, one tuner id per trial), trained in
+parallel as ordinary runs of the store, and scored back into a fresh oracle, which
+picks the best. The same seed and space give the same trials; what the oracle
+proposed and chose is kept in a small record (`TunerRecord`) so that commands which
+only read the store never import keras-tuner (or TensorFlow).
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from dnnls_tf.atomic import write_json
+from dnnls_tf.experiments.grid import significant
+from dnnls_tf.core.spec import WarmupCosine, hash_of, spec_dict
+
+WARMUP_EPOCHS = (0, 2)           # inclusive range of warm-up epochs
+FINAL_FRACTIONS = (0.0, 0.01, 0.1)
+
+
+@dataclass(frozen=True)
+class ScheduleSpace:
+    """The peak rate lies in [low, high]: from the best constant rate up to the highest stable rate."""
+
+    low: float
+    high: float
+
+    def describe(self) -> dict:
+        return {"peak": [self.low, self.high], "warmup_epochs": list(WARMUP_EPOCHS),
+                "final_fraction": list(FINAL_FRACTIONS)}
+
+
+def _oracle(space: ScheduleSpace, budget: int, seed: int, directory: str):
+    import keras_tuner
+
+    hp = keras_tuner.HyperParameters()
+    if space.high > space.low:
+        hp.Float("peak", space.low, space.high, sampling="log")
+    else:
+        hp.Fixed("peak", space.high)
+    hp.Int("warmup_epochs", *WARMUP_EPOCHS)
+    hp.Choice("final_fraction", list(FINAL_FRACTIONS))
+    oracle = keras_tuner.oracles.RandomSearchOracle(
+        objective=keras_tuner.Objective("val_accuracy", "max"), max_trials=budget, seed=seed, hyperparameters=hp)
+    oracle._set_project_dir(directory, "schedule")
+    return oracle
+
+
+@contextlib.contextmanager
+def _quiet():
+    logging.getLogger("keras_tuner").setLevel(logging.ERROR)
+    with contextlib.redirect_stdout(io.StringIO()), tempfile.TemporaryDirectory() as directory:
+        yield directory
+
+
+def _proposals(oracle, budget: int) -> list:
+    trials = []
+    for index in range(budget):
+        trial = oracle.create_trial(f"trial-{index}")
+        if trial.status != "RUNNING":  # the space is exhausted (a tiny space)
+            break
+        trials.append(trial)
+    return trials
+
+
+def schedule_of(values: dict) -> WarmupCosine:
+    return WarmupCosine(peak=significant(float(values["peak"])), warmup_epochs=int(values["warmup_epochs"]),
+                        final_fraction=float(values["final_fraction"]))
+
+
+def propose(space: ScheduleSpace, budget: int, seed: int) -> list[WarmupCosine]:
+    """The schedules of keras-tuner's trials, in trial order."""
+    with _quiet() as directory:
+        return [schedule_of(trial.hyperparameters.values)
+                for trial in _proposals(_oracle(space, budget, seed, directory), budget)]
+
+
+def select(space: ScheduleSpace, budget: int, seed: int, scores: list[float]) -> int:
+    """Index of the trial keras-tuner ranks best, given every trial's validation accuracy."""
+    with _quiet() as directory:
+        oracle = _oracle(space, budget, seed, directory)
+        trials = _proposals(oracle, budget)
+        if len(scores) != len(trials):
+            raise ValueError(f"{len(scores)} scores for {len(trials)} trials")
+        for trial, score in zip(trials, scores):
+            oracle.update_trial(trial.trial_id, {"val_accuracy": float(score)})
+            trial.status = "COMPLETED"
+            oracle.end_trial(trial)
+        best = oracle.get_best_trials(1)[0]
+        return [trial.trial_id for trial in trials].index(best.trial_id)
+
+
+@dataclass(frozen=True)
+class TunerRecord:
+    """What keras-tuner proposed for one (space, budget, seed), and, once scored, what it chose."""
+
+    space: ScheduleSpace
+    budget: int
+    seed: int
+    trials: tuple[WarmupCosine, ...]
+    scores: tuple[float, ...] | None = None
+    chosen: int | None = None
+
+
+@dataclass(frozen=True)
+class ScheduleSearch:  # what identifies a search (hashed for the record's file name)
+    low: float
+    high: float
+    budget: int
+    seed: int
+
+
+def record_path(folder: Path, space: ScheduleSpace, budget: int, seed: int) -> Path:
+    return Path(folder) / f"{hash_of(ScheduleSearch(space.low, space.high, budget, seed))}.json"
+
+
+def load_record(folder: Path, space: ScheduleSpace, budget: int, seed: int) -> TunerRecord | None:
+    """The stored record of this search (None if absent or unreadable)."""
+    import json
+
+    path = record_path(folder, space, budget, seed)
+    try:
+        content = json.loads(path.read_text())
+        trials = tuple(WarmupCosine(**{k: v for k, v in t.items()}) for t in content["trials"])
+        scores = tuple(float(v) for v in content["scores"]) if content.get("scores") is not None else None
+        chosen = content.get("chosen")
+        if not isinstance(chosen, (int, type(None))) or (chosen is not None and not 0 <= chosen < len(trials)):
+            return None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return TunerRecord(space, budget, seed, trials, scores, chosen)
+
+
+def save_record(folder: Path, record: TunerRecord) -> None:
+    write_json(record_path(folder, record.space, record.budget, record.seed),
+               {"search_space": record.space.describe(), "budget": record.budget, "seed": record.seed,
+                "trials": [spec_dict(t) for t in record.trials],
+                "scores": list(record.scores) if record.scores is not None else None, "chosen": record.chosen})

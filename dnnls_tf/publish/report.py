@@ -1,0 +1,372 @@
+"""The report: generated LaTeX (macros, tables, claim sentences) from the summaries, then the PDF.
+
+`build_report(study)` reads the profile's experiment summaries (never the training
+code: no TensorFlow, no keras-tuner), writes
+
+    report/generated/<profile>/{macros,claims,tab_*}.tex
+
+(under <root>/report/ when the study's root is not the project), builds the paper
+with latexmk in a fresh scratch folder under <root>/build/ (a killed build leaves
+only its own folder behind), and copies the PDF whole to
+report/dnnls_tf_report.pdf (subset profile) or report/dnnls_tf_report_<profile>.pdf.
+Every number of the paper's text is a macro or a claim sentence written here.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+from pathlib import Path
+
+from dnnls_tf.present import claims, tables, verdicts
+from dnnls_tf.study import stats
+from dnnls_tf.atomic import process_alive, replacing, write_text
+from dnnls_tf.study.config import PROJECT_ROOT
+from dnnls_tf.errors import UserError
+from dnnls_tf.study.study import Study
+from dnnls_tf.experiments.summaries import load_summary
+
+EXPERIMENTS = ("exp1", "exp2", "exp3")
+SOURCE_DIR = PROJECT_ROOT / "report"
+SOURCES = ("main.tex", "dnnls.sty", "references.bib", "latexmkrc")
+SUBSET_PDF = "dnnls_tf_report.pdf"
+# Names from vocabulary.FIGURES (tests check it), all included at the text width and 100%. The
+# body shows what the brief asks for, one float per entry (two figures stacked where a float
+# pairs curves with their summary); the appendix the fuller versions and the evidence.
+BODY_FLOATS = (("exp1_learning_curves",), ("exp1_schedule",), ("exp2_dropout_curves", "exp2_dropout_summary"),
+               ("exp2_transfer_curves", "exp2_transfer"), ("exp3_gradient_flow",), ("exp3_bn_curves",))
+BODY_FIGURES = tuple(name for names in BODY_FLOATS for name in names)
+APPENDIX_FIGURES = ("exp1_grid", "exp1_learning_curves_full", "exp1_schedule_full", "exp2_dropout_curves_full",
+                    "exp2_transfer_curves_full", "exp3_bn_curves_full", "per_class")
+REPORT_FIGURES = BODY_FIGURES + APPENDIX_FIGURES
+LATEX_TIMEOUT_SECONDS = 600
+SCRATCH_PREFIX = "report-"
+DIGIT_WORDS = "Zero One Two Three Four Five Six Seven Eight Nine".split()
+
+
+# ================================================================ where things go
+def _is_project(study: Study) -> bool:
+    return Path(study.root).resolve() == PROJECT_ROOT.resolve()
+
+
+def report_dir(study: Study) -> Path:
+    """report/ of the project for the project's own store; <root>/report/ for any other root."""
+    return SOURCE_DIR if _is_project(study) else Path(study.root) / "report"
+
+
+def generated_dir(study: Study) -> Path:
+    return report_dir(study) / "generated" / study.profile
+
+
+def pdf_path(study: Study) -> Path:
+    """report/dnnls_tf_report.pdf for the subset profile, report/dnnls_tf_report_<profile>.pdf otherwise."""
+    name = SUBSET_PDF if study.profile == "subset" else f"dnnls_tf_report_{study.profile}.pdf"
+    return report_dir(study) / name
+
+
+def scratch_parent(study: Study) -> Path:
+    return Path(study.root) / "build"
+
+
+# ================================================================ inputs
+def load_summaries(study: Study) -> dict[str, dict]:
+    """exp1..exp3's summaries; a missing one is a UserError naming `python -m dnnls_tf run <exp> --profile P`."""
+    return {name: load_summary(study.results_dir, name, study.profile) for name in EXPERIMENTS}
+
+
+def figure_paths(study: Study) -> dict[str, Path]:
+    """The PDF of every figure the report shows (names from vocabulary.FIGURES); a missing one is one
+    UserError naming the command that draws it."""
+    paths = {name: study.figures_dir / f"{name}.pdf" for name in REPORT_FIGURES}
+    missing = [name for name, path in paths.items() if not path.is_file()]
+    if missing:
+        raise UserError(f"{len(missing)} figure(s) missing in {study.figures_dir} ({', '.join(missing)}): "
+                        f"`python -m dnnls_tf figures --profile {study.profile}` draws them")
+    return paths
+
+
+def _run_metrics(study: Study, run_id: str) -> dict | None:
+    try:
+        return json.loads((study.store.run_dir(run_id) / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+# ================================================================ macros
+def macro_name(*parts) -> str:
+    """Letters only, CamelCase: ("claim", "exp1_grid_check") -> ClaimExpOneGridCheck."""
+    text = re.sub(r"\d", lambda m: f" {DIGIT_WORDS[int(m.group())]} ", " ".join(str(p) for p in parts))
+    return "".join(word[:1].upper() + word[1:] for word in re.split(r"[^A-Za-z]+", text) if word)
+
+
+class Macros:
+    """\\newcommand lines; each value is plain text (escaped here) unless added with `raw`."""
+
+    def __init__(self):
+        self.values: dict[str, str] = {}
+
+    def add(self, name: str, value, raw: bool = False) -> None:
+        if name in self.values:
+            raise ValueError(f"macro \\{name} defined twice")
+        if not re.fullmatch(r"[A-Za-z]+", name):
+            raise ValueError(f"macro name {name!r} must be letters only")
+        self.values[name] = str(value) if raw else tables.latex_text(str(value))
+
+    def text(self, what: str) -> str:
+        lines = [f"\\newcommand{{\\{name}}}{{{value}}}" for name, value in self.values.items()]
+        return f"% {what}: written by `python -m dnnls_tf report`; do not edit.\n" + "\n".join(lines) + "\n"
+
+
+def _count(value: int) -> str:
+    return f"{value:,}".replace(",", "{,}")
+
+
+def _list(values) -> str:
+    items = [tables.format_rate(v) if isinstance(v, float) else str(v) for v in values]
+    return ", ".join(items[:-1]) + " and " + items[-1] if len(items) > 1 else items[0]
+
+
+def _duration(seconds: float) -> str:
+    minutes = round(seconds / 60)
+    if minutes < 120:
+        return f"{minutes} minute{'' if minutes == 1 else 's'}"
+    return f"{seconds / 3600:.1f} hours"
+
+
+def setup_macros(study: Study, summaries: dict) -> Macros:
+    """Numbers of the setup and the protocol (data, model, training, grid rule, tuner, statistics)."""
+    config, exp1, exp2, exp3 = study.config, summaries["exp1"], summaries["exp2"], summaries["exp3"]
+    macros = Macros()
+    macros.add("ProfileName", study.profile)
+    macros.add("ProfileDescription", exp1["description"])
+    data = exp1["data"]
+    for key, name in (("holdout_train", "NumTrain"), ("holdout_val", "NumVal"), ("half_a", "NumHalfA"),
+                      ("half_b", "NumHalfB"), ("test", "NumTest")):
+        macros.add(name, _count(data[key]), raw=True)
+    macros.add("NumTrainPool", _count(data["holdout_train"] + data["holdout_val"]), raw=True)
+    macros.add("ValPercent", f"{100 * config.data.val_fraction:g}")
+    macros.add("SplitSeed", config.data.split_seed)
+    macros.add("TrainEvalSample", _count(config.data.train_eval_sample), raw=True)
+    macros.add("NumEpochs", exp1["epochs"])
+    macros.add("NumSeeds", len(exp1["seeds"]))
+    macros.add("SeedList", _list(exp1["seeds"]))
+    training = config.training
+    macros.add("BatchSize", training.batch_size)
+    macros.add("Optimizer", {"sgd": "SGD", "adam": "Adam"}[training.optimizer])
+    macros.add("Momentum", f"{training.momentum:g}")
+    macros.add("ConvFilters", _list(config.model.filters))
+    macros.add("FCUnits", config.model.fc_units)
+    baseline_run = tables.group_of(exp3, ("dropout", 0.0))["run_ids"][0]
+    metrics = _run_metrics(study, baseline_run)
+    if metrics is None or "params" not in metrics:
+        raise UserError(f"run {baseline_run} is not in {study.store.runs_dir}: "
+                        f"`python -m dnnls_tf run exp3 --profile {study.profile}` trains it")
+    macros.add("ParamCount", _count(int(metrics["params"])), raw=True)
+    run_ids = sorted({run for summary in summaries.values() for group in summary["groups"]
+                      for run in group["run_ids"]})
+    macros.add("TotalRuns", _count(len(run_ids)), raw=True)
+    walls = [(_run_metrics(study, run) or {}).get("wall_seconds") for run in run_ids]
+    macros.add("TrainingTime", _duration(sum(walls)) if all(tables.finite(w) for w in walls) else "n/a")
+    # protocol: the grid rule, the tuner, the dropout rates, the gradient windows, the statistics
+    rule, range_test = exp1["rule"], exp1["range_test"]
+    macros.add("RangeTestEpochs", config.exp1.range_test_epochs)
+    macros.add("RangeTestMinLR", tables.format_rate(range_test["lr"][0]))
+    macros.add("RangeTestMaxLR", tables.format_rate(config.exp1.range_test_max_lr))
+    macros.add("LadderFactor", f"{rule['ladder_factor']:g}")
+    macros.add("LadderRungs", rule["ladder_rungs"])
+    macros.add("ProbeSeeds", _list(rule["probe_seeds"]))
+    macros.add("NumProbeSeeds", len(rule["probe_seeds"]))
+    macros.add("MaxSpan", f"{rule['max_span']:g}")
+    macros.add("SaturationGainPP", f"{100 * rule['saturation_gain']:g}")
+    macros.add("CollapsePercent", f"{100 * rule['collapse_accuracy']:g}")
+    macros.add("GridRates", _list(exp1["grid"]["rates"]))
+    macros.add("GridTop", tables.format_rate(exp1["grid"]["top"]))
+    macros.add("GridBottom", tables.format_rate(exp1["grid"]["bottom"]))
+    macros.add("GridCheckResult", "passed" if exp1["grid_check"]["passed"] else "failed")
+    macros.add("BestConstantLR", tables.format_rate(exp1["best_constant_lr"]))
+    schedule, tuner = exp1["schedule"], exp1["tuner"]
+    macros.add("SchedulePeak", tables.format_rate(schedule["peak"]))
+    macros.add("ScheduleWarmup", schedule["warmup_epochs"])
+    macros.add("ScheduleFinalFraction", tables.format_rate(schedule["final_fraction"]))
+    macros.add("TunerTrials", tuner["budget"])
+    macros.add("TunerSeed", tuner["seed"])
+    macros.add("DropoutRates", _list(exp2["dropout_rates"]))
+    macros.add("BestDropout", tables.format_rate(exp2["best_dropout"]))
+    macros.add("ExpTwoLearningRate", tables.format_rate(exp2["learning_rate"]))
+    macros.add("ExpThreeLearningRate", tables.format_rate(exp3["learning_rate"]))
+    macros.add("WindowEpochs", exp3["window_epochs"])
+    macros.add("BootstrapResamples", _count(stats.BOOTSTRAP_RESAMPLES), raw=True)
+    macros.add("Alpha", f"{verdicts.ALPHA:g}")
+    for name, summary in summaries.items():
+        macros.add(macro_name(name, "headline", "tests"), sum(c["headline"] for c in summary["comparisons"]))
+    return macros
+
+
+def claim_macros(summaries: dict) -> Macros:
+    """Every claim sentence as \\Claim<Name>, the brief's questions as \\Question<N>."""
+    macros = Macros()
+    for key, sentence in claims.all_claims(summaries).items():
+        macros.add(macro_name("claim", key), sentence)
+    for key, question in claims.QUESTIONS.items():
+        macros.add(macro_name("question", key), question)
+    return macros
+
+
+# ================================================================ tables
+def _table(summary: dict, text: str, table, label: str, **options) -> str:
+    """A LaTeX table whose caption names the profile, kept where it is input (the appendix)."""
+    options.setdefault("placement", "!htbp")
+    return tables.latex_table(table, tables.caption(summary, text), label, **options)
+
+
+def table_files(summaries: dict) -> dict[str, str]:
+    """The report's tables (file name -> LaTeX), every caption naming the profile first."""
+    exp1, exp2, exp3 = summaries["exp1"], summaries["exp2"], summaries["exp3"]
+    seeds = f"mean ± 95% CI over {len(exp1['seeds'])} seeds (unstable runs left out and counted)"
+    interval = "the last column is the test set's own 95% bootstrap interval of the test accuracy"
+    return {
+        "tab_exp1_groups.tex": _table(exp1, f"Experiment 1: the constant rates of the grid, the tuned schedule and "
+                                            f"the constant rate at its peak, trained on the holdout split; {seeds}; "
+                                            f"{interval}.",
+                                      tables.group_table(exp1, ("rate", "schedule", "peak_constant")), "tab:exp1"),
+        "tab_exp2_dropout.tex": _table(exp2, f"Experiment 2: dropout rate in the FC layers, trained on half A and "
+                                             f"validated on half B; {seeds}; {interval}.",
+                                       tables.group_table(exp2, ("dropout",)), "tab:exp2-dropout"),
+        "tab_exp2_transfer.tex": _table(exp2, f"Experiment 2: transfer to half B (frozen conv layers from the A "
+                                              f"model, FC layers re-initialised) and its controls; validation on A "
+                                              f"for the B models; {seeds}; {interval}.",
+                                        tables.group_table(exp2, ("transfer", "scratch_b", "frozen_random",
+                                                                  "holdout")), "tab:exp2-transfer"),
+        "tab_exp3_groups.tex": _table(exp3, f"Experiment 3: the models whose gradients are measured, trained on half "
+                                            f"A; {seeds}; {interval}.",
+                                      tables.group_table(exp3), "tab:exp3"),
+        "tab_headline.tex": _table(exp1, "Headline comparisons (first − second, ± 95% CI over seeds); raw and "
+                                         "Holm-adjusted p over each experiment's family; the test set's own 95% "
+                                         "bootstrap interval.",
+                                   tables.family_table(summaries, headline=True), "tab:headline", label_columns=3,
+                                   size="footnotesize", wrap={"comparison": "0.4\\linewidth"}),
+        "tab_secondary.tex": _table(exp1, "Secondary comparisons (outside the headline families: raw p, no "
+                                          "correction); columns as in the table of headline comparisons.",
+                                    tables.family_table(summaries, headline=False), "tab:secondary",
+                                    label_columns=3, size="footnotesize", wrap={"comparison": "0.4\\linewidth"}),
+        "tab_ladder.tex": _table(exp1, "Experiment 1: the ladder of probed rates (highest first) and the evidence "
+                                       "at each rung: probe and sweep runs, unstable runs, and the gain of the mean "
+                                       "validation accuracy over the last quarter of the epochs.",
+                                 tables.ladder_table(exp1), "tab:ladder"),
+        "tab_grid_check.tex": _table(exp1, "Experiment 1: the grid check of the finished sweep (every seed stable at "
+                                           "every rate; the lowest rate saturated).",
+                                     tables.grid_check_table(exp1), "tab:grid-check"),
+        "tab_tuner.tex": _table(exp1, "Experiment 1: keras-tuner's trials (one run each, scored on validation "
+                                      "accuracy).", tables.tuner_table(exp1), "tab:tuner"),
+        "tab_gradients_first.tex": _table(exp3, "Experiment 3: gradient measures per layer over the first window "
+                                                "(mean ± 95% CI over seeds).",
+                                          tables.gradient_table(exp3, "first"), "tab:gradients-first",
+                                          label_columns=3, size="footnotesize"),
+        "tab_gradients_last.tex": _table(exp3, "Experiment 3: gradient measures per layer over the last window "
+                                               "(mean ± 95% CI over seeds).",
+                                         tables.gradient_table(exp3, "last"), "tab:gradients-last",
+                                         label_columns=3, size="footnotesize"),
+        "tab_per_class.tex": _table(exp1, "Per-class test accuracy of the headline models (mean over stable seeds).",
+                                    tables.per_class_summary_table(summaries), "tab:per-class"),
+    }
+
+
+def generated_files(study: Study, summaries: dict) -> dict[str, str]:
+    """Every generated file's text (computed in full before anything is written)."""
+    return {"macros.tex": setup_macros(study, summaries).text("numbers of the setup"),
+            "claims.tex": claim_macros(summaries).text("claim sentences"),
+            **table_files(summaries)}
+
+
+def write_generated(study: Study, summaries: dict | None = None) -> Path:
+    """Write the generated LaTeX of the study's profile; returns its folder."""
+    files = generated_files(study, summaries or load_summaries(study))
+    folder = generated_dir(study)
+    for name, text in files.items():
+        write_text(folder / name, text)
+    return folder
+
+
+# ================================================================ the PDF
+def remove_stale_scratch(parent: Path) -> None:
+    """Scratch folders of earlier builds whose process is gone (a killed or failed build)."""
+    if not parent.is_dir():
+        return
+    for folder in parent.glob(f"{SCRATCH_PREFIX}*"):
+        pid = folder.name[len(SCRATCH_PREFIX):].split("-")[1] if folder.name.count("-") >= 2 else ""
+        if pid.isdigit() and int(pid) != os.getpid() and not process_alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _first_error(log: Path, output: str) -> str:
+    """The first reason of a failed build: a LaTeX error (file:line: message, "! ..."), an undefined
+    reference or citation (a warning latexmk turns into a failure), else latexmk's own complaint."""
+    lines = log.read_text(errors="replace").splitlines() if log.is_file() else []
+    for pattern in (r"^(\S+\.tex:\d+: |! )", r"^(LaTeX|Package natbib) Warning: .*(undefined|multiply)"):
+        found = next((line.strip() for line in lines if re.match(pattern, line)), None)
+        if found:
+            return found
+    complaints = [line.strip() for line in output.splitlines()
+                  if line.startswith("Latexmk:") and re.search(r"undefined|[Ee]rror|fail", line)]
+    return complaints[0] if complaints else "latexmk failed"
+
+
+def _run_latexmk(folder: Path, log: Path) -> tuple[int, str]:
+    """latexmk in its own process group, so a timeout or an interrupt ends pdflatex and bibtex too."""
+    environment = {**os.environ, "max_print_line": "10000"}  # one log line per error
+    process = subprocess.Popen(["latexmk", "main.tex"], cwd=folder, stdin=subprocess.DEVNULL,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environment,
+                               start_new_session=True)
+    try:
+        output, _ = process.communicate(timeout=LATEX_TIMEOUT_SECONDS)
+    except BaseException as error:  # a timeout, or Ctrl-C (which no longer reaches the new session)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        if isinstance(error, subprocess.TimeoutExpired):
+            raise UserError(f"the report did not build within {LATEX_TIMEOUT_SECONDS} s (log: {log})") from None
+        raise
+    return process.returncode, output
+
+
+def build_pdf(study: Study, generated: Path, figures: dict[str, Path]) -> Path:
+    """latexmk in a fresh scratch folder; the PDF is copied whole to `pdf_path(study)`."""
+    if shutil.which("latexmk") is None:
+        raise UserError(f"latexmk is not installed (Debian: apt-get install latexmk texlive-latex-recommended "
+                        f"texlive-fonts-recommended); the generated LaTeX is in {generated}")
+    parent = scratch_parent(study)
+    parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_scratch(parent)
+    scratch = Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{study.profile}-{os.getpid()}-", dir=parent))
+    for name in SOURCES:
+        shutil.copy(SOURCE_DIR / name, scratch / name)
+    shutil.copytree(generated, scratch / "generated")
+    (scratch / "figures").mkdir()
+    for name, path in figures.items():
+        shutil.copy(path, scratch / "figures" / f"{name}.pdf")
+    log = scratch / "build" / "main.log"
+    returncode, output = _run_latexmk(scratch, log)
+    built = scratch / "build" / "main.pdf"
+    if returncode != 0 or not built.is_file():
+        raise UserError(f"the report did not build: {_first_error(log, output)} (log: {log})")
+    target = pdf_path(study)
+    with replacing(target) as temporary:
+        shutil.copyfile(built, temporary)
+    shutil.rmtree(scratch, ignore_errors=True)
+    return target
+
+
+def build_report(study: Study) -> Path:
+    """Generated LaTeX and the PDF of the study's profile, from its summaries and figures; returns the PDF.
+
+    Raises UserError (one line) for a missing summary or figure, a missing or failing LaTeX.
+    """
+    summaries = load_summaries(study)
+    figures = figure_paths(study)
+    generated = write_generated(study, summaries)
+    return build_pdf(study, generated, figures)

@@ -1,0 +1,321 @@
+"""Typed, validated settings: `configs/base.yaml`, one profile file, then overrides.
+
+The schema is the dataclasses below. `base.yaml` must give every field (an unknown
+or missing key there is an error too), a profile file and the overrides
+(`--set section.key=value`, `--config FILE`) change some of them. Every value is
+checked once, here, for its type and range; the rest of the library trusts it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dnnls_tf.errors import ConfigError
+from dnnls_tf.paths import CONFIG_DIR, PROJECT_ROOT  # noqa: F401 (PROJECT_ROOT: re-exported for now)
+
+PROFILES = ("full", "subset", "quick")
+SOURCES = ("auto", "folder", "tfds", "synthetic")
+
+
+def rule(check, expected: str):
+    """Field metadata: a predicate on the (already typed) value and what a valid value is."""
+    return field(metadata={"check": check, "expected": expected})
+
+
+def _positive(value) -> bool:
+    return value > 0
+
+
+def _distinct(values) -> bool:
+    return len(set(values)) == len(values)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    source: str = rule(lambda v: v in SOURCES, "one of " + ", ".join(SOURCES))
+    max_train: int | None = rule(lambda v: v is None or v >= 10, "null or an integer >= 10")
+    max_test: int | None = rule(lambda v: v is None or v >= 10, "null or an integer >= 10")
+    # the number of training images the profile is meant for (null: any); another count is an error
+    expected_train: int | None = rule(lambda v: v is None or v > 0, "null or a positive integer")
+    split_seed: int = rule(lambda v: v >= 0, "a non-negative integer")
+    val_fraction: float = rule(lambda v: 0 < v < 1, "a fraction in (0, 1)")
+    synthetic_fallback: bool = rule(None, "")
+    # training images evaluated in inference mode after every epoch (like-for-like gap curves)
+    train_eval_sample: int = rule(_positive, "a positive integer")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    filters: tuple[int, ...] = rule(lambda v: len(v) == 3 and min(v) > 0, "three positive integers")
+    fc_units: int = rule(_positive, "a positive integer")
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    epochs: int = rule(_positive, "a positive integer")
+    batch_size: int = rule(_positive, "a positive integer")
+    eval_batch_size: int = rule(_positive, "a positive integer")
+    optimizer: str = rule(lambda v: v in ("sgd", "adam"), "sgd or adam")
+    momentum: float = rule(lambda v: 0 <= v < 1, "a number in [0, 1)")
+    learning_rate: float = rule(_positive, "a positive number")
+    seeds: tuple[int, ...] = rule(lambda v: len(v) > 0 and min(v) >= 0 and _distinct(v),
+                                  "a non-empty list of distinct non-negative integers")
+    capture_gradients: bool = rule(None, "")
+    jit_compile: bool = rule(None, "")
+    mixed_precision: bool = rule(None, "")
+
+
+@dataclass(frozen=True)
+class ComputeConfig:
+    """How runs are computed, not what: never part of a run's identity (recorded in metrics.json)."""
+    intra_op_threads: int = rule(lambda v: v >= 0, "a non-negative integer (0: TensorFlow's default)")
+    inter_op_threads: int = rule(lambda v: v >= 0, "a non-negative integer (0: TensorFlow's default)")
+    workers: int = rule(_positive, "a positive integer")
+    progress: bool = rule(None, "")
+
+
+@dataclass(frozen=True)
+class Exp1Config:
+    range_test_epochs: int = rule(_positive, "a positive integer")
+    range_test_min_lr: float = rule(_positive, "a positive number")
+    range_test_max_lr: float = rule(_positive, "a positive number")
+    ladder_factor: float = rule(lambda v: v > 1, "a number above 1")
+    ladder_rungs: int = rule(lambda v: v >= 2, "an integer >= 2")
+    probe_seeds: tuple[int, ...] = rule(lambda v: len(v) > 0 and min(v) >= 0 and _distinct(v),
+                                        "a non-empty list of distinct non-negative integers")
+    max_span: float = rule(lambda v: v > 1, "a number above 1")
+    saturation_gain: float = rule(lambda v: 0 < v < 1, "a fraction in (0, 1)")
+    tuner_trials: int = rule(_positive, "a positive integer")
+    tuner_seed: int = rule(lambda v: v >= 0, "a non-negative integer")
+
+
+@dataclass(frozen=True)
+class Exp2Config:
+    dropout_rates: tuple[float, ...] = rule(
+        lambda v: len(v) == 5 and all(0 <= r < 1 for r in v) and 0 in v and _distinct(v),
+        "five different rates in [0, 1), one of them 0")
+
+
+@dataclass(frozen=True)
+class Exp3Config:
+    window_epochs: int = rule(_positive, "a positive integer")
+
+
+@dataclass(frozen=True)
+class Config:
+    profile: str
+    description: str
+    data: DataConfig
+    model: ModelConfig
+    training: TrainingConfig
+    compute: ComputeConfig
+    exp1: Exp1Config
+    exp2: Exp2Config
+    exp3: Exp3Config
+
+    def override(self, settings: dict[str, Any], origin: str = "override") -> Config:
+        """A copy with `{"section.key": value}` settings applied and validated."""
+        tree = to_dict(self)
+        profile = tree.pop("profile")
+        for name, value in settings.items():
+            section, _, key = name.partition(".")
+            _merge(tree, {section: {key: value} if key else value}, origin)
+        return _build(tree, profile, origin)
+
+    @property
+    def window_epochs(self) -> int:
+        """Epochs in the first/last gradient window: min(window_epochs, epochs // 2), at least 1."""
+        return max(1, min(self.exp3.window_epochs, self.training.epochs // 2))
+
+
+SECTIONS = {"data": DataConfig, "model": ModelConfig, "training": TrainingConfig,
+                  "compute": ComputeConfig, "exp1": Exp1Config, "exp2": Exp2Config, "exp3": Exp3Config}
+
+
+def to_dict(config) -> dict:
+    """Nested plain dict (tuples as lists) of a Config or one of its sections."""
+    def plain(value):
+        if isinstance(value, tuple):
+            return [plain(v) for v in value]
+        return value
+    if dataclasses.is_dataclass(config):
+        return {f.name: to_dict(getattr(config, f.name)) for f in dataclasses.fields(config)}
+    return plain(config)
+
+
+# ---------------------------------------------------------------- parsing
+def _coerce(value: Any, kind, name: str, origin: str):
+    """`value` as the annotated type `kind`, or a ConfigError naming the key."""
+    def fail():
+        shown = _type_name(kind)
+        raise ConfigError(f"{origin}: '{name}' must be of type {shown}, got {value!r}")
+
+    origin_type = typing.get_origin(kind)
+    if origin_type in (typing.Union, types.UnionType):
+        options = [a for a in typing.get_args(kind) if a is not type(None)]
+        return None if value is None else _coerce(value, options[0], name, origin)
+    if origin_type is tuple:
+        if not isinstance(value, (list, tuple)):
+            fail()
+        item = typing.get_args(kind)[0]
+        return tuple(_coerce(v, item, f"{name}[{i}]", origin) for i, v in enumerate(value))
+    if kind is bool:
+        if not isinstance(value, bool):
+            fail()
+        return value
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            fail()
+        return value
+    if kind is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            fail()
+        if not math.isfinite(value):
+            raise ConfigError(f"{origin}: '{name}' must be a finite number, got {value!r}")
+        return float(value)
+    if kind is str:
+        if not isinstance(value, str):
+            fail()
+        return value
+    raise TypeError(kind)
+
+
+def _type_name(kind) -> str:
+    if typing.get_origin(kind) is tuple:
+        return f"list of {_type_name(typing.get_args(kind)[0])}"
+    args = [a for a in typing.get_args(kind) if a is not type(None)]
+    if args:
+        return f"{_type_name(args[0])} or null"
+    return kind.__name__
+
+
+def _build_section(cls, values: dict, section: str, origin: str):
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    for key in values:
+        if key not in known:
+            raise ConfigError(f"{origin}: unknown key '{section}.{key}'")
+    missing = [key for key in known if key not in values]
+    if missing:
+        raise ConfigError(f"{origin}: '{section}.{missing[0]}' is not set (base.yaml must set every key)")
+    typed = {}
+    for f in dataclasses.fields(cls):
+        name = f"{section}.{f.name}"
+        value = _coerce(values[f.name], hints[f.name], name, origin)
+        check = f.metadata.get("check")
+        if check is not None and not check(value):
+            raise ConfigError(f"{origin}: '{name}' must be {f.metadata['expected']}, got {values[f.name]!r}")
+        typed[f.name] = value
+    return cls(**typed)
+
+
+def _build(tree: dict, profile: str, origin: str) -> Config:
+    for key in tree:
+        if key not in SECTIONS and key != "description":
+            raise ConfigError(f"{origin}: unknown key '{key}'")
+    sections = {}
+    for section, cls in SECTIONS.items():
+        values = tree.get(section)
+        if not isinstance(values, dict):
+            raise ConfigError(f"{origin}: '{section}' must be a mapping")
+        sections[section] = _build_section(cls, values, section, origin)
+    description = tree.get("description", "")
+    if not isinstance(description, str):
+        raise ConfigError(f"{origin}: 'description' must be of type str")
+    config = Config(profile=profile, description=description, **sections)
+    _check_across(config, origin)
+    return config
+
+
+def _check_across(config: Config, origin: str) -> None:
+    exp1, training = config.exp1, config.training
+    if exp1.range_test_min_lr >= exp1.range_test_max_lr:
+        raise ConfigError(f"{origin}: 'exp1.range_test_min_lr' must be below 'exp1.range_test_max_lr'")
+    shared = set(exp1.probe_seeds) & set(training.seeds) or {exp1.tuner_seed} & set(training.seeds)
+    if shared:
+        raise ConfigError(f"{origin}: probe and tuner seeds must differ from 'training.seeds' "
+                          f"(seed {min(shared)} is in both)")
+    if exp1.tuner_seed in exp1.probe_seeds:
+        raise ConfigError(f"{origin}: 'exp1.tuner_seed' must not be one of 'exp1.probe_seeds'")
+
+
+def _read_yaml(path: Path) -> dict:
+    try:
+        text = Path(path).read_text()
+    except OSError as error:
+        raise ConfigError(f"cannot read config file {path}: {error.strerror or error}") from None
+    try:
+        content = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}: malformed YAML{where}") from None
+    if content is None:
+        return {}
+    if not isinstance(content, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys at the top level")
+    return content
+
+
+def _merge(tree: dict, override: dict, origin: str, prefix: str = "") -> None:
+    """Overlay `override` onto `tree` in place; keys must exist in `tree`."""
+    for key, value in override.items():
+        name = f"{prefix}{key}"
+        if key not in tree:
+            raise ConfigError(f"{origin}: unknown key '{name}'")
+        if isinstance(tree[key], dict):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{origin}: '{name}' must be a mapping")
+            _merge(tree[key], value, origin, f"{name}.")
+        else:
+            tree[key] = value
+
+
+def parse_setting(text: str) -> tuple[str, Any]:
+    """`section.key=value` (value in YAML syntax) -> ("section.key", value)."""
+    name, sep, raw = text.partition("=")
+    if not sep or "." not in name or not name.strip():
+        raise ConfigError(f"--set expects section.key=value, got {text!r}")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        raise ConfigError(f"--set {name}: the value {raw!r} is not valid YAML") from None
+    return name.strip(), value
+
+
+def resolve_profile(profile: str | None = None) -> str:
+    """The profile asked for, else $DNNLS_PROFILE, else `subset`."""
+    name = profile if profile is not None else os.environ.get("DNNLS_PROFILE") or "subset"
+    if name not in PROFILES:
+        raise ConfigError(f"unknown profile '{name}': expected one of {', '.join(PROFILES)}")
+    return name
+
+
+def load_config(profile: str | None = None, config_dir: Path | None = None, *,
+                settings: dict[str, Any] | None = None, config_file: Path | None = None) -> Config:
+    """base.yaml, overridden by <profile>.yaml, then `config_file`, then `settings`.
+
+    The folder is `config_dir`, else $DNNLS_CONFIG_DIR, else the project's configs/.
+    Raises ConfigError (one line naming the file and key) on any mistake.
+    """
+    name = resolve_profile(profile)
+    folder = Path(config_dir or os.environ.get("DNNLS_CONFIG_DIR") or CONFIG_DIR)
+    base_path = folder / "base.yaml"
+    tree = _read_yaml(base_path)
+    _build(dict(tree), name, str(base_path))  # base alone must be complete and valid
+    profile_path = folder / f"{name}.yaml"
+    _merge(tree, _read_yaml(profile_path), str(profile_path))
+    origin = str(profile_path)
+    if config_file is not None:
+        _merge(tree, _read_yaml(Path(config_file)), str(config_file))
+        origin = str(config_file)
+    config = _build(tree, name, origin)
+    return config.override(settings, "--set") if settings else config

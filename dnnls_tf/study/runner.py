@@ -1,0 +1,334 @@
+"""Look up, else train: drives the plans to completion, in worker processes when asked.
+
+`Runner.complete(names)` asks the experiments' plans what they need, trains what the
+store lacks (most-needed and longest first, on `compute.workers` processes), and
+asks again after every finished run, until every plan is complete. Later stages
+(the tuner's trials, transfer runs) start as soon as their inputs are stored, so
+the workers stay busy across experiments. A worker writes a run exactly as the
+parent would (same code, seed and thread pools: the same bits), atomically.
+Workers ignore Ctrl-C and die with their parent (Linux: PR_SET_PDEATHSIG).
+"""
+from __future__ import annotations
+
+import ctypes
+import logging
+import multiprocessing
+import multiprocessing.connection
+import os
+import signal
+import time
+import traceback
+from dataclasses import dataclass
+
+from dnnls_tf.experiments import plans as experiments
+from dnnls_tf.errors import UserError
+from dnnls_tf.core.spec import RangeTestSpec, RunSpec
+from dnnls_tf.study.study import Study
+
+log = logging.getLogger(__name__)
+_PR_SET_PDEATHSIG = 1
+
+
+@dataclass(frozen=True)
+class Task:
+    spec: RunSpec | RangeTestSpec
+    priority: int
+    cost: float  # training images, weighted (frozen conv layers cost less)
+    experiment: str = ""
+    kind: str = "range_test"
+
+    @property
+    def run_id(self) -> str:
+        return self.spec.run_id
+
+
+def execute(spec: RunSpec | RangeTestSpec, study: Study, pools: dict, progress: bool = False) -> str:
+    """Train one run (or the range test) and store it; returns a one-line description."""
+    from dnnls_tf.core import training
+
+    start = time.perf_counter()
+    if isinstance(spec, RangeTestSpec):
+        table = training.lr_range_test(spec, study.splits)
+        study.store.save_range_test(spec, table)
+        return f"range test {spec.run_id}: {len(table)} steps ({time.perf_counter() - start:.0f} s)"
+    source = study.store.weights_path(spec.init_from) if spec.init_from else None
+    if source is not None and not source.is_file():
+        raise UserError(f"the weights of run {spec.init_from} (the source of transfer run {spec.run_id}) "
+                        f"are missing; run the same command again to retrain the source")
+    from dnnls_tf.tools import tensorboard
+
+    with tensorboard.LiveWriter(tensorboard.run_folder(study, spec)) as live:  # watch it train in TensorBoard
+        result = training.train_run(spec, study.splits, source, progress=progress, on_epoch=live)
+    recorded = {**pools, "workers": study.config.compute.workers, "data_source": study.splits.data.source}
+    run = study.store.save(spec, result, recorded)
+    accuracy = run.metrics.get("val_accuracy")
+    return (f"run {spec.run_id}: {run.metrics['status']}{'' if run.stable else ' (unstable)'}, val "
+            f"{'n/a' if accuracy is None else f'{accuracy:.3f}'} ({time.perf_counter() - start:.0f} s)")
+
+
+# ---------------------------------------------------------------- workers
+def _die_with_parent(parent_pid: int) -> None:
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # not Linux: an orphan finishes its run and exits
+        pass
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def _worker_main(connection, parent_pid: int, config, root: str, data_dir: str | None) -> None:
+    _die_with_parent(parent_pid)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    import threading
+
+    from tqdm import tqdm
+
+    tqdm.set_lock(threading.RLock())  # not tqdm's default process-shared lock: a killed worker leaks none
+    from dnnls_tf.core import runtime
+
+    pools = runtime.start(config.compute)
+    study = Study(config, root=root, data_dir=data_dir, writable=True)
+    while True:
+        spec = connection.recv()
+        if spec is None:
+            return
+        try:
+            connection.send(("ok", execute(spec, study, pools)))
+        except UserError as error:
+            connection.send(("error", str(error)))
+        except Exception:  # a bug: the parent shows its traceback
+            connection.send(("crash", traceback.format_exc()))
+
+
+class WorkerPool:
+    """`size` spawned processes, each training one run at a time."""
+
+    def __init__(self, study: Study, size: int):
+        context = multiprocessing.get_context("spawn")  # TensorFlow is not fork-safe
+        self.idle, self.busy = [], {}  # busy: connection -> (process, task)
+        self.processes = []
+        for _ in range(size):
+            parent_end, child_end = context.Pipe()
+            process = context.Process(target=_worker_main, daemon=True,
+                                      args=(child_end, os.getpid(), study.config, str(study.root), study.data_dir))
+            process.start()
+            child_end.close()
+            self.processes.append(process)
+            self.idle.append((parent_end, process))
+
+    def submit(self, task: Task) -> int:
+        """Send the task to an idle worker; returns the worker's number."""
+        connection, process = self.idle.pop()
+        connection.send(task.spec)
+        self.busy[connection] = (process, task)
+        return self.processes.index(process)
+
+    def wait(self) -> tuple[Task, str, str]:
+        """Block until a busy worker reports: (task, kind, message); a dead worker is a UserError."""
+        sentinels = {process.sentinel: connection for connection, (process, _) in self.busy.items()}
+        ready = multiprocessing.connection.wait(list(self.busy) + list(sentinels))
+        connection = next((r for r in ready if r in self.busy), None) or sentinels[ready[0]]
+        process, task = self.busy.pop(connection)
+        try:
+            kind, message = connection.recv()
+        except (EOFError, OSError):
+            raise UserError(f"a training worker died while training run {task.run_id} (killed, or out of memory?): "
+                            f"finished runs are stored; run the same command again to resume") from None
+        self.idle.append((connection, process))
+        return task, kind, message
+
+    def close(self) -> None:
+        for connection, _ in self.idle:
+            try:
+                connection.send(None)
+            except OSError:
+                pass
+        for process in self.processes:
+            process.join(timeout=10)
+        self.kill()
+
+    def kill(self) -> None:
+        for process in self.processes:
+            if process.is_alive():
+                process.kill()
+                process.join()
+
+
+class Runner:
+    """Trains what the plans of `names` lack until they are complete; returns the final plans."""
+
+    def __init__(self, study: Study, pools: dict):
+        self.study, self.pools = study, pools
+        self.trained: list[str] = []
+        self.read: set[str] = set()
+        self.timeline: list[dict] = []  # one entry per trained task: worker, start, end (s since the start)
+        self._pool: WorkerPool | None = None
+        self._started = time.perf_counter()
+
+    def _cost(self, spec) -> float:
+        if isinstance(spec, RangeTestSpec):
+            return 0.0
+        images = self.study.splits.sizes()[spec.train_split] * spec.epochs
+        return images * (0.2 if spec.frozen else 1.0)  # frozen conv layers are computed once
+
+    def _missing(self, plans: list, running: set[str]) -> list[Task]:
+        store, tasks = self.study.store, {}
+        for plan in plans:
+            for spec in plan.range_tests:
+                if store.range_test(spec) is None and spec.run_id not in running:
+                    tasks[spec.run_id] = Task(spec, 0, 0.0, plan.experiment)
+            for spec in plan.specs():
+                run_id = spec.run_id
+                if run_id in running or run_id in tasks:
+                    continue
+                problem = store.problem(run_id)
+                if problem:
+                    store.discard(run_id, problem)
+                if store.get(run_id) is not None:
+                    continue
+                if spec.init_from and not store.has_weights(spec.init_from) and spec.init_from not in running:
+                    if store.get(spec.init_from) is not None:  # a fresh clone: stored runs, no weights
+                        store.discard(spec.init_from, "its weights are missing and a transfer run needs them")
+                    continue  # the source is planned again by its own experiment
+                tasks[run_id] = Task(spec, plan.priority(spec), self._cost(spec), plan.experiment, plan.kind(spec))
+        return sorted(tasks.values(), key=lambda task: (task.priority, -task.cost, task.run_id))
+
+    def _check_prerequisites(self, plans: list, names: list[str]) -> None:
+        for plan in plans:
+            for waiting in plan.waiting:
+                if waiting.needs not in names:
+                    raise UserError(f"{plan.experiment} waits for {waiting.what}: run `python -m dnnls_tf run "
+                                    f"{waiting.needs} --profile {self.study.profile}` first (or `run all`)")
+
+    def complete(self, names: list[str]) -> list:
+        from dnnls_tf.core.training import progress_bar
+
+        workers = self.study.config.compute.workers
+        running: dict[str, Task] = {}
+        bar = None  # shown once there is something to train
+        try:
+            while True:
+                plans = [experiments.plan(self.study, name) for name in names]
+                self._check_prerequisites(plans, names)
+                tasks = self._missing(plans, set(running))
+                if not tasks and not running:
+                    stuck = [w for plan in plans for w in plan.waiting]
+                    if stuck:
+                        raise UserError(f"{stuck[0].what}: the plan cannot go on (is a run damaged?)")
+                    planned = {spec.run_id for plan in plans for spec in plan.specs()}
+                    self.read = planned - set(self.trained)
+                    return plans
+                if bar is None:
+                    bar = progress_bar(0, self.study.config.compute.progress, "runs", unit="run", leave=True)
+                bar.total = len(self.trained) + len(running) + len(tasks)
+                bar.refresh()
+                if workers == 1:
+                    started = self._now()
+                    message = execute(tasks[0].spec, self.study, self.pools,
+                                      progress=self.study.config.compute.progress)
+                    self._report(bar, tasks[0], 0, started, message)
+                    continue
+                if self._pool is None:
+                    self._pool = WorkerPool(self.study, workers)
+                    self.pool_started = self._now()
+                for task in tasks:
+                    if not self._pool.idle:
+                        break
+                    worker = self._pool.submit(task)
+                    running[task.run_id] = (task, worker, self._now())
+                task, kind, message = self._pool.wait()
+                _, worker, started = running.pop(task.run_id)
+                if kind == "error":
+                    raise UserError(message)
+                if kind == "crash":
+                    raise RuntimeError(f"a worker failed on run {task.run_id}:\n{message}")
+                self._report(bar, task, worker, started, message)
+        finally:
+            if bar is not None:
+                bar.close()
+            if self._pool is not None:
+                self._pool.close() if not running else self._pool.kill()
+                self._pool = None
+
+    def _now(self) -> float:
+        return time.perf_counter() - self._started
+
+    def _report(self, bar, task: Task, worker: int, started: float, message: str) -> None:
+        entry = {"run_id": task.run_id, "experiment": task.experiment, "kind": task.kind, "worker": worker,
+                 "start": round(started, 3), "end": round(self._now(), 3)}
+        if isinstance(task.spec, RunSpec):
+            self.trained.append(task.run_id)
+            run = self.study.store.get(task.run_id)  # also reads the new run into the store's cache
+            entry.update(cpu_seconds=run.metrics["cpu_seconds"], images=run.metrics["images_trained"])
+        self.timeline.append(entry)
+        log.info(message)
+        bar.update(1)
+        bar.set_postfix_str(message.split(":")[0], refresh=True)
+
+
+def describe_timeline(timeline: list[dict], workers: int, wall_seconds: float) -> dict:
+    """Where a `run` spent its time: per experiment and kind of run, and how busy the workers were."""
+    by_kind: dict[str, dict] = {}
+    for entry in timeline:
+        row = by_kind.setdefault(f"{entry['experiment']}:{entry['kind']}", {"runs": 0, "worker_seconds": 0.0,
+                                                                            "cpu_seconds": 0.0, "images": 0})
+        row["runs"] += 1
+        row["worker_seconds"] += entry["end"] - entry["start"]
+        row["cpu_seconds"] += entry.get("cpu_seconds", 0.0)
+        row["images"] += entry.get("images", 0)
+    busy = sum(entry["end"] - entry["start"] for entry in timeline)
+    first = min((entry["start"] for entry in timeline), default=0.0)
+    last = max((entry["end"] for entry in timeline), default=0.0)
+    return {"wall_seconds": wall_seconds, "workers": workers, "tasks": len(timeline),
+            "first_task_started": first, "last_task_ended": last,
+            "worker_busy_fraction": busy / (workers * (last - first)) if last > first else None,
+            "images_trained": sum(entry.get("images", 0) for entry in timeline),
+            "cpu_seconds_in_runs": sum(entry.get("cpu_seconds", 0.0) for entry in timeline),
+            "by_kind": by_kind}
+
+
+@dataclass
+class RunOutcome:
+    """What completing some experiments' plans did."""
+
+    plans: list
+    trained: list[str]
+    read: set[str]
+    minutes: float
+
+    def describe(self, label: str, study: Study) -> str:
+        if self.trained:
+            return (f"{label} [{study.profile}]: trained {len(self.trained)} run(s), "
+                    f"{len(self.read)} already in the store, {self.minutes:.1f} min")
+        return (f"{label} [{study.profile}]: nothing to train, all {len(self.read)} run(s) "
+                f"already in {study.store.runs_dir}")
+
+
+def complete_experiments(study: Study, names: list[str], label: str | None = None) -> RunOutcome:
+    """Train what the plans of `names` lack, under the store's lock, then write their summaries.
+
+    The one implementation behind `python -m dnnls_tf run` and `run()`. The study must
+    be writable (plans then let keras-tuner propose and choose). When runs were
+    trained, their timeline goes to results/<profile>/timeline/run-<label>.json.
+    """
+    from dnnls_tf.core import runtime
+    from dnnls_tf.experiments import summaries
+    from dnnls_tf.atomic import write_json
+    from dnnls_tf.study.store import StoreLock
+
+    if not study.writable:
+        raise UserError("complete_experiments needs a writable Study (Study(..., writable=True))")
+    with StoreLock(study.store):
+        removed = study.store.remove_orphans()
+        if removed:
+            print(f"removed {removed} partial file(s) left by a killed process")
+        runner = Runner(study, runtime.start(study.config.compute))
+        began = time.perf_counter()
+        plans = runner.complete(list(names))
+        for plan in plans:
+            summaries.write_summary(study, plan)
+        if runner.timeline:
+            record = describe_timeline(runner.timeline, study.config.compute.workers, time.perf_counter() - began)
+            write_json(study.results_dir / "timeline" / f"run-{label or '+'.join(names)}.json",
+                       {**record, "cpu": runtime.cpu_description()["cpu_model"], "timeline": runner.timeline})
+    return RunOutcome(plans, list(runner.trained), set(runner.read), (time.perf_counter() - began) / 60)

@@ -1,0 +1,89 @@
+"""One profile's study: its config, its data (split and fingerprinted), its store, and run specs.
+
+`Study.spec(...)` is the only place a RunSpec is made from the config: experiments
+pass what they vary (seed, rate, dropout, splits, initialisation) and everything
+else comes from the profile. No TensorFlow here.
+"""
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+
+from dnnls_tf.core import data as data_lib
+from dnnls_tf.study.config import PROJECT_ROOT, Config, load_config
+from dnnls_tf.core.spec import LearningRate, RangeTestSpec, RunSpec, frozen_layers
+from dnnls_tf.study.store import RunStore
+
+HOLDOUT = ("holdout_train", "holdout_val")
+HALVES = ("half_a", "half_b")      # train on A, validate on B
+SWAPPED = ("half_b", "half_a")     # the assignment's swap: train on B, validate on A
+
+
+class Study:
+    """Everything one profile's experiments share.
+
+    Args:
+        config: a validated Config (default: `load_config(profile)`).
+        profile: full, subset or quick (default: $DNNLS_PROFILE, else subset).
+        root: folder that holds results/, weights/ and figures/ (default: $DNNLS_ROOT,
+            else the project folder).
+        data_dir: a cifar-10-batches-py folder (default: $DNNLS_DATA_DIR, the shared subset).
+        writable: True only for `run`: plans may then ask keras-tuner and write its record.
+            Every other command reads the store and never changes it.
+    """
+
+    def __init__(self, config: Config | None = None, *, profile: str | None = None,
+                 root: str | Path | None = None, data_dir: str | Path | None = None, writable: bool = False):
+        self.config = config or load_config(profile)
+        self.profile = self.config.profile
+        self.root = Path(root or os.environ.get("DNNLS_ROOT") or PROJECT_ROOT)
+        self.data_dir = str(data_dir) if data_dir else None
+        self.writable = writable
+        self.store = RunStore(self.root, self.profile)
+        self.source = data_lib.resolve_source(self.config, self.data_dir)
+
+    @cached_property
+    def splits(self) -> data_lib.SplitData:
+        data = data_lib.load_cifar10(self.config, self.data_dir)
+        return data_lib.SplitData(data, self.config.data.split_seed, self.config.data.val_fraction)
+
+    @property
+    def figures_dir(self) -> Path:
+        return self.root / "figures" / self.profile
+
+    @property
+    def results_dir(self) -> Path:
+        return self.store.results_dir
+
+    @property
+    def seeds(self) -> tuple[int, ...]:
+        return self.config.training.seeds
+
+    def spec(self, seed: int, learning_rate: LearningRate, *, splits: tuple[str, str] = HOLDOUT,
+             dropout: float = 0.0, batch_norm: bool = False, init_from: str | None = None,
+             frozen: bool = False) -> RunSpec:
+        """The run spec of one configuration and seed; `frozen` (or `init_from`) freezes the conv layers."""
+        training, model = self.config.training, self.config.model
+        train_split, val_split = splits
+        return RunSpec(
+            data_fingerprint=self.splits.fingerprint(train_split, val_split),
+            train_split=train_split, val_split=val_split,
+            train_eval_sample=self.config.data.train_eval_sample,
+            seed=seed, epochs=training.epochs, batch_size=training.batch_size,
+            eval_batch_size=training.eval_batch_size, optimizer=training.optimizer,
+            momentum=training.momentum,
+            learning_rate=learning_rate if not isinstance(learning_rate, (int, float)) else float(learning_rate),
+            filters=model.filters, fc_units=model.fc_units, dropout=float(dropout), batch_norm=batch_norm,
+            init_from=init_from,
+            frozen=frozen_layers(batch_norm) if (frozen or init_from) else (),
+            capture_gradients=training.capture_gradients, gradient_window=self.config.window_epochs,
+            jit_compile=training.jit_compile, mixed_precision=training.mixed_precision)
+
+    def range_test_spec(self) -> RangeTestSpec:
+        training, model, exp1 = self.config.training, self.config.model, self.config.exp1
+        return RangeTestSpec(
+            data_fingerprint=self.splits.fingerprint(*HOLDOUT), train_split=HOLDOUT[0],
+            seed=exp1.probe_seeds[0], epochs=exp1.range_test_epochs, batch_size=training.batch_size,
+            optimizer=training.optimizer, momentum=training.momentum, min_lr=exp1.range_test_min_lr,
+            max_lr=exp1.range_test_max_lr, filters=model.filters, fc_units=model.fc_units)
