@@ -12,8 +12,13 @@ from pathlib import Path
 
 from dnnls_tf.errors import UserError
 
-EXPERIMENT_CHOICES = ("baseline", "exp1", "exp2", "exp3", "all")
-ALL = ("baseline", "exp1", "exp2", "exp3")
+
+
+def experiment_choices() -> tuple[str, ...]:
+    """The registered experiments' names, then `all` (the registry: dnnls_tf/experiments/__init__.py)."""
+    from dnnls_tf.experiments import REGISTRY
+
+    return (*REGISTRY.names, "all")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -35,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--data-dir", help="a cifar-10-batches-py folder (default: $DNNLS_DATA_DIR)")
 
     run = commands.add_parser("run", help="train what the experiment's plan lacks and write its summary")
-    run.add_argument("experiment", help=", ".join(EXPERIMENT_CHOICES))
+    run.add_argument("experiment", help=", ".join(experiment_choices()))
     add_common(run)
     add_common(commands.add_parser("status", help="runs done / missing / unstable / damaged, per experiment"))
     add_common(commands.add_parser("figures", help="figures from the summaries and runs (never trains)"), data=False)
@@ -64,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _config(args):
-    from dnnls_tf.study.config import load_config, parse_setting
+    from dnnls_tf.experiments import load_config
+    from dnnls_tf.study.config import parse_setting
 
     settings = dict(parse_setting(text) for text in args.set)
     if args.config and not Path(args.config).is_file():
@@ -81,9 +87,12 @@ def _study(args, writable: bool = False):
 
 
 def command_run(args) -> None:
-    if args.experiment not in EXPERIMENT_CHOICES:
-        raise UserError(f"unknown experiment '{args.experiment}': expected one of {', '.join(EXPERIMENT_CHOICES)}")
-    names = list(ALL) if args.experiment == "all" else [args.experiment]
+    from dnnls_tf.experiments import REGISTRY
+
+    choices = experiment_choices()
+    if args.experiment not in choices:
+        raise UserError(f"unknown experiment '{args.experiment}': expected one of {', '.join(choices)}")
+    names = list(REGISTRY.names) if args.experiment == "all" else [args.experiment]
     study = _study(args, writable=True)
     study.splits  # read and validate the data before TensorFlow starts
     from dnnls_tf.study.runner import complete_experiments
@@ -96,15 +105,19 @@ def command_run(args) -> None:
         runner_log.setLevel(logging.INFO)
         runner_log.propagate = False
 
-    print(complete_experiments(study, names, args.experiment).describe(args.experiment, study))
+    from dnnls_tf.tools.tensorboard import live_events
+
+    outcome = complete_experiments(study, REGISTRY, names, args.experiment, observer=live_events)
+    print(outcome.describe(args.experiment, study))
 
 
 def command_status(args) -> None:
-    from dnnls_tf.experiments.plans import status_lines
+    from dnnls_tf.experiments import REGISTRY
+    from dnnls_tf.study.planner import status_lines
 
     study = _study(args)
     study.splits  # a data error is an error here too, not a plan that waits
-    for line in status_lines(study):
+    for line in status_lines(study, REGISTRY):
         print(line)
 
 

@@ -24,7 +24,8 @@ import warnings
 from pathlib import Path
 
 from dnnls_tf import __version__
-from dnnls_tf.study.config import PROFILES, Config, load_config
+from dnnls_tf.experiments import REGISTRY, load_config
+from dnnls_tf.study.config import PROFILES, Config
 from dnnls_tf.errors import UserError
 
 # The committed notebooks call the display helpers as `notebook.<name>` and are not re-executed to change
@@ -51,11 +52,6 @@ COLAB_CHECKOUT = "/content/dnnls_tf"
 DRIVE_MOUNT = "/content/drive"
 DRIVE_ROOT = DRIVE_MOUNT + "/MyDrive/dnnls_tf"  # results/, weights/, figures/ survive a disconnected runtime
 NOTEBOOKS = ("01_learning_rate", "02_dropout_transfer", "03_gradient_flow")
-ALL = ("baseline", "exp1", "exp2", "exp3")
-# The experiments whose choices a plan waits for (experiments.py: exp2 and exp3 train at experiment 1's
-# best rate, exp3 also at experiment 2's best dropout rate): `run` completes them first, so a notebook
-# opened on its own runs top to bottom.
-NEEDS = {"exp2": ("exp1",), "exp3": ("exp1", "exp2")}
 _HANDLER_NAME = "dnnls_tf-notebook"
 
 
@@ -203,22 +199,21 @@ def log_runs() -> None:
 
 # ------------------------------------------------------------------ training
 def run(study: Study, experiment: str):
-    """Train what `experiment` (baseline, exp1, exp2, exp3 or all) and the experiments it needs
-    (NEEDS) lack, write their summaries, and print one line on what was done.
+    """Train what `experiment` (a registered experiment's name, or all) and the experiments it needs
+    (the registry's `needs`) lack, write their summaries, and print one line on what was done.
 
     Finished runs are read from the store, so a notebook run again (or after a
     disconnected runtime, with the store on Drive) trains only what is missing.
     """
-    from dnnls_tf.experiments.plans import EXPERIMENTS
     from dnnls_tf.study.runner import complete_experiments
 
-    if experiment not in (*EXPERIMENTS, "all"):
-        raise UserError(f"unknown experiment '{experiment}': expected one of {', '.join(EXPERIMENTS)}, all")
-    names = list(ALL) if experiment == "all" else [*NEEDS.get(experiment, ()), experiment]
+    names = list(REGISTRY.names) if experiment == "all" else [REGISTRY.get(experiment).name]
     writable = study.writable
     study.writable = True  # only while the store is locked: reading helpers never write
     try:
-        outcome = complete_experiments(study, names, experiment)
+        from dnnls_tf.tools.tensorboard import live_events
+
+        outcome = complete_experiments(study, REGISTRY, names, experiment, observer=live_events)
     finally:
         study.writable = writable
     print(describe_outcome(study, experiment, outcome))
@@ -232,7 +227,7 @@ def describe_outcome(study: Study, experiment: str, outcome) -> str:
         own = [plan for plan in outcome.plans if experiment in ("all", plan.experiment)]
         planned = len({spec.run_id for plan in own for spec in plan.specs()})
         return f"{label}: nothing to train, all {planned} of its runs are in {shown_path(study.store.runs_dir)}"
-    needs = NEEDS.get(experiment, ())
+    needs = REGISTRY.closure([experiment])[:-1] if experiment != "all" else []
     needed = f" (with the runs it needs from {', '.join(needs)})" if needs else ""
     return (f"{label}: trained {len(outcome.trained)} run(s){needed} in {outcome.minutes:.1f} min, "
             f"{len(outcome.read)} already in the store")

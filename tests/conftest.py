@@ -5,7 +5,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pytest
 
-from dnnls_tf.study.config import load_config
+from dnnls_tf.experiments import load_config
 from dnnls_tf.core.data import SHARED_SUBSET
 from dnnls_tf.study.study import Study
 

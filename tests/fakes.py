@@ -94,17 +94,24 @@ def range_table(blow_up_at: float = 0.3) -> pd.DataFrame:
 
 
 def fill_fakes(study, names, outcome=default_outcome, max_rounds: int = 20) -> list:
-    """Drive the plans of `names` to completion with fake runs (no TensorFlow unless a tuner is needed)."""
-    from dnnls_tf.experiments import plans as experiments
+    """Drive the plans of `names` to completion with fake runs and fake range tests; keras-tuner's
+    stages are executed for real (they import TensorFlow)."""
+    from dnnls_tf.experiments import REGISTRY
+    from dnnls_tf.experiments.learning_rate import RangeTestStage
+    from dnnls_tf.study.planner import plan_all
 
     for _ in range(max_rounds):
-        plans = [experiments.plan(study, name) for name in names]
+        plans = [plan for name, plan in plan_all(study, REGISTRY, names).items() if name in names]
         missing = 0
         for plan in plans:
-            for spec in plan.range_tests:
-                if study.store.range_test(spec) is None:
-                    study.store.save_range_test(spec, range_table())
-                    missing += 1
+            for stage in plan.stages:
+                if stage.done(study):
+                    continue
+                if isinstance(stage, RangeTestStage):
+                    study.store.save_range_test(stage.spec, range_table())
+                else:
+                    stage.execute(study)
+                missing += 1
             for spec in plan.specs():
                 if study.store.get(spec.run_id) is None:
                     store_fake(study, spec, **outcome(spec))

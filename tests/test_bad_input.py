@@ -137,14 +137,14 @@ BAD_INPUTS = {
 def complete_root(tmp_path_factory):
     """A complete fake store of the tiny config, with its summaries (no figures: every bad input
     is refused before they would be read)."""
-    from dnnls_tf.experiments import summaries
+    from dnnls_tf.experiments import REGISTRY
+    from dnnls_tf.study.runner import write_summaries
     from dnnls_tf.study.study import Study
     from fakes import fill_fakes
 
     root = tmp_path_factory.mktemp("complete")
     study = Study(tiny_config(), root=root, writable=True)
-    for plan in fill_fakes(study, ["baseline", "exp1", "exp2", "exp3"]):
-        summaries.write_summary(study, plan)
+    write_summaries(study, REGISTRY, fill_fakes(study, ["baseline", "exp1", "exp2", "exp3"]))
     return root
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from dnnls_tf.present import claims, readings, verdicts
 from dnnls_tf.study import stats
-from dnnls_tf.experiments.summaries import METRICS, SUMMARY_SCHEMA, TEST_SET_METRICS, adjust_family
+from dnnls_tf.study.results import METRICS, SUMMARY_SCHEMA, TEST_SET_METRICS, adjust_family
 
 pytestmark = pytest.mark.filterwarnings("ignore:Precision loss:RuntimeWarning")  # near-constant seed arms
 

@@ -174,14 +174,14 @@ def test_workers_store_the_same_runs_as_one_process(tmp_path, tiny_configs):
 def fake_root(tmp_path_factory):
     """A complete fake store (all three experiments and their summaries) of the tiny config."""
     from conftest import tiny_config
-    from dnnls_tf.experiments import summaries
+    from dnnls_tf.experiments import REGISTRY
+    from dnnls_tf.study.runner import write_summaries
     from dnnls_tf.study.study import Study
     from fakes import fill_fakes
 
     root = tmp_path_factory.mktemp("fake")
     study = Study(tiny_config(), root=root, writable=True)
-    for plan in fill_fakes(study, ["exp1", "exp2", "exp3"]):
-        summaries.write_summary(study, plan)
+    write_summaries(study, REGISTRY, fill_fakes(study, ["exp1", "exp2", "exp3"]))
     return root
 
 

@@ -1,7 +1,8 @@
 
 import pytest
 
-from dnnls_tf.study.config import CONFIG_DIR, PROFILES, load_config, parse_setting
+from dnnls_tf.experiments import load_config
+from dnnls_tf.study.config import CONFIG_DIR, PROFILES, parse_setting
 from dnnls_tf.errors import ConfigError
 
 
@@ -17,7 +18,7 @@ def test_every_profile_loads(profile):
 def test_subset_trains_twenty_epochs_with_five_seeds():
     config = load_config("subset")
     assert config.training.epochs == 20 and config.training.seeds == (0, 1, 2, 3, 4)
-    assert config.window_epochs == 5
+    assert config.window_epochs == 5 and config.training.window_epochs == 5
 
 
 def test_profile_comes_from_the_environment(monkeypatch):

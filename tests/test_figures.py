@@ -11,7 +11,10 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.text import Text
 
 from conftest import tiny_config
-from dnnls_tf.experiments import plans as experiments, summaries, tuning
+from dnnls_tf.experiments import REGISTRY
+from dnnls_tf.experiments.learning_rate import RangeTestStage, tuning
+from dnnls_tf.study import results as summaries
+from dnnls_tf.study.planner import plan_one
 from dnnls_tf.publish import figures, report
 from dnnls_tf.present import figures_gradients, figures_summary, plots
 from dnnls_tf.study import stats
@@ -43,31 +46,26 @@ def outcome(spec) -> dict:
 
 
 def complete(study: Study, experiment: str):
-    """Store fake runs (and the tuner's record) until the experiment's plan is complete."""
+    """Store fake runs and stand in for the plan's stages (a fake range test; keras-tuner: two schedules,
+    the better chosen) until the experiment's plan is complete."""
     for _ in range(20):
-        plan = experiments.plan(study, experiment)
-        tests = [spec for spec in plan.range_tests if study.store.range_test(spec) is None]
-        for spec in tests:
-            study.store.save_range_test(spec, RANGE_TEST)
+        plan = plan_one(study, REGISTRY, experiment)
+        stages = [stage for stage in plan.stages if not stage.done(study)]
+        for stage in stages:
+            if isinstance(stage, RangeTestStage):
+                study.store.save_range_test(stage.spec, RANGE_TEST)
+            elif isinstance(stage, tuning.TunerProposal):
+                tuning.save_record(tuning.tuner_folder(study), tuning.TunerRecord(
+                    stage.space, stage.budget, stage.seed, (WarmupCosine(0.05, 1, 0.01), WarmupCosine(0.1, 0, 0.0))))
+            else:
+                record = tuning.load_record(tuning.tuner_folder(study), stage.space, stage.budget, stage.seed)
+                tuning.save_record(tuning.tuner_folder(study), tuning.TunerRecord(
+                    stage.space, stage.budget, stage.seed, record.trials, stage.scores, int(np.argmax(stage.scores))))
         missing = [spec for spec in plan.specs() if study.store.get(spec.run_id) is None]
         for spec in missing:
             store_fake(study, spec, **outcome(spec))
-        if missing or tests:
-            continue
-        if plan.complete:
+        if not missing and not stages and plan.complete:
             return plan
-        record = plan.choices.get("tuner")  # keras-tuner stands in: two schedules, the better chosen
-        space = tuning.ScheduleSpace(plan.choices["best_rate"], plan.choices["decision"].top)
-        if record is None:
-            exp1 = study.config.exp1
-            record = tuning.TunerRecord(space, exp1.tuner_trials, exp1.tuner_seed,
-                                        (WarmupCosine(0.05, 1, 0.01), WarmupCosine(0.1, 0, 0.0)))
-        else:
-            trials = experiments.stored(study, [plan.groups["trial", i][0] for i in range(len(record.trials))])
-            scores = tuple(experiments.selection_score(run) for run in trials)
-            record = tuning.TunerRecord(space, record.budget, record.seed, record.trials, scores,
-                                        int(np.argmax(scores)))
-        tuning.save_record(study.results_dir / "exp1" / "tuner", record)
     raise AssertionError(f"{experiment}'s plan did not complete")
 
 
@@ -75,8 +73,8 @@ def complete(study: Study, experiment: str):
 def study(tmp_path_factory):
     """A tiny study whose store holds every experiment's fake runs and summaries."""
     study = Study(tiny_config(), root=tmp_path_factory.mktemp("figures"))
-    for name in figures.EXPERIMENTS:
-        summaries.write_summary(study, complete(study, name))
+    for name in ("exp1", "exp2", "exp3"):
+        summaries.write_summary(study, name, REGISTRY.get(name).summarize(study, complete(study, name)))
     return study
 
 

@@ -7,9 +7,11 @@ import json
 import numpy as np
 import pytest
 
-from dnnls_tf.experiments import plans as experiments
+from dnnls_tf.experiments import REGISTRY
+from dnnls_tf.study.planner import plan_all, plan_one
 from dnnls_tf.core import runtime
-from dnnls_tf.study.config import PROJECT_ROOT, load_config
+from dnnls_tf.experiments import load_config
+from dnnls_tf.paths import PROJECT_ROOT
 from dnnls_tf.study.store import RunStore
 from dnnls_tf.study.study import Study
 
@@ -30,13 +32,12 @@ def test_the_committed_run_ids_are_pinned(subset):
     ids = sorted(subset.store.run_ids())
     assert len(ids) == 131
     assert hashlib.sha256(" ".join(ids).encode()).hexdigest()[:16] == SUBSET_RUN_IDS
-    assert experiments.plan(subset, "baseline").specs()[0].run_id == BASELINE_RUN_ID
+    assert plan_one(subset, REGISTRY, "baseline").specs()[0].run_id == BASELINE_RUN_ID
 
 
 def test_todays_plans_name_exactly_the_committed_runs(subset):
     planned = set()
-    for name in experiments.EXPERIMENTS:
-        plan = experiments.plan(subset, name)
+    for name, plan in plan_all(subset, REGISTRY, REGISTRY.names).items():
         assert plan.complete, (name, [w.what for w in plan.waiting])
         planned |= {spec.run_id for spec in plan.specs()}
     assert planned == set(subset.store.run_ids())
@@ -63,12 +64,20 @@ def test_the_committed_grid_passes_its_check(subset):
 @pytest.mark.slow
 @pytest.mark.parametrize("experiment, group", [("baseline", None), ("exp3", ("batch_norm",))])
 def test_todays_code_trains_committed_runs_again_bit_for_bit(subset, experiment, group):
-    trained_on = json.loads((subset.results_dir / "timeline" / "run-all.json").read_text())["cpu"]
-    if runtime.cpu_description()["cpu_model"] != trained_on:
-        pytest.skip(f"the committed runs were trained on {trained_on}: float results differ between CPUs")
+    timeline = json.loads((subset.results_dir / "timeline" / "run-all.json").read_text())
+    here = runtime.cpu_description()
+    # Timelines name the CPU's identity since v3; the v2 store's says only "AMD EPYC", and its README
+    # names the machine: an AMD EPYC of family 26 with AVX-512.
+    trained_on = timeline.get("cpu_identity") or f"{timeline['cpu']} (family 26, avx512 yes)"
+    same = (here["cpu_identity"] == trained_on if "cpu_identity" in timeline else
+            here["cpu_model"] == timeline["cpu"] and "family 26," in here["cpu_identity"]
+            and here["cpu_identity"].endswith("avx512 yes)"))
+    if not same:
+        pytest.skip(f"the committed runs were trained on {trained_on}, this is {here['cpu_identity']}: "
+                    f"float results differ between CPUs")
     from dnnls_tf.core.training import train_run
 
-    plan = experiments.plan(subset, experiment)
+    plan = plan_one(subset, REGISTRY, experiment)
     spec = plan.specs()[0] if group is None else plan.groups[group][0]
     stored = subset.store.get(spec.run_id)
     runtime.start(subset.config.compute)  # the study's thread pools
@@ -81,3 +90,23 @@ def test_todays_code_trains_committed_runs_again_bit_for_bit(subset, experiment,
         np.testing.assert_array_equal(np.asarray(result.gradients[key]), np.asarray(value), key)
     for key, value in stored.predictions.items():
         np.testing.assert_array_equal(result.predictions[key], value, key)
+
+
+def test_a_setting_added_with_its_default_leaves_every_committed_run_id_unchanged():
+    """A new spec field (weight decay, default 0: what every committed run did) keeps the 131 ids;
+    a run that uses the setting gets a new id."""
+    import dataclasses
+
+    from dnnls_tf.core.spec import RunSpec
+
+    extended = dataclasses.make_dataclass(
+        "RunSpec", [("weight_decay", float, dataclasses.field(default=0.0))], bases=(RunSpec,), frozen=True)
+    store = RunStore(PROJECT_ROOT, "subset")
+    ids = store.run_ids()
+    if not ids:
+        pytest.skip("no committed subset store")
+    for run_id in ids:
+        config = json.loads((store.run_dir(run_id) / "config.json").read_text())
+        spec = extended.from_dict(config)
+        assert spec.weight_decay == 0.0 and spec.run_id == run_id
+        assert dataclasses.replace(spec, weight_decay=1e-4).run_id != run_id

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dnnls_tf.experiments.grid import (GridRule, NoStableRate, Outcome, anchor_rate, check_grid, judge_rung, ladder, place_grid,
+from dnnls_tf.experiments.learning_rate.grid import (GridRule, NoStableRate, Outcome, anchor_rate, check_grid, judge_rung, ladder, place_grid,
                            saturation_gain)
 
 RULE = GridRule(ladder_factor=2.0, ladder_rungs=7, max_span=16.0, saturation_gain=0.01)
@@ -116,7 +116,7 @@ def test_the_grid_check_counts_unstable_seeds_and_the_lowest_rates_saturation():
 
 
 def test_the_ladder_grows_until_it_reaches_max_span_below_its_stable_top():
-    from dnnls_tf.experiments.grid import rungs_needed
+    from dnnls_tf.experiments.learning_rate.grid import rungs_needed
 
     rates = ladder(2.17, RULE, 6)  # 2.17 .. 0.0678: every rung collapses
     assert rungs_needed(verdicts(rates, unstable=set(rates)), RULE) == 6 + 5

@@ -9,7 +9,8 @@ from types import SimpleNamespace
 import pytest
 
 from dnnls_tf import notebook
-from dnnls_tf.experiments import plans as experiments
+from dnnls_tf.experiments import REGISTRY
+from dnnls_tf.study.planner import plan_one, status_lines
 from dnnls_tf.publish import notebook_display
 from dnnls_tf.study import runner
 from dnnls_tf.study.config import PROJECT_ROOT
@@ -82,7 +83,7 @@ class _FakeRunner:
     calls = []
     trains = ["a1"]
 
-    def __init__(self, study, pools):
+    def __init__(self, study, pools, registry, observer=None):
         self.study, self.trained, self.read, self.timeline = study, list(_FakeRunner.trains), set(), []
 
     def complete(self, names):
@@ -97,12 +98,12 @@ class _FakeRunner:
 @pytest.fixture
 def fake_runner(monkeypatch):
     from dnnls_tf.study import runner
-    from dnnls_tf.experiments import summaries
 
     written = []
     monkeypatch.setattr(runner, "Runner", _FakeRunner)
     monkeypatch.setattr(runner, "describe_timeline", lambda timeline, workers, seconds: {"tasks": len(timeline)})
-    monkeypatch.setattr(summaries, "write_summary", lambda study, plan: written.append(plan.experiment))
+    monkeypatch.setattr(runner, "write_summaries",
+                        lambda study, registry, plans: written.extend(plan.experiment for plan in plans))
     _FakeRunner.calls.clear()
     _FakeRunner.trains = ["a1"]
     return written
@@ -110,7 +111,7 @@ def fake_runner(monkeypatch):
 
 def test_run_trains_under_the_lock_then_writes_each_summary(started, fake_runner, capsys):
     outcome = notebook.run(started, "all")
-    assert _FakeRunner.calls == [list(notebook.ALL)] and fake_runner == list(notebook.ALL)
+    assert _FakeRunner.calls == [list(REGISTRY.names)] and fake_runner == list(REGISTRY.names)
     assert outcome.trained == ["a1"] and outcome.read == {"b2", "c3"}
     assert not started.writable  # writable only while run() held the lock
     timeline = json.loads((started.results_dir / "timeline" / "run-all.json").read_text())
@@ -119,24 +120,24 @@ def test_run_trains_under_the_lock_then_writes_each_summary(started, fake_runner
     with pytest.raises(UserError, match="unknown experiment 'exp9'"):
         notebook.run(started, "exp9")
     with pytest.raises(UserError, match="writable Study"):
-        runner.complete_experiments(started, ["exp1"])
+        runner.complete_experiments(started, REGISTRY, ["exp1"])
 
 
 def test_run_completes_the_experiments_a_plan_waits_for(started, fake_runner, capsys):
-    notebook.run(started, "exp3")
-    assert _FakeRunner.calls == [["exp1", "exp2", "exp3"]] and fake_runner == ["exp1", "exp2", "exp3"]
+    notebook.run(started, "exp3")  # the runner plans (and trains) what exp3 needs too
+    assert _FakeRunner.calls == [["exp3"]] and fake_runner == ["exp3"]
     assert "exp3 [quick]: trained 1 run(s) (with the runs it needs from exp1, exp2)" in capsys.readouterr().out
     _FakeRunner.trains = []
     notebook.run(started, "exp2")
     out = capsys.readouterr().out
-    assert _FakeRunner.calls[-1] == ["exp1", "exp2"]
+    assert _FakeRunner.calls[-1] == ["exp2"]
     assert f"exp2 [quick]: nothing to train, all 3 of its runs are in {started.store.runs_dir}" in out
 
 
 @pytest.mark.parametrize("experiment", ["exp2", "exp3"])
 def test_needs_names_what_an_empty_store_makes_a_plan_wait_for(started, experiment):
-    waiting = {w.needs for w in experiments.plan(started, experiment).waiting} - {experiment}
-    assert waiting and waiting <= set(notebook.NEEDS[experiment])
+    waiting = {w.needs for w in plan_one(started, REGISTRY, experiment).waiting} - {experiment}
+    assert waiting and waiting <= set(REGISTRY.get(experiment).needs)
 
 
 def test_paths_are_shown_relative_to_the_project():
@@ -147,7 +148,7 @@ def test_paths_are_shown_relative_to_the_project():
 
 
 def test_run_counts_and_settings_read_the_plans(started, capsys):
-    lines = experiments.status_lines(started)
+    lines = status_lines(started, REGISTRY)
     assert lines[0].startswith("baseline    1 planned: 0 done, 0 unstable, 1 missing, 0 damaged")
     assert [line.split()[0] for line in lines] == ["baseline", "exp1", "exp2", "exp3"]
     assert "waiting for" in lines[2]

@@ -7,7 +7,9 @@ import sys
 import pytest
 
 from conftest import tiny_config
-from dnnls_tf.experiments import plans as experiments, summaries
+from dnnls_tf.experiments import REGISTRY, dropout_transfer, gradient_flow, learning_rate
+from dnnls_tf.study import results as summaries
+from dnnls_tf.study.planner import plan_one, run_counts
 from dnnls_tf.errors import UserError
 from dnnls_tf.study.study import HALVES, HOLDOUT, SWAPPED, Study
 from fakes import fill_fakes, range_table, store_fake
@@ -22,10 +24,11 @@ def complete(tmp_path_factory):
 
 
 def test_exp1_is_planned_stage_by_stage_from_the_store(tiny_study):
-    plan = experiments.plan_exp1(tiny_study)
-    assert not plan.groups and plan.range_tests and plan.waiting[0].needs == "exp1"
-    tiny_study.store.save_range_test(plan.range_tests[0], range_table(0.3))
-    plan = experiments.plan_exp1(tiny_study)
+    plan = plan_one(tiny_study, REGISTRY, "exp1")
+    assert not plan.groups and plan.waiting[0].needs == "exp1"
+    assert [stage.kind for stage in plan.stages] == ["range_test"] and not plan.stages[0].done(tiny_study)
+    tiny_study.store.save_range_test(plan.stages[0].spec, range_table(0.3))
+    plan = plan_one(tiny_study, REGISTRY, "exp1")
     rungs = [key[1] for key in plan.groups if key[0] == "probe"]
     assert rungs[0] == 0.3 and len(rungs) == tiny_study.config.exp1.ladder_rungs
     assert all(spec.seed == 100 for specs in plan.groups.values() for spec in specs)
@@ -72,54 +75,56 @@ def test_exp3_reads_exp2_runs_and_adds_batch_norm(complete):
 
 
 def test_an_experiment_waits_for_the_one_before_it(tiny_study):
-    plan = experiments.plan_exp2(tiny_study)
+    plan = plan_one(tiny_study, REGISTRY, "exp2")
     assert not plan.specs() and plan.waiting[0].needs == "exp1"
-    counts = experiments.run_counts(tiny_study)
+    counts = run_counts(tiny_study, REGISTRY)
     assert counts["exp2"]["planned"] == 0 and "experiment 1" in counts["exp2"]["waiting"]
 
 
 def test_status_counts_the_same_plan(complete):
     study, plans = complete
-    counts = experiments.run_counts(Study(study.config, root=study.root))
+    counts = run_counts(Study(study.config, root=study.root), REGISTRY)
     for name in ("exp1", "exp2", "exp3"):
         assert counts[name]["planned"] == len(plans[name].specs())
         assert counts[name]["done"] + counts[name]["unstable"] == counts[name]["planned"]
         assert counts[name]["waiting"] == ""
 
 
-def test_a_read_only_study_never_asks_the_tuner(tmp_path):
+def test_plans_never_write_keras_tuner_is_a_stage_the_runner_executes(tmp_path):
+    """A store whose sweep is complete but whose tuner record is absent: the plan asks for the proposal
+    stage and waits; planning writes nothing and imports neither keras-tuner nor TensorFlow."""
     script = f"""
 import sys
-from conftest import tiny_config
-from dnnls_tf.study.study import Study
-from dnnls_tf.experiments import plans as experiments
 sys.path.insert(0, {str(__import__('pathlib').Path(__file__).parent)!r})
-from fakes import fill_fakes
-study = Study(tiny_config(), root={str(tmp_path)!r})
-plan = experiments.plan_exp1(study)
-print(plan.waiting[0].what if plan.waiting else 'complete', 'keras_tuner' in sys.modules, 'tensorflow' in sys.modules)
+from conftest import tiny_config
+from dnnls_tf.experiments import REGISTRY
+from dnnls_tf.study.planner import plan_one
+from dnnls_tf.study.study import Study
+plan = plan_one(Study(tiny_config(), root={str(tmp_path)!r}), REGISTRY, "exp1")
+print(plan.waiting[0].what.split(' (')[0], [s.kind for s in plan.stages], 'keras_tuner' in sys.modules,
+      'tensorflow' in sys.modules)
 """
-    # a store whose sweep is complete but whose tuner record is absent
     study = Study(tiny_config(), root=tmp_path, writable=True)
-    plan = experiments.plan_exp1(study)
-    study.store.save_range_test(plan.range_tests[0], range_table())
+    plan = plan_one(study, REGISTRY, "exp1")
+    study.store.save_range_test(plan.stages[0].spec, range_table())
     for _ in range(5):
-        plan = experiments.plan_exp1(Study(study.config, root=tmp_path, writable=False))
+        plan = plan_one(study, REGISTRY, "exp1")
         for spec in plan.specs():
             if study.store.get(spec.run_id) is None:
                 from fakes import default_outcome
                 store_fake(study, spec, **default_outcome(spec))
+    before = sorted(str(p) for p in tmp_path.rglob("*"))
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=str(
         __import__('pathlib').Path(__file__).parent))
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split("(")[0].strip() == "the tuner's trials"
-    assert result.stdout.strip().endswith("False False")
+    assert result.stdout.strip() == "the tuner's trials ['tuner_proposal'] False False"
+    assert sorted(str(p) for p in tmp_path.rglob("*")) == before  # nothing written
 
 
 def test_summaries_carry_tests_holm_and_test_set_intervals(complete):
     study, plans = complete
     for name in ("exp1", "exp2", "exp3"):
-        summary = summaries.write_summary(study, plans[name])
+        summary = summaries.write_summary(study, name, REGISTRY.get(name).summarize(study, plans[name]))
         loaded = summaries.load_summary(study.results_dir, name, study.profile)
         assert loaded["schema"] == summaries.SUMMARY_SCHEMA and loaded["experiment"] == name
         headline = [c for c in loaded["comparisons"] if c["headline"]]
@@ -140,7 +145,7 @@ def test_summaries_carry_tests_holm_and_test_set_intervals(complete):
 
 def test_holm_is_applied_over_the_declared_family(complete):
     study, plans = complete
-    exp2 = summaries.summarize_exp2(study, plans["exp2"])
+    exp2 = dropout_transfer.summarize(study, plans["exp2"])
     headline = [c for c in exp2["comparisons"] if c["headline"]]
     assert len(headline) == 8
     finite = [c for c in headline if math.isfinite(c["p"])]
@@ -163,7 +168,7 @@ def test_a_missing_or_damaged_summary_is_one_clear_error(tmp_path, content, mess
 def test_every_headline_comparison_carries_its_held_out_sampling_interval(complete):
     study, plans = complete
     for name in ("exp1", "exp2", "exp3"):
-        summary = summaries.SUMMARIZERS[name](study, plans[name])
+        summary = REGISTRY.get(name).summarize(study, plans[name])
         for entry in (c for c in summary["comparisons"] if c["headline"]):
             low, high = entry["sampling_interval"]
             assert entry["sampling_source"] and low <= entry["difference"] <= high, entry

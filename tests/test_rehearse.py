@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 
 from dnnls_tf.tools import rehearse, rehearse_kinds
-from dnnls_tf.study.config import PROJECT_ROOT, load_config
+from dnnls_tf.experiments import load_config
+from dnnls_tf.paths import PROJECT_ROOT
 
 
 @pytest.fixture(scope="module")

@@ -12,10 +12,11 @@ import pytest
 
 from dnnls_tf.publish import report
 from dnnls_tf.atomic import write_json
-from dnnls_tf.study.config import PROJECT_ROOT, load_config
+from dnnls_tf.experiments import load_config
+from dnnls_tf.paths import PROJECT_ROOT
 from dnnls_tf.errors import UserError
 from dnnls_tf.study.study import Study
-from dnnls_tf.experiments.summaries import _finite_or_null, summary_path
+from dnnls_tf.study.results import _finite_or_null, summary_path
 from dnnls_tf.present.vocabulary import FIGURES
 from test_claims import synthetic_summaries
 

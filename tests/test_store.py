@@ -8,6 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from dnnls_tf.experiments import REGISTRY
+
 from dnnls_tf.core import runtime
 from dnnls_tf.errors import StoreError
 from dnnls_tf.study.runner import execute
@@ -76,7 +78,7 @@ def test_damage_is_reported_by_readers_and_redone_alone_by_the_runner(trained_st
     from dnnls_tf.study.study import Study
 
     study = Study(study.config, root=study.root, writable=True)  # a new process: nothing cached
-    runner = Runner(study, runtime.start(study.config.compute))
+    runner = Runner(study, runtime.start(study.config.compute), REGISTRY)
     tasks = runner._missing([_plan_of(study, [damaged, intact])], set())
     assert [task.run_id for task in tasks] == [damaged.run_id]  # discarded, to be retrained
     execute(damaged, study, runner.pools)
@@ -85,7 +87,7 @@ def test_damage_is_reported_by_readers_and_redone_alone_by_the_runner(trained_st
 
 
 def _plan_of(study, specs):
-    from dnnls_tf.experiments.plans import Plan
+    from dnnls_tf.study.plan import Plan
 
     plan = Plan("baseline")
     plan.groups["baseline",] = list(specs)
@@ -135,7 +137,9 @@ def test_a_second_writer_waits_or_is_refused(tiny_study):
 
 
 def test_range_tests_are_stored_whole(tiny_study):
-    spec = tiny_study.range_test_spec()
+    from dnnls_tf.experiments.learning_rate import range_test_spec
+
+    spec = range_test_spec(tiny_study)
     table = pd.DataFrame({"step": [1, 2], "lr": [0.1, 0.2], "loss": [2.3, np.inf]})
     tiny_study.store.save_range_test(spec, table)
     assert tiny_study.store.range_test(spec).equals(table)

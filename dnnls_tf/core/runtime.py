@@ -109,7 +109,8 @@ def seed_run(seed: int, jit_compile: bool = False) -> None:
 
 
 def cpu_description() -> dict:
-    """The CPU's model name and instruction-set flags (/proc/cpuinfo, else lscpu)."""
+    """The CPU's model name, instruction-set flags and identity (model, family, model number, whether
+    it has AVX-512) from /proc/cpuinfo, else lscpu."""
     fields: dict[str, str] = {}
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -124,5 +125,10 @@ def cpu_description() -> dict:
             key, _, value = line.partition(":")
             fields.setdefault({"Model name": "model name", "Flags": "flags"}.get(key.strip(), key.strip()),
                               value.strip())
-    return {"cpu_model": fields.get("model name") or platform.processor() or platform.machine(),
-            "cpu_flags": fields.get("flags", "")}
+    model = fields.get("model name") or platform.processor() or platform.machine()
+    flags = fields.get("flags", "")
+    # Float results of the same code differ between CPUs whose kernels differ (oneDNN picks AVX-512 where
+    # there is one): the identity names what decides them, beyond the often generic model name.
+    identity = (f"{model} (family {fields.get('cpu family', '?')}, model {fields.get('model', '?')}, "
+                f"avx512 {'yes' if 'avx512f' in flags.split() else 'no'})")
+    return {"cpu_model": model, "cpu_flags": flags, "cpu_identity": identity}

@@ -3,16 +3,21 @@
 A `RunSpec` holds every setting that can change what a run computes (data,
 model, optimiser, schedule, seed, initialisation, frozen layers, precision) and
 nothing else: thread pools, workers, progress bars and paths live in
-`config.ComputeConfig` and are recorded, not hashed. `run_id` hashes every field
-of the dataclass, so a new hyperparameter is one new field and cannot be left out
-of the id. Nothing here imports TensorFlow.
+`config.ComputeConfig` and are recorded, not hashed.
+
+`run_id` is a hash derived from the whole spec, never from a hand-kept list of keys:
+every field without a default is hashed; a field added later is declared with a
+default that reproduces the earlier behaviour and is hashed only when its value
+differs from that default, so adding a setting leaves every existing id unchanged
+while changing it changes the id; the spec version is always hashed. Nothing here
+imports TensorFlow.
 """
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from dnnls_tf.errors import StoreError
 
@@ -77,7 +82,8 @@ class RunSpec:
     gradient_window: int        # epochs of the first/last window (temporal SNR is computed in-graph)
     jit_compile: bool
     mixed_precision: bool
-    spec_version: int = SPEC_VERSION
+    spec_version: int = field(default=SPEC_VERSION, metadata={"always_hashed": True})
+    # Settings added after version 2: each with the default that reproduces the earlier runs.
 
     @property
     def run_id(self) -> str:
@@ -95,9 +101,12 @@ class RunSpec:
 
     @classmethod
     def from_dict(cls, values: dict) -> RunSpec:
-        """The spec stored in a run's config.json (extra recorded keys are ignored)."""
+        """The spec stored in a run's config.json (extra recorded keys are ignored; a setting added
+        after the run was stored takes its default, which reproduces what the run computed)."""
         fields = {f.name for f in dataclasses.fields(cls)}
-        missing = fields - set(values) - {"spec_version"}
+        required = {f.name for f in dataclasses.fields(cls)
+                    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
+        missing = required - set(values)
         if missing:
             raise StoreError(f"config.json lacks {', '.join(sorted(missing))}")
         kwargs = {name: values[name] for name in fields if name in values}
@@ -124,7 +133,7 @@ class RangeTestSpec:
     max_lr: float
     filters: tuple[int, ...]
     fc_units: int
-    spec_version: int = SPEC_VERSION
+    spec_version: int = field(default=SPEC_VERSION, metadata={"always_hashed": True})
 
     @property
     def run_id(self) -> str:
@@ -142,7 +151,31 @@ def spec_dict(spec) -> dict:
     return plain(spec)
 
 
+def identity(spec) -> dict:
+    """What a spec's id hashes: every field without a default, the always-hashed ones (the spec
+    version), and each field with a default only where its value differs from that default."""
+    values = spec_dict(spec)
+    kept = {}
+    for f in dataclasses.fields(spec):
+        has_default = f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+        if has_default and not f.metadata.get("always_hashed"):
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            if values[f.name] == spec_dict_value(default):
+                continue
+        kept[f.name] = values[f.name]
+    return kept
+
+
+def spec_dict_value(value):
+    """A value as spec_dict writes it (tuples as lists, dataclasses as dicts)."""
+    if dataclasses.is_dataclass(value):
+        return spec_dict(value)
+    if isinstance(value, tuple):
+        return [spec_dict_value(v) for v in value]
+    return value
+
+
 def hash_of(spec) -> str:
-    """12 hex digits of the SHA-256 of every field (sorted keys, exact float repr)."""
-    text = json.dumps({"type": type(spec).__name__, **spec_dict(spec)}, sort_keys=True, separators=(",", ":"))
+    """12 hex digits of the SHA-256 of the spec's identity (sorted keys, exact float repr)."""
+    text = json.dumps({"type": type(spec).__name__, **identity(spec)}, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:12]

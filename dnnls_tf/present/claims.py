@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from dnnls_tf.present import tables
+from dnnls_tf.present import readings, tables
+from dnnls_tf.present.tables import gradient_values
 from dnnls_tf.present.tables import (
     finite,
     format_gain,
@@ -178,12 +179,6 @@ def exp2_claims(summary: dict) -> dict[str, str]:
 
 
 # ================================================================ experiment 3
-def gradient_values(frame, model, window: str, measure: str) -> np.ndarray:
-    """One gradient measure of one model and window, by layer (tables.gradients_frame rows)."""
-    rows = frame[(frame["model"] == tuple(model)) & (frame["window"] == window)].sort_values("layer")
-    return rows[measure].to_numpy(dtype=float)
-
-
 def _factors(values) -> str:
     return ", ".join(f"{v:.2f}" if finite(v) else tables.NO_VALUE for v in values)
 
@@ -286,8 +281,6 @@ QUESTIONS = {
 
 def answer_exp1(exp1: dict) -> str:
     """The answer to question 1 from experiment 1's summary alone (a notebook prints it)."""
-    from dnnls_tf.present import readings  # readings builds on this module's verdicts
-
     one, read = exp1_claims(exp1), readings.exp1_readings(exp1)
     return " ".join([f"The five rates {_rates(exp1['grid']['rates'])} were placed by the grid rule "
                      f"({len(exp1['seeds'])} seeds each).", one["grid_check"], read["grid_top"],
@@ -297,8 +290,6 @@ def answer_exp1(exp1: dict) -> str:
 
 def answer_exp2(exp2: dict) -> str:
     """The answer to question 2 from experiment 2's summary alone."""
-    from dnnls_tf.present import readings
-
     two, read = exp2_claims(exp2), readings.exp2_readings(exp2)
     return " ".join([two["dropout_rates"], two["dropout_unstable"], two["best_dropout"], two["dropout_test"],
                      two["dropout_gap"], read["dropout_trend"], two["transfer_validation"], read["transfer_zero"],
@@ -307,8 +298,6 @@ def answer_exp2(exp2: dict) -> str:
 
 def answer_exp3(exp3: dict) -> str:
     """The answer to question 3 from experiment 3's summary alone."""
-    from dnnls_tf.present import readings
-
     three, read = exp3_claims(exp3), readings.exp3_readings(exp3)
     return " ".join([read["dropout_gradients"], three["bn_mean_abs_first"], three["bn_mean_abs_last"],
                      read["bn_gradients"]] + [three[name] for name in ("signed_mean", "snr", "bn_test", "bn_gap",
@@ -327,8 +316,6 @@ def all_claims(summaries: dict) -> dict[str, str]:
     for experiment, builder in (("exp1", exp1_claims), ("exp2", exp2_claims), ("exp3", exp3_claims)):
         result.update({f"{experiment}_{name}": text for name, text in builder(summaries[experiment]).items()})
         result[f"{experiment}_family"] = family_words(summaries[experiment])
-    from dnnls_tf.present import readings
-
     result.update(readings.all_readings(summaries))
     result["abstract"] = abstract_sentence(summaries)
     result["headline_count"] = headline_count_sentence(summaries)

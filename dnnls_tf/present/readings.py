@@ -14,8 +14,7 @@ import math
 import numpy as np
 
 from dnnls_tf.present import tables
-from dnnls_tf.present.claims import gradient_values
-from dnnls_tf.present.tables import finite, format_rate, format_value
+from dnnls_tf.present.tables import finite, format_rate, format_value, gradient_values
 from dnnls_tf.present.verdicts import ALPHA, find, p_words, verdict
 
 OVERFIT_GAP = 0.10  # a train-minus-validation gap above 10 pp at every rate: "fits far better than it predicts"

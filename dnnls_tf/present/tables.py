@@ -17,9 +17,10 @@ from __future__ import annotations
 import math
 import re
 
+import numpy as np
 import pandas as pd
 
-from dnnls_tf.experiments.summaries import TEST_SET_METRICS
+from dnnls_tf.study.results import TEST_SET_METRICS
 from dnnls_tf.present.vocabulary import CLASS_NAMES, GRADIENT_MEASURES, METRICS, comparison_label, group_label
 
 MINUS = "−"          # U+2212: the sign of a negative number in a table or a sentence
@@ -135,6 +136,13 @@ def per_class_frame(summary: dict) -> pd.DataFrame:
     return pd.DataFrame([{"key": key, "class": name, "accuracy": _number(value)}
                          for key, block in per_class_blocks(summary)
                          for name, value in zip(CLASS_NAMES, block["accuracy"])])
+
+
+def gradient_values(frame, model, window: str, measure: str) -> np.ndarray:
+    """One gradient measure of one model and window, by layer (tables.gradients_frame rows)."""
+    rows = frame[(frame["model"] == tuple(model)) & (frame["window"] == window)].sort_values("layer")
+    return rows[measure].to_numpy(dtype=float)
+
 
 
 # ================================================================ the formatting vocabulary

@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass
 
 from dnnls_tf.present import tables
-from dnnls_tf.experiments.summaries import TEST_SET_METRICS  # the metrics with a test-set interval
+from dnnls_tf.study.results import TEST_SET_METRICS  # the metrics with a test-set interval
 from dnnls_tf.present.tables import finite, format_interval, format_p, format_value
 from dnnls_tf.present.vocabulary import (
     METRICS,

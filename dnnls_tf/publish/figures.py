@@ -35,7 +35,7 @@ from dnnls_tf.present.figures_summary import (
     figure_exp2_transfer,
     figure_per_class,
 )
-from dnnls_tf.experiments.summaries import load_summary
+from dnnls_tf.study.results import load_summary
 from dnnls_tf.present.vocabulary import FIGURES
 
 EXPERIMENTS = ("exp1", "exp2", "exp3")

@@ -36,9 +36,10 @@ def runs_overview(study: Study):
     """The same counts as a table (pandas DataFrame, one row per experiment)."""
     import pandas as pd
 
-    from dnnls_tf.experiments.plans import run_counts
+    from dnnls_tf.experiments import REGISTRY
+    from dnnls_tf.study.planner import run_counts
 
-    frame = pd.DataFrame.from_dict(run_counts(study), orient="index")
+    frame = pd.DataFrame.from_dict(run_counts(study, REGISTRY), orient="index")
     frame.index.name = "experiment"
     return frame
 
@@ -54,9 +55,11 @@ def settings_table(study: Study, experiment: str, learning_rate: tuple[float, st
     """
     import pandas as pd
 
-    from dnnls_tf.experiments.plans import exp1_best_rate, exp2_best_dropout
+    from dnnls_tf.experiments import REGISTRY
+    from dnnls_tf.study.planner import plan_all
 
     config = study.config
+    chosen = {name: plan.choices for name, plan in plan_all(study, REGISTRY, [experiment]).items()}
     data, model, training, exp1 = config.data, config.model, config.training, config.exp1
     rows = []
 
@@ -80,13 +83,13 @@ def settings_table(study: Study, experiment: str, learning_rate: tuple[float, st
             add("transfer controls", "from scratch on B; head on frozen random conv layers; end to end on the "
                 "holdout split", "under study")
         else:
-            best = exp2_best_dropout(study)
+            best = chosen.get("exp2", {}).get("best_dropout")
             best = f"{best:g}" if best is not None else "chosen by experiment 2"
             add("models compared", f"no dropout / best dropout ({best}) / batch norm after conv1..fc1",
                 "under study")
             add("gradient windows", f"first and last {config.window_epochs} epoch(s)", "under study")
         if learning_rate is None:
-            rate = exp1_best_rate(study)
+            rate = chosen.get("exp1", {}).get("best_rate")
             learning_rate = ((rate, "experiment 1's best constant rate") if rate is not None else
                              ("experiment 1's best constant rate", "not chosen yet: `run` below trains experiment 1"))
         rate, source = learning_rate

@@ -29,7 +29,7 @@ from dnnls_tf.atomic import process_alive, replacing, write_text
 from dnnls_tf.study.config import PROJECT_ROOT
 from dnnls_tf.errors import UserError
 from dnnls_tf.study.study import Study
-from dnnls_tf.experiments.summaries import load_summary
+from dnnls_tf.study.results import load_summary
 
 EXPERIMENTS = ("exp1", "exp2", "exp3")
 SOURCE_DIR = PROJECT_ROOT / "report"

@@ -1,6 +1,7 @@
 """Typed, validated settings: `configs/base.yaml`, one profile file, then overrides.
 
-The schema is the dataclasses below. `base.yaml` must give every field (an unknown
+The schema is the dataclasses below (data, model, training, compute) plus each
+experiment's own section, declared in its module. `base.yaml` must give every field (an unknown
 or missing key there is an error too), a profile file and the overrides
 (`--set section.key=value`, `--config FILE`) change some of them. Every value is
 checked once, here, for its type and range; the rest of the library trusts it.
@@ -14,7 +15,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import yaml
 
@@ -69,6 +70,7 @@ class TrainingConfig:
     seeds: tuple[int, ...] = rule(lambda v: len(v) > 0 and min(v) >= 0 and _distinct(v),
                                   "a non-empty list of distinct non-negative integers")
     capture_gradients: bool = rule(None, "")
+    window_epochs: int = rule(_positive, "a positive integer")  # first/last gradient window (capped at epochs // 2)
     jit_compile: bool = rule(None, "")
     mixed_precision: bool = rule(None, "")
 
@@ -83,43 +85,29 @@ class ComputeConfig:
 
 
 @dataclass(frozen=True)
-class Exp1Config:
-    range_test_epochs: int = rule(_positive, "a positive integer")
-    range_test_min_lr: float = rule(_positive, "a positive number")
-    range_test_max_lr: float = rule(_positive, "a positive number")
-    ladder_factor: float = rule(lambda v: v > 1, "a number above 1")
-    ladder_rungs: int = rule(lambda v: v >= 2, "an integer >= 2")
-    probe_seeds: tuple[int, ...] = rule(lambda v: len(v) > 0 and min(v) >= 0 and _distinct(v),
-                                        "a non-empty list of distinct non-negative integers")
-    max_span: float = rule(lambda v: v > 1, "a number above 1")
-    saturation_gain: float = rule(lambda v: 0 < v < 1, "a fraction in (0, 1)")
-    tuner_trials: int = rule(_positive, "a positive integer")
-    tuner_seed: int = rule(lambda v: v >= 0, "a non-negative integer")
-
-
-@dataclass(frozen=True)
-class Exp2Config:
-    dropout_rates: tuple[float, ...] = rule(
-        lambda v: len(v) == 5 and all(0 <= r < 1 for r in v) and 0 in v and _distinct(v),
-        "five different rates in [0, 1), one of them 0")
-
-
-@dataclass(frozen=True)
-class Exp3Config:
-    window_epochs: int = rule(_positive, "a positive integer")
-
-
-@dataclass(frozen=True)
 class Config:
+    """The resolved settings of one profile: the four core sections plus each experiment's own.
+
+    `config.exp1` (any registered experiment's name) reads that experiment's section from
+    `sections`; the section dataclasses are declared by the experiment modules and given to
+    `load_config` (dnnls_tf.experiments.load_config passes the registry's).
+    """
+
     profile: str
     description: str
     data: DataConfig
     model: ModelConfig
     training: TrainingConfig
     compute: ComputeConfig
-    exp1: Exp1Config
-    exp2: Exp2Config
-    exp3: Exp3Config
+    sections: Mapping[str, Any] = field(default_factory=dict)
+
+    def __getattr__(self, name: str):
+        if name.startswith("__") or name == "sections":  # pickling probes dunders before `sections` exists
+            raise AttributeError(name)
+        try:
+            return self.sections[name]
+        except KeyError:
+            raise AttributeError(f"the config has no section {name!r}") from None
 
     def override(self, settings: dict[str, Any], origin: str = "override") -> Config:
         """A copy with `{"section.key": value}` settings applied and validated."""
@@ -128,16 +116,15 @@ class Config:
         for name, value in settings.items():
             section, _, key = name.partition(".")
             _merge(tree, {section: {key: value} if key else value}, origin)
-        return _build(tree, profile, origin)
+        return _build(tree, profile, origin, {name: type(value) for name, value in self.sections.items()})
 
     @property
     def window_epochs(self) -> int:
-        """Epochs in the first/last gradient window: min(window_epochs, epochs // 2), at least 1."""
-        return max(1, min(self.exp3.window_epochs, self.training.epochs // 2))
+        """Epochs in the first/last gradient window: min(training.window_epochs, epochs // 2), at least 1."""
+        return max(1, min(self.training.window_epochs, self.training.epochs // 2))
 
 
-SECTIONS = {"data": DataConfig, "model": ModelConfig, "training": TrainingConfig,
-                  "compute": ComputeConfig, "exp1": Exp1Config, "exp2": Exp2Config, "exp3": Exp3Config}
+CORE_SECTIONS = {"data": DataConfig, "model": ModelConfig, "training": TrainingConfig, "compute": ComputeConfig}
 
 
 def to_dict(config) -> dict:
@@ -146,6 +133,9 @@ def to_dict(config) -> dict:
         if isinstance(value, tuple):
             return [plain(v) for v in value]
         return value
+    if isinstance(config, Config):
+        tree = {f.name: to_dict(getattr(config, f.name)) for f in dataclasses.fields(config) if f.name != "sections"}
+        return {**tree, **{name: to_dict(section) for name, section in config.sections.items()}}
     if dataclasses.is_dataclass(config):
         return {f.name: to_dict(getattr(config, f.name)) for f in dataclasses.fields(config)}
     return plain(config)
@@ -217,12 +207,14 @@ def _build_section(cls, values: dict, section: str, origin: str):
     return cls(**typed)
 
 
-def _build(tree: dict, profile: str, origin: str) -> Config:
+def _build(tree: dict, profile: str, origin: str, section_types: Mapping[str, type]) -> Config:
+    """A validated Config from a tree of plain values; `section_types` are the experiments' sections."""
+    schema = {**CORE_SECTIONS, **section_types}
     for key in tree:
-        if key not in SECTIONS and key != "description":
+        if key not in schema and key != "description":
             raise ConfigError(f"{origin}: unknown key '{key}'")
     sections = {}
-    for section, cls in SECTIONS.items():
+    for section, cls in schema.items():
         values = tree.get(section)
         if not isinstance(values, dict):
             raise ConfigError(f"{origin}: '{section}' must be a mapping")
@@ -230,21 +222,14 @@ def _build(tree: dict, profile: str, origin: str) -> Config:
     description = tree.get("description", "")
     if not isinstance(description, str):
         raise ConfigError(f"{origin}: 'description' must be of type str")
-    config = Config(profile=profile, description=description, **sections)
-    _check_across(config, origin)
+    core = {name: sections.pop(name) for name in CORE_SECTIONS}
+    config = Config(profile=profile, description=description, **core, sections=sections)
+    for section in sections.values():  # checks across sections, declared by the section (e.g. seeds apart)
+        if hasattr(section, "check"):
+            problem = section.check(config)
+            if problem:
+                raise ConfigError(f"{origin}: {problem}")
     return config
-
-
-def _check_across(config: Config, origin: str) -> None:
-    exp1, training = config.exp1, config.training
-    if exp1.range_test_min_lr >= exp1.range_test_max_lr:
-        raise ConfigError(f"{origin}: 'exp1.range_test_min_lr' must be below 'exp1.range_test_max_lr'")
-    shared = set(exp1.probe_seeds) & set(training.seeds) or {exp1.tuner_seed} & set(training.seeds)
-    if shared:
-        raise ConfigError(f"{origin}: probe and tuner seeds must differ from 'training.seeds' "
-                          f"(seed {min(shared)} is in both)")
-    if exp1.tuner_seed in exp1.probe_seeds:
-        raise ConfigError(f"{origin}: 'exp1.tuner_seed' must not be one of 'exp1.probe_seeds'")
 
 
 def _read_yaml(path: Path) -> dict:
@@ -300,22 +285,26 @@ def resolve_profile(profile: str | None = None) -> str:
 
 
 def load_config(profile: str | None = None, config_dir: Path | None = None, *,
-                settings: dict[str, Any] | None = None, config_file: Path | None = None) -> Config:
+                settings: dict[str, Any] | None = None, config_file: Path | None = None,
+                sections: Mapping[str, type] | None = None) -> Config:
     """base.yaml, overridden by <profile>.yaml, then `config_file`, then `settings`.
 
     The folder is `config_dir`, else $DNNLS_CONFIG_DIR, else the project's configs/.
+    `sections` are the experiments' config sections ({name: dataclass}); the registry's
+    are passed by `dnnls_tf.experiments.load_config`, which every entry point calls.
     Raises ConfigError (one line naming the file and key) on any mistake.
     """
+    sections = dict(sections or {})
     name = resolve_profile(profile)
     folder = Path(config_dir or os.environ.get("DNNLS_CONFIG_DIR") or CONFIG_DIR)
     base_path = folder / "base.yaml"
     tree = _read_yaml(base_path)
-    _build(dict(tree), name, str(base_path))  # base alone must be complete and valid
+    _build(dict(tree), name, str(base_path), sections)  # base alone must be complete and valid
     profile_path = folder / f"{name}.yaml"
     _merge(tree, _read_yaml(profile_path), str(profile_path))
     origin = str(profile_path)
     if config_file is not None:
         _merge(tree, _read_yaml(Path(config_file)), str(config_file))
         origin = str(config_file)
-    config = _build(tree, name, origin)
+    config = _build(tree, name, origin, sections)
     return config.override(settings, "--set") if settings else config

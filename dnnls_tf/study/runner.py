@@ -1,8 +1,11 @@
 """Look up, else train: drives the plans to completion, in worker processes when asked.
 
-`Runner.complete(names)` asks the experiments' plans what they need, trains what the
-store lacks (most-needed and longest first, on `compute.workers` processes), and
-asks again after every finished run, until every plan is complete. Later stages
+`Runner.complete(names)` asks the plans of the experiments `names` (and of those they
+need; the registry is given, never imported: experiments sit above this layer) what
+they need, trains what the store lacks and executes the stages they ask for (the LR
+range test, keras-tuner's proposal and choice), most-needed and longest first, on
+`compute.workers` processes, and asks again after every finished task, until every
+plan is complete. Later stages
 (the tuner's trials, transfer runs) start as soon as their inputs are stored, so
 the workers stay busy across experiments. A worker writes a run exactly as the
 parent would (same code, seed and thread pools: the same bits), atomically.
@@ -10,6 +13,7 @@ Workers ignore Ctrl-C and die with their parent (Linux: PR_SET_PDEATHSIG).
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import multiprocessing
@@ -20,9 +24,10 @@ import time
 import traceback
 from dataclasses import dataclass
 
-from dnnls_tf.experiments import plans as experiments
 from dnnls_tf.errors import UserError
-from dnnls_tf.core.spec import RangeTestSpec, RunSpec
+from dnnls_tf.core.spec import RunSpec
+from dnnls_tf.study.plan import Registry
+from dnnls_tf.study.planner import plan_all
 from dnnls_tf.study.study import Study
 
 log = logging.getLogger(__name__)
@@ -31,7 +36,7 @@ _PR_SET_PDEATHSIG = 1
 
 @dataclass(frozen=True)
 class Task:
-    spec: RunSpec | RangeTestSpec
+    spec: object  # a RunSpec, or a plan's Stage
     priority: int
     cost: float  # training images, weighted (frozen conv layers cost less)
     experiment: str = ""
@@ -39,25 +44,25 @@ class Task:
 
     @property
     def run_id(self) -> str:
-        return self.spec.run_id
+        return self.spec.run_id if isinstance(self.spec, RunSpec) else self.spec.stage_id
 
 
-def execute(spec: RunSpec | RangeTestSpec, study: Study, pools: dict, progress: bool = False) -> str:
-    """Train one run (or the range test) and store it; returns a one-line description."""
+def execute(spec, study: Study, pools: dict, progress: bool = False, observer=None) -> str:
+    """Train one run and store it, or execute a plan's stage; returns a one-line description.
+
+    `observer(study, spec)`, if given, is a context manager yielding an `on_epoch` hook that
+    watches the run train (tools.tensorboard.live_events: TensorBoard events as it goes).
+    """
     from dnnls_tf.core import training
 
     start = time.perf_counter()
-    if isinstance(spec, RangeTestSpec):
-        table = training.lr_range_test(spec, study.splits)
-        study.store.save_range_test(spec, table)
-        return f"range test {spec.run_id}: {len(table)} steps ({time.perf_counter() - start:.0f} s)"
+    if not isinstance(spec, RunSpec):
+        return f"{spec.execute(study)} ({time.perf_counter() - start:.0f} s)"
     source = study.store.weights_path(spec.init_from) if spec.init_from else None
     if source is not None and not source.is_file():
         raise UserError(f"the weights of run {spec.init_from} (the source of transfer run {spec.run_id}) "
                         f"are missing; run the same command again to retrain the source")
-    from dnnls_tf.tools import tensorboard
-
-    with tensorboard.LiveWriter(tensorboard.run_folder(study, spec)) as live:  # watch it train in TensorBoard
+    with (observer(study, spec) if observer else contextlib.nullcontext()) as live:
         result = training.train_run(spec, study.splits, source, progress=progress, on_epoch=live)
     recorded = {**pools, "workers": study.config.compute.workers, "data_source": study.splits.data.source}
     run = study.store.save(spec, result, recorded)
@@ -76,7 +81,7 @@ def _die_with_parent(parent_pid: int) -> None:
         os._exit(1)
 
 
-def _worker_main(connection, parent_pid: int, config, root: str, data_dir: str | None) -> None:
+def _worker_main(connection, parent_pid: int, config, root: str, data_dir: str | None, observer) -> None:
     _die_with_parent(parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     import threading
@@ -93,7 +98,7 @@ def _worker_main(connection, parent_pid: int, config, root: str, data_dir: str |
         if spec is None:
             return
         try:
-            connection.send(("ok", execute(spec, study, pools)))
+            connection.send(("ok", execute(spec, study, pools, observer=observer)))
         except UserError as error:
             connection.send(("error", str(error)))
         except Exception:  # a bug: the parent shows its traceback
@@ -103,14 +108,15 @@ def _worker_main(connection, parent_pid: int, config, root: str, data_dir: str |
 class WorkerPool:
     """`size` spawned processes, each training one run at a time."""
 
-    def __init__(self, study: Study, size: int):
+    def __init__(self, study: Study, size: int, observer=None):
         context = multiprocessing.get_context("spawn")  # TensorFlow is not fork-safe
         self.idle, self.busy = [], {}  # busy: connection -> (process, task)
         self.processes = []
         for _ in range(size):
             parent_end, child_end = context.Pipe()
             process = context.Process(target=_worker_main, daemon=True,
-                                      args=(child_end, os.getpid(), study.config, str(study.root), study.data_dir))
+                                      args=(child_end, os.getpid(), study.config, str(study.root), study.data_dir,
+                                            observer))
             process.start()
             child_end.close()
             self.processes.append(process)
@@ -157,8 +163,8 @@ class WorkerPool:
 class Runner:
     """Trains what the plans of `names` lack until they are complete; returns the final plans."""
 
-    def __init__(self, study: Study, pools: dict):
-        self.study, self.pools = study, pools
+    def __init__(self, study: Study, pools: dict, registry: Registry, observer=None):
+        self.study, self.pools, self.registry, self.observer = study, pools, registry, observer
         self.trained: list[str] = []
         self.read: set[str] = set()
         self.timeline: list[dict] = []  # one entry per trained task: worker, start, end (s since the start)
@@ -166,7 +172,7 @@ class Runner:
         self._started = time.perf_counter()
 
     def _cost(self, spec) -> float:
-        if isinstance(spec, RangeTestSpec):
+        if not isinstance(spec, RunSpec):
             return 0.0
         images = self.study.splits.sizes()[spec.train_split] * spec.epochs
         return images * (0.2 if spec.frozen else 1.0)  # frozen conv layers are computed once
@@ -174,9 +180,10 @@ class Runner:
     def _missing(self, plans: list, running: set[str]) -> list[Task]:
         store, tasks = self.study.store, {}
         for plan in plans:
-            for spec in plan.range_tests:
-                if store.range_test(spec) is None and spec.run_id not in running:
-                    tasks[spec.run_id] = Task(spec, 0, 0.0, plan.experiment)
+            for stage in plan.stages:
+                if stage.stage_id not in running and stage.stage_id not in tasks and not stage.done(self.study):
+                    tasks[stage.stage_id] = Task(stage, plan.priorities.get(stage.kind, 0), 0.0, plan.experiment,
+                                                 stage.kind)
             for spec in plan.specs():
                 run_id = spec.run_id
                 if run_id in running or run_id in tasks:
@@ -193,13 +200,6 @@ class Runner:
                 tasks[run_id] = Task(spec, plan.priority(spec), self._cost(spec), plan.experiment, plan.kind(spec))
         return sorted(tasks.values(), key=lambda task: (task.priority, -task.cost, task.run_id))
 
-    def _check_prerequisites(self, plans: list, names: list[str]) -> None:
-        for plan in plans:
-            for waiting in plan.waiting:
-                if waiting.needs not in names:
-                    raise UserError(f"{plan.experiment} waits for {waiting.what}: run `python -m dnnls_tf run "
-                                    f"{waiting.needs} --profile {self.study.profile}` first (or `run all`)")
-
     def complete(self, names: list[str]) -> list:
         from dnnls_tf.core.training import progress_bar
 
@@ -208,8 +208,7 @@ class Runner:
         bar = None  # shown once there is something to train
         try:
             while True:
-                plans = [experiments.plan(self.study, name) for name in names]
-                self._check_prerequisites(plans, names)
+                plans = list(plan_all(self.study, self.registry, names).values())
                 tasks = self._missing(plans, set(running))
                 if not tasks and not running:
                     stuck = [w for plan in plans for w in plan.waiting]
@@ -224,12 +223,12 @@ class Runner:
                 bar.refresh()
                 if workers == 1:
                     started = self._now()
-                    message = execute(tasks[0].spec, self.study, self.pools,
+                    message = execute(tasks[0].spec, self.study, self.pools, observer=self.observer,
                                       progress=self.study.config.compute.progress)
                     self._report(bar, tasks[0], 0, started, message)
                     continue
                 if self._pool is None:
-                    self._pool = WorkerPool(self.study, workers)
+                    self._pool = WorkerPool(self.study, workers, self.observer)
                     self.pool_started = self._now()
                 for task in tasks:
                     if not self._pool.idle:
@@ -304,16 +303,26 @@ class RunOutcome:
                 f"already in {study.store.runs_dir}")
 
 
-def complete_experiments(study: Study, names: list[str], label: str | None = None) -> RunOutcome:
-    """Train what the plans of `names` lack, under the store's lock, then write their summaries.
+def write_summaries(study: Study, registry: Registry, plans: list) -> None:
+    """Each complete plan's summary, computed by its experiment and written whole."""
+    from dnnls_tf.study import results
 
-    The one implementation behind `python -m dnnls_tf run` and `run()`. The study must
-    be writable (plans then let keras-tuner propose and choose). When runs were
-    trained, their timeline goes to results/<profile>/timeline/run-<label>.json.
+    for plan in plans:
+        results.write_summary(study, plan.experiment, registry.get(plan.experiment).summarize(study, plan))
+
+
+def complete_experiments(study: Study, registry: Registry, names: list[str], label: str | None = None,
+                         observer=None) -> RunOutcome:
+    """Train what the plans of `names` (and of the experiments they need) lack, under the store's
+    lock, then write their summaries.
+
+    The one implementation behind `python -m dnnls_tf run` and the notebooks' `run()`. The
+    study must be writable (the runner then executes the plans' stages). When runs were
+    trained, their timeline goes to results/<profile>/timeline/run-<label>.json. `observer`
+    watches each run train (see `execute`).
     """
-    from dnnls_tf.core import runtime
-    from dnnls_tf.experiments import summaries
     from dnnls_tf.atomic import write_json
+    from dnnls_tf.core import runtime
     from dnnls_tf.study.store import StoreLock
 
     if not study.writable:
@@ -322,13 +331,13 @@ def complete_experiments(study: Study, names: list[str], label: str | None = Non
         removed = study.store.remove_orphans()
         if removed:
             print(f"removed {removed} partial file(s) left by a killed process")
-        runner = Runner(study, runtime.start(study.config.compute))
+        runner = Runner(study, runtime.start(study.config.compute), registry, observer)
         began = time.perf_counter()
         plans = runner.complete(list(names))
-        for plan in plans:
-            summaries.write_summary(study, plan)
+        write_summaries(study, registry, plans)
         if runner.timeline:
             record = describe_timeline(runner.timeline, study.config.compute.workers, time.perf_counter() - began)
             write_json(study.results_dir / "timeline" / f"run-{label or '+'.join(names)}.json",
-                       {**record, "cpu": runtime.cpu_description()["cpu_model"], "timeline": runner.timeline})
+                       {**record, "cpu": runtime.cpu_description()["cpu_model"],
+                        "cpu_identity": runtime.cpu_description()["cpu_identity"], "timeline": runner.timeline})
     return RunOutcome(plans, list(runner.trained), set(runner.read), (time.perf_counter() - began) / 60)

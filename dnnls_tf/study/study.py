@@ -11,8 +11,9 @@ from functools import cached_property
 from pathlib import Path
 
 from dnnls_tf.core import data as data_lib
-from dnnls_tf.study.config import PROJECT_ROOT, Config, load_config
-from dnnls_tf.core.spec import LearningRate, RangeTestSpec, RunSpec, frozen_layers
+from dnnls_tf.paths import PROJECT_ROOT
+from dnnls_tf.study.config import Config
+from dnnls_tf.core.spec import LearningRate, RunSpec, frozen_layers
 from dnnls_tf.study.store import RunStore
 
 HOLDOUT = ("holdout_train", "holdout_val")
@@ -24,18 +25,17 @@ class Study:
     """Everything one profile's experiments share.
 
     Args:
-        config: a validated Config (default: `load_config(profile)`).
-        profile: full, subset or quick (default: $DNNLS_PROFILE, else subset).
+        config: a validated Config (`dnnls_tf.experiments.load_config(profile)`).
         root: folder that holds results/, weights/ and figures/ (default: $DNNLS_ROOT,
             else the project folder).
         data_dir: a cifar-10-batches-py folder (default: $DNNLS_DATA_DIR, the shared subset).
-        writable: True only for `run`: plans may then ask keras-tuner and write its record.
+        writable: True only for `run`, whose runner writes runs and executes the plans' stages.
             Every other command reads the store and never changes it.
     """
 
-    def __init__(self, config: Config | None = None, *, profile: str | None = None,
-                 root: str | Path | None = None, data_dir: str | Path | None = None, writable: bool = False):
-        self.config = config or load_config(profile)
+    def __init__(self, config: Config, *, root: str | Path | None = None, data_dir: str | Path | None = None,
+                 writable: bool = False):
+        self.config = config
         self.profile = self.config.profile
         self.root = Path(root or os.environ.get("DNNLS_ROOT") or PROJECT_ROOT)
         self.data_dir = str(data_dir) if data_dir else None
@@ -79,11 +79,3 @@ class Study:
             frozen=frozen_layers(batch_norm) if (frozen or init_from) else (),
             capture_gradients=training.capture_gradients, gradient_window=self.config.window_epochs,
             jit_compile=training.jit_compile, mixed_precision=training.mixed_precision)
-
-    def range_test_spec(self) -> RangeTestSpec:
-        training, model, exp1 = self.config.training, self.config.model, self.config.exp1
-        return RangeTestSpec(
-            data_fingerprint=self.splits.fingerprint(*HOLDOUT), train_split=HOLDOUT[0],
-            seed=exp1.probe_seeds[0], epochs=exp1.range_test_epochs, batch_size=training.batch_size,
-            optimizer=training.optimizer, momentum=training.momentum, min_lr=exp1.range_test_min_lr,
-            max_lr=exp1.range_test_max_lr, filters=model.filters, fc_units=model.fc_units)

@@ -21,7 +21,8 @@ import numpy as np
 from dnnls_tf import __version__, atomic
 from dnnls_tf.core import runtime
 from dnnls_tf.tools.bench import Timings, summarize_rounds
-from dnnls_tf.study.config import Config, load_config
+from dnnls_tf.experiments import load_config
+from dnnls_tf.study.config import Config
 from dnnls_tf.core.data import SplitData, load_cifar10, train_eval_indices
 
 tf = runtime.import_tensorflow()

@@ -32,9 +32,10 @@ import traceback
 from pathlib import Path
 
 from dnnls_tf.core import data as data_lib
-from dnnls_tf.experiments import grid as grid_lib
+from dnnls_tf.experiments.learning_rate import grid as grid_lib
 from dnnls_tf.core import runtime
-from dnnls_tf.study.config import Config, load_config
+from dnnls_tf.experiments import load_config
+from dnnls_tf.study.config import Config
 from dnnls_tf.tools.rehearse_kinds import (
     KIND_NAMES,
     KINDS,

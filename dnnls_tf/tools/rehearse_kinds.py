@@ -217,7 +217,9 @@ def rehearse_range_test(study: Study, steps: int) -> dict:
     """
     from dnnls_tf.core import training
 
-    spec = study.range_test_spec()
+    from dnnls_tf.experiments.learning_rate import range_test_spec
+
+    spec = range_test_spec(study)
     spec = dataclasses.replace(spec, train_split="half_a", epochs=1, max_lr=10 * spec.min_lr)
     lengths, seconds, counted = (1, max(4, steps), 3 * max(4, steps)), [], []
     for length in lengths:  # half_a of 2 x length batches holds `length` batches

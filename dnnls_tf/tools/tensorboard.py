@@ -227,6 +227,11 @@ def export_store(study, force: bool = False) -> Path:
 
 
 # ------------------------------------------------------------------ live, while a run trains
+def live_events(study, spec: RunSpec) -> LiveWriter:
+    """The runner's observer: TensorBoard events of a run as it trains (`runner.execute`)."""
+    return LiveWriter(run_folder(study, spec))
+
+
 class LiveWriter:
     """A `train_run` on_epoch hook that writes each finished epoch to a run's TensorBoard folder.
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dnnls_tf.atomic import write_json
-from dnnls_tf.experiments.grid import significant
+from dnnls_tf.experiments.learning_rate.grid import significant
 from dnnls_tf.core.spec import WarmupCosine, hash_of, spec_dict
 
 WARMUP_EPOCHS = (0, 2)           # inclusive range of warm-up epochs
@@ -143,3 +143,58 @@ def save_record(folder: Path, record: TunerRecord) -> None:
                {"search_space": record.space.describe(), "budget": record.budget, "seed": record.seed,
                 "trials": [spec_dict(t) for t in record.trials],
                 "scores": list(record.scores) if record.scores is not None else None, "chosen": record.chosen})
+
+
+# ---------------------------------------------------------------- stages the runner executes
+def tuner_folder(study, experiment: str = "exp1") -> Path:
+    return study.results_dir / experiment / "tuner"
+
+
+@dataclass(frozen=True)
+class TunerProposal:
+    """The stage in which keras-tuner proposes the trials of a search (written as its record)."""
+
+    space: ScheduleSpace
+    budget: int
+    seed: int
+    kind: str = "tuner_proposal"
+
+    @property
+    def stage_id(self) -> str:
+        return "propose-" + record_path(Path("."), self.space, self.budget, self.seed).stem
+
+    def done(self, study) -> bool:
+        return load_record(tuner_folder(study), self.space, self.budget, self.seed) is not None
+
+    def execute(self, study) -> str:
+        trials = tuple(propose(self.space, self.budget, self.seed))
+        save_record(tuner_folder(study), TunerRecord(self.space, self.budget, self.seed, trials))
+        return f"keras-tuner proposed {len(trials)} schedules (seed {self.seed})"
+
+
+@dataclass(frozen=True)
+class TunerSelection:
+    """The stage in which keras-tuner ranks the scored trials and chooses one (added to the record)."""
+
+    space: ScheduleSpace
+    budget: int
+    seed: int
+    scores: tuple[float, ...]
+    kind: str = "tuner_selection"
+
+    @property
+    def stage_id(self) -> str:
+        return "select-" + record_path(Path("."), self.space, self.budget, self.seed).stem
+
+    def done(self, study) -> bool:
+        record = load_record(tuner_folder(study), self.space, self.budget, self.seed)
+        return record is not None and record.scores == self.scores and record.chosen is not None
+
+    def execute(self, study) -> str:
+        record = load_record(tuner_folder(study), self.space, self.budget, self.seed)
+        if record is None:
+            raise ValueError("keras-tuner's choice needs its proposal first")
+        chosen = select(self.space, self.budget, self.seed, list(self.scores))
+        save_record(tuner_folder(study), TunerRecord(self.space, self.budget, self.seed, record.trials,
+                                                     self.scores, chosen))
+        return f"keras-tuner chose trial {chosen} (validation accuracy {self.scores[chosen]:.3f})"

@@ -1,4 +1,5 @@
-"""Each experiment's results, computed once from its complete plan and written with a schema version.
+"""Results over seeds, shared by every experiment's summary: groups, comparisons, per-class results;
+written and read with a schema version.
 
 `results/<profile>/<experiment>/summary.json` holds, for every group of runs, the
 statistics over seeds of each metric (unstable runs counted, not averaged) and the
@@ -18,11 +19,9 @@ import numpy as np
 
 from dnnls_tf import __version__
 from dnnls_tf.study import stats
-from dnnls_tf.experiments import grid as grid_lib
 from dnnls_tf.atomic import write_json
 from dnnls_tf.core.sources import NUM_CLASSES
 from dnnls_tf.errors import UserError
-from dnnls_tf.experiments.plans import Plan, groups_stored
 from dnnls_tf.study.gradients import MEASURES, window_measures
 from dnnls_tf.core.spec import spec_dict
 from dnnls_tf.study.store import StoredRun
@@ -137,89 +136,6 @@ def adjust_family(comparisons: list[dict], family: str) -> list[dict]:
     return comparisons
 
 
-# ---------------------------------------------------------------- experiments
-def _base(study: Study, plan: Plan, groups: dict) -> dict:
-    return {"schema": SUMMARY_SCHEMA, "experiment": plan.experiment, "profile": study.profile,
-            "description": study.config.description, "library_version": __version__,
-            "data": {**study.splits.sizes(), "source": study.splits.data.source.split(":")[0]},
-            "epochs": study.config.training.epochs, "seeds": list(study.seeds),
-            "groups": [group_entry(key, runs) for key, runs in groups.items()]}
-
-
-def summarize_baseline(study: Study, plan: Plan) -> dict:
-    groups = groups_stored(study, plan)
-    return {**_base(study, plan, groups), "comparisons": []}
-
-
-RANGE_SMOOTHING = 0.1  # exponential weight of the range test's smoothed loss
-
-
-def _range_test(table, anchor: float) -> dict:
-    smooth = table["loss"].replace([np.inf, -np.inf], np.nan).ewm(alpha=RANGE_SMOOTHING).mean().to_numpy()
-    lowest = int(np.nanargmin(smooth))
-    return {"steps": int(len(table)), "lr_at_lowest_smoothed_loss": float(table["lr"].iloc[lowest]),
-            "lowest_smoothed_loss": float(smooth[lowest]), "anchor": anchor, "blew_up": grid_lib.blew_up(table),
-            "smoothing": RANGE_SMOOTHING, "lr": table["lr"].tolist(), "loss": table["loss"].tolist(),
-            "smoothed_loss": smooth.tolist()}
-
-
-def summarize_exp1(study: Study, plan: Plan) -> dict:
-    groups, choices = groups_stored(study, plan), plan.choices
-    decision, check, record = choices["decision"], choices["check"], choices["tuner"]
-    best = ("rate", choices["best_rate"])
-    comparisons = adjust_family([
-        comparison("schedule_vs_best_constant", ("schedule",), best, groups, "test_accuracy", True),
-        comparison("schedule_vs_best_constant", ("schedule",), best, groups, "generalization_gap", True),
-        comparison("schedule_vs_peak_constant", ("schedule",), ("peak_constant",), groups, "test_accuracy", True),
-        comparison("peak_constant_vs_best_constant", ("peak_constant",), best, groups, "test_accuracy", True),
-        comparison("schedule_vs_best_constant", ("schedule",), best, groups, "train_test_gap", False),
-        comparison("schedule_vs_peak_constant", ("schedule",), ("peak_constant",), groups, "generalization_gap", False),
-    ], "exp1")
-    exp1 = study.config.exp1
-    return {**_base(study, plan, groups), "comparisons": comparisons,
-            "range_test": _range_test(choices["range_test"], choices["anchor"]),
-            "rule": {"ladder_factor": exp1.ladder_factor, "ladder_rungs": exp1.ladder_rungs,
-                     "probe_seeds": list(exp1.probe_seeds), "max_span": exp1.max_span,
-                     "saturation_gain": exp1.saturation_gain, "collapse_accuracy": 0.2},
-            "ladder": [{"rate": v.rate, "probes": v.probes, "sweep_runs": v.sweep_runs, "unstable": v.unstable,
-                        "stable": v.stable, "gain": v.gain, "curve_source": v.curve_source} for v in decision.rungs],
-            "grid": {"rates": decision.grid, "top": decision.top, "bottom": decision.bottom,
-                     "reasons": decision.reasons},
-            "grid_check": {"rates": check.rates, "passed": check.passed, "all_stable": check.all_stable,
-                           "lowest_saturated": check.lowest_saturated},
-            "best_constant_lr": choices["best_rate"],
-            "tuner": {"search_space": record.space.describe(), "budget": record.budget, "seed": record.seed,
-                      "trials": [{"index": i, "schedule": spec_dict(s), "score": record.scores[i],
-                                  "run_id": run.run_id, "stable": run.stable}
-                                 for i, (s, run) in enumerate(zip(record.trials, choices["trial_runs"]))],
-                      "chosen": record.chosen},
-            "schedule": spec_dict(choices["schedule"]),
-            "per_class": [per_class(key, groups[key]) for key in (best, ("schedule",))]}
-
-
-def summarize_exp2(study: Study, plan: Plan) -> dict:
-    groups, best = groups_stored(study, plan), plan.choices["best_dropout"]
-    items = [comparison("dropout_best_vs_none", ("dropout", best), ("dropout", 0.0), groups, "test_accuracy", True),
-             comparison("dropout_best_vs_none", ("dropout", best), ("dropout", 0.0), groups, "generalization_gap",
-                        True)]
-    for p in (0.0, best):
-        for control in ("scratch_b", "frozen_random", "holdout"):
-            items.append(comparison(f"transfer_vs_{control}", ("transfer", p), (control, p), groups,
-                                    "test_accuracy", True))
-            items.append(comparison(f"transfer_vs_{control}", ("transfer", p), (control, p), groups,
-                                    "train_test_gap", False))
-        items.append(comparison("transfer_vs_source", ("transfer", p), ("dropout", p), groups, "test_accuracy",
-                                False))
-        items.append(comparison("frozen_random_vs_scratch_b", ("frozen_random", p), ("scratch_b", p), groups,
-                                "test_accuracy", False))
-    items.append(comparison("dropout_best_vs_none", ("dropout", best), ("dropout", 0.0), groups, "train_test_gap",
-                            False))
-    return {**_base(study, plan, groups), "comparisons": adjust_family(items, "exp2"),
-            "learning_rate": plan.choices["learning_rate"], "best_dropout": best,
-            "dropout_rates": list(study.config.exp2.dropout_rates),
-            "per_class": [per_class((kind, p), groups[kind, p]) for p in (0.0, best) for kind in ("dropout", "transfer")]}
-
-
 def gradient_rows(groups: dict, window: int) -> list[dict]:
     """Per model, window and layer: each measure's mean and 95% CI over seeds (unstable runs out)."""
     rows = []
@@ -238,31 +154,24 @@ def gradient_rows(groups: dict, window: int) -> list[dict]:
     return rows
 
 
-def summarize_exp3(study: Study, plan: Plan) -> dict:
-    groups, best = groups_stored(study, plan), plan.choices["best_dropout"]
-    none, bn = ("dropout", 0.0), ("batch_norm",)
-    comparisons = adjust_family([
-        comparison("batch_norm_vs_none", bn, none, groups, "test_accuracy", True),
-        comparison("batch_norm_vs_none", bn, none, groups, "generalization_gap", True),
-        comparison("batch_norm_vs_none", bn, none, groups, "train_test_gap", False),
-    ], "exp3")
-    return {**_base(study, plan, groups), "comparisons": comparisons,
-            "learning_rate": plan.choices["learning_rate"], "best_dropout": best,
-            "window_epochs": study.config.window_epochs, "gradients": gradient_rows(groups, study.config.window_epochs),
-            "per_class": [per_class(bn, groups[bn])]}
 
-
-SUMMARIZERS = {"baseline": summarize_baseline, "exp1": summarize_exp1, "exp2": summarize_exp2,
-               "exp3": summarize_exp3}
+# ---------------------------------------------------------------- a summary's common part
+def summary_base(study: Study, experiment: str, groups: dict) -> dict:
+    """What every summary holds: schema, experiment, profile, data, epochs, seeds and its groups."""
+    return {"schema": SUMMARY_SCHEMA, "experiment": experiment, "profile": study.profile,
+            "description": study.config.description, "library_version": __version__,
+            "data": {**study.splits.sizes(), "source": study.splits.data.source.split(":")[0]},
+            "epochs": study.config.training.epochs, "seeds": list(study.seeds),
+            "groups": [group_entry(key, runs) for key, runs in groups.items()]}
 
 
 def summary_path(results_dir: Path, experiment: str) -> Path:
     return Path(results_dir) / experiment / "summary.json"
 
 
-def write_summary(study: Study, plan: Plan) -> dict:
-    summary = SUMMARIZERS[plan.experiment](study, plan)
-    write_json(summary_path(study.results_dir, plan.experiment), _finite_or_null(summary))
+def write_summary(study: Study, experiment: str, summary: dict) -> dict:
+    """Write an experiment's summary whole (NaN as null)."""
+    write_json(summary_path(study.results_dir, experiment), _finite_or_null(summary))
     return summary
 
 

@@ -1,0 +1,20 @@
+"""The baseline: one run of the CNN on the holdout split, first seed, the configured rate."""
+from __future__ import annotations
+
+from dnnls_tf.study.plan import Experiment, Plan
+from dnnls_tf.study.planner import groups_stored
+from dnnls_tf.study.results import summary_base
+
+
+def plan(study, upstream) -> Plan:
+    result = Plan("baseline")
+    result.groups["baseline",] = [study.spec(study.seeds[0], study.config.training.learning_rate)]
+    return result
+
+
+def summarize(study, plan_: Plan) -> dict:
+    groups = groups_stored(study, plan_)
+    return {**summary_base(study, plan_.experiment, groups), "comparisons": []}
+
+
+EXPERIMENT = Experiment("baseline", "the baseline run", plan, summarize, priorities={"baseline": 5})

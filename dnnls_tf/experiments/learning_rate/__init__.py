@@ -1,0 +1,227 @@
+"""Experiment 1, the learning rate: five constant rates placed by a rule, a schedule keras-tuner designs
+from them, and the ablation that separates "higher rate" from "decay".
+
+Stages, in order: the LR range test (a stage) -> full-length probes down a ladder of rates
+-> the grid (`grid.py`'s rule) -> 5 rates x seeds -> keras-tuner's proposal (a stage) ->
+its trials (runs on the tuner's seed) -> keras-tuner's choice (a stage) -> the schedule
+and a constant rate at its peak x seeds. Choices use validation data only.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from dnnls_tf.core.spec import RangeTestSpec
+from dnnls_tf.errors import UserError
+from dnnls_tf.experiments.learning_rate import grid as grid_lib
+from dnnls_tf.experiments.learning_rate import tuning
+from dnnls_tf.study.config import rule
+from dnnls_tf.study.plan import Experiment, Plan, best_by_validation, selection_score, stored
+from dnnls_tf.study.planner import groups_stored
+from dnnls_tf.study.results import adjust_family, comparison, per_class, summary_base
+from dnnls_tf.core.spec import spec_dict
+from dnnls_tf.study.study import HOLDOUT
+
+
+def _distinct(values) -> bool:
+    return len(set(values)) == len(values)
+
+
+@dataclass(frozen=True)
+class Exp1Config:
+    """Settings under `exp1:` (configs/base.yaml explains each)."""
+
+    range_test_epochs: int = rule(lambda v: v > 0, "a positive integer")
+    range_test_min_lr: float = rule(lambda v: v > 0, "a positive number")
+    range_test_max_lr: float = rule(lambda v: v > 0, "a positive number")
+    ladder_factor: float = rule(lambda v: v > 1, "a number above 1")
+    ladder_rungs: int = rule(lambda v: v >= 2, "an integer >= 2")
+    probe_seeds: tuple[int, ...] = rule(lambda v: len(v) > 0 and min(v) >= 0 and _distinct(v),
+                                        "a non-empty list of distinct non-negative integers")
+    max_span: float = rule(lambda v: v > 1, "a number above 1")
+    saturation_gain: float = rule(lambda v: 0 < v < 1, "a fraction in (0, 1)")
+    tuner_trials: int = rule(lambda v: v > 0, "a positive integer")
+    tuner_seed: int = rule(lambda v: v >= 0, "a non-negative integer")
+
+    def check(self, config) -> str | None:
+        """A problem across sections (probe and tuner seeds apart from the study's), or None."""
+        if self.range_test_min_lr >= self.range_test_max_lr:
+            return "'exp1.range_test_min_lr' must be below 'exp1.range_test_max_lr'"
+        seeds = set(config.training.seeds)
+        shared = set(self.probe_seeds) & seeds or {self.tuner_seed} & seeds
+        if shared:
+            return f"probe and tuner seeds must differ from 'training.seeds' (seed {min(shared)} is in both)"
+        if self.tuner_seed in self.probe_seeds:
+            return "'exp1.tuner_seed' must not be one of 'exp1.probe_seeds'"
+        return None
+
+
+# ---------------------------------------------------------------- the range test, a stage
+def range_test_spec(study) -> RangeTestSpec:
+    training, model, exp1 = study.config.training, study.config.model, study.config.exp1
+    return RangeTestSpec(
+        data_fingerprint=study.splits.fingerprint(*HOLDOUT), train_split=HOLDOUT[0],
+        seed=exp1.probe_seeds[0], epochs=exp1.range_test_epochs, batch_size=training.batch_size,
+        optimizer=training.optimizer, momentum=training.momentum, min_lr=exp1.range_test_min_lr,
+        max_lr=exp1.range_test_max_lr, filters=model.filters, fc_units=model.fc_units)
+
+
+@dataclass(frozen=True)
+class RangeTestStage:
+    """Smith's LR range test, trained by the runner (in a worker) and stored under range_tests/."""
+
+    spec: RangeTestSpec
+    kind: str = "range_test"
+
+    @property
+    def stage_id(self) -> str:
+        return self.spec.run_id
+
+    def done(self, study) -> bool:
+        return study.store.range_test(self.spec) is not None
+
+    def execute(self, study) -> str:
+        from dnnls_tf.core import training
+
+        table = training.lr_range_test(self.spec, study.splits)
+        study.store.save_range_test(self.spec, table)
+        return f"range test {self.spec.run_id}: {len(table)} steps"
+
+
+# ---------------------------------------------------------------- the plan
+def grid_rule(study) -> grid_lib.GridRule:
+    exp1 = study.config.exp1
+    return grid_lib.GridRule(exp1.ladder_factor, exp1.ladder_rungs, exp1.max_span, exp1.saturation_gain)
+
+
+def outcome(run) -> grid_lib.Outcome:
+    return grid_lib.Outcome(run.stable, tuple(run.history["val_accuracy"].fillna(0.0)))
+
+
+def plan(study, upstream) -> Plan:
+    """Range test -> probes -> grid -> 5 rates x seeds -> tuner trials -> schedule and ablation x seeds."""
+    result, exp1 = Plan("exp1"), study.config.exp1
+    range_spec = range_test_spec(study)
+    table = study.store.range_test(range_spec)
+    if table is None:
+        return result.need(RangeTestStage(range_spec), "the ladder of probed rates (needs the LR range test)")
+    rule_ = grid_rule(study)
+    anchor = grid_lib.anchor_rate(table, exp1.range_test_max_lr)
+
+    def sweep_of(rate):
+        return [study.spec(seed, rate) for seed in study.seeds]
+
+    def judge(rate, probe_runs):
+        sweep = [run for run in (study.store.get(spec.run_id) for spec in sweep_of(rate)) if run is not None]
+        return grid_lib.judge_rung(rate, [outcome(r) for r in probe_runs], [outcome(r) for r in sweep],
+                                   len(sweep) == len(study.seeds))
+
+    rungs = grid_lib.ladder(anchor, rule_)
+    while True:  # probe the ladder; extend it until it reaches max_span below its stable top
+        probes = {rate: [study.spec(seed, rate) for seed in exp1.probe_seeds] for rate in rungs}
+        for rate, specs in probes.items():
+            result.groups["probe", rate] = specs
+        result.choices.update(range_test=table, anchor=anchor, rungs=rungs)
+        probe_runs = {rate: stored(study, specs) for rate, specs in probes.items()}
+        if any(runs is None for runs in probe_runs.values()):
+            return result.wait("the grid of constant rates (needs the probes)", "exp1")
+        verdicts = [judge(rate, probe_runs[rate]) for rate in rungs]
+        needed = grid_lib.rungs_needed(verdicts, rule_)
+        if needed == len(rungs):
+            break
+        if rungs[-1] / rule_.ladder_factor < exp1.range_test_min_lr:
+            raise UserError(f"no stable learning rate down to {rungs[-1]:g}: lower exp1.range_test_min_lr")
+        rungs = grid_lib.ladder(anchor, rule_, needed)
+
+    try:
+        decision = grid_lib.place_grid(verdicts, rule_)
+    except grid_lib.NoStableRate as error:
+        raise UserError(str(error)) from None
+    result.choices["decision"] = decision
+    sweep_specs = {rate: sweep_of(rate) for rate in decision.grid}
+    for rate, specs in sweep_specs.items():
+        result.groups["rate", rate] = specs
+    sweep = {rate: stored(study, specs) for rate, specs in sweep_specs.items()}
+    if any(runs is None for runs in sweep.values()):
+        return result.wait("the tuner's trials (need the sweep of the grid's rates)", "exp1")
+    result.choices["sweep"] = sweep
+    result.choices["check"] = grid_lib.check_grid({rate: [outcome(r) for r in runs] for rate, runs in sweep.items()},
+                                                  rule_)
+    best = best_by_validation(sweep, "constant learning rate")
+    result.choices["best_rate"] = best
+    space = tuning.ScheduleSpace(best, decision.top)
+    record = tuning.load_record(tuning.tuner_folder(study), space, exp1.tuner_trials, exp1.tuner_seed)
+    if record is None:
+        return result.need(tuning.TunerProposal(space, exp1.tuner_trials, exp1.tuner_seed),
+                           "the tuner's trials (keras-tuner proposes them)")
+    trial_specs = [study.spec(exp1.tuner_seed, schedule) for schedule in record.trials]
+    for index, spec in enumerate(trial_specs):
+        result.groups["trial", index] = [spec]
+    trial_runs = stored(study, trial_specs)
+    result.choices.update(space=space, tuner=record)
+    if trial_runs is None:
+        return result.wait("the schedule's runs (need every tuner trial)", "exp1")
+    scores = tuple(selection_score(run) for run in trial_runs)
+    if record.scores != scores or record.chosen is None:
+        return result.need(tuning.TunerSelection(space, exp1.tuner_trials, exp1.tuner_seed, scores),
+                           "the schedule (keras-tuner chooses the best trial)")
+    schedule = record.trials[record.chosen]
+    result.choices.update(tuner=record, trial_runs=trial_runs, schedule=schedule)
+    result.groups["schedule",] = [study.spec(seed, schedule) for seed in study.seeds]
+    result.groups["peak_constant",] = [study.spec(seed, schedule.peak) for seed in study.seeds]
+    return result
+
+
+# ---------------------------------------------------------------- the summary
+RANGE_SMOOTHING = 0.1  # exponential weight of the range test's smoothed loss
+
+
+def _range_test(table, anchor: float) -> dict:
+    smooth = table["loss"].replace([np.inf, -np.inf], np.nan).ewm(alpha=RANGE_SMOOTHING).mean().to_numpy()
+    lowest = int(np.nanargmin(smooth))
+    return {"steps": int(len(table)), "lr_at_lowest_smoothed_loss": float(table["lr"].iloc[lowest]),
+            "lowest_smoothed_loss": float(smooth[lowest]), "anchor": anchor, "blew_up": grid_lib.blew_up(table),
+            "smoothing": RANGE_SMOOTHING, "lr": table["lr"].tolist(), "loss": table["loss"].tolist(),
+            "smoothed_loss": smooth.tolist()}
+
+
+def summarize(study, plan_: Plan) -> dict:
+    groups, choices = groups_stored(study, plan_), plan_.choices
+    decision, check, record = choices["decision"], choices["check"], choices["tuner"]
+    best = ("rate", choices["best_rate"])
+    comparisons = adjust_family([
+        comparison("schedule_vs_best_constant", ("schedule",), best, groups, "test_accuracy", True),
+        comparison("schedule_vs_best_constant", ("schedule",), best, groups, "generalization_gap", True),
+        comparison("schedule_vs_peak_constant", ("schedule",), ("peak_constant",), groups, "test_accuracy", True),
+        comparison("peak_constant_vs_best_constant", ("peak_constant",), best, groups, "test_accuracy", True),
+        comparison("schedule_vs_best_constant", ("schedule",), best, groups, "train_test_gap", False),
+        comparison("schedule_vs_peak_constant", ("schedule",), ("peak_constant",), groups, "generalization_gap", False),
+    ], "exp1")
+    exp1 = study.config.exp1
+    return {**summary_base(study, plan_.experiment, groups), "comparisons": comparisons,
+            "range_test": _range_test(choices["range_test"], choices["anchor"]),
+            "rule": {"ladder_factor": exp1.ladder_factor, "ladder_rungs": exp1.ladder_rungs,
+                     "probe_seeds": list(exp1.probe_seeds), "max_span": exp1.max_span,
+                     "saturation_gain": exp1.saturation_gain, "collapse_accuracy": 0.2},
+            "ladder": [{"rate": v.rate, "probes": v.probes, "sweep_runs": v.sweep_runs, "unstable": v.unstable,
+                        "stable": v.stable, "gain": v.gain, "curve_source": v.curve_source} for v in decision.rungs],
+            "grid": {"rates": decision.grid, "top": decision.top, "bottom": decision.bottom,
+                     "reasons": decision.reasons},
+            "grid_check": {"rates": check.rates, "passed": check.passed, "all_stable": check.all_stable,
+                           "lowest_saturated": check.lowest_saturated},
+            "best_constant_lr": choices["best_rate"],
+            "tuner": {"search_space": record.space.describe(), "budget": record.budget, "seed": record.seed,
+                      "trials": [{"index": i, "schedule": spec_dict(s), "score": record.scores[i],
+                                  "run_id": run.run_id, "stable": run.stable}
+                                 for i, (s, run) in enumerate(zip(record.trials, choices["trial_runs"]))],
+                      "chosen": record.chosen},
+            "schedule": spec_dict(choices["schedule"]),
+            "per_class": [per_class(key, groups[key]) for key in (best, ("schedule",))]}
+
+
+EXPERIMENT = Experiment(
+    "exp1", "learning rate", plan, summarize, section=Exp1Config,
+    # what unlocks later stages (the range test, probes, the sweep) trains first
+    priorities={"range_test": 0, "tuner_proposal": 0, "tuner_selection": 0, "probe": 0, "rate": 1, "trial": 2,
+                "schedule": 3, "peak_constant": 3})
