@@ -28,10 +28,13 @@ from dnnls_tf.experiments import REGISTRY, load_config
 from dnnls_tf.study.config import PROFILES, Config
 from dnnls_tf.errors import UserError
 
-# The committed notebooks call the display helpers as `notebook.<name>` and are not re-executed to change
-# that, so this module re-exports every one they use (tests/test_notebook.py checks the notebooks' names).
+# The notebooks call the display helpers as `notebook.<name>`: one import in their first cell gives
+# them all (tests/test_notebook.py checks that every name they call resolves).
 from dnnls_tf.publish.notebook_display import (  # noqa: F401 - re-exported for the notebooks
+    caption,
+    comparison_table,
     draw_figures,
+    group_table,
     print_capture_overhead,
     print_model,
     runs_overview,
@@ -43,6 +46,8 @@ from dnnls_tf.publish.notebook_display import (  # noqa: F401 - re-exported for 
     show_table,
     shown_path,
     statistics_note,
+    sentences_of,
+    summary_of,
 )
 from dnnls_tf.study.study import Study
 

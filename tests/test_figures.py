@@ -16,12 +16,25 @@ from dnnls_tf.experiments.learning_rate import RangeTestStage, tuning
 from dnnls_tf.study import results as summaries
 from dnnls_tf.study.planner import plan_one
 from dnnls_tf.publish import figures, report
-from dnnls_tf.present import figures_gradients, figures_summary, plots
+from dnnls_tf.present import charts, plots
+from dnnls_tf.present.curves import group_runs
+from dnnls_tf.experiments.dropout_transfer import figures as exp2_figures
+from dnnls_tf.experiments.gradient_flow import figures as exp3_figures
+from dnnls_tf.experiments.gradient_flow.sentences import models
+from dnnls_tf.experiments.learning_rate import figures as exp1_figures
 from dnnls_tf.study import stats
 from dnnls_tf.errors import UserError
 from dnnls_tf.core.spec import WarmupCosine
 from dnnls_tf.study.study import Study
-from dnnls_tf.present.vocabulary import FIGURES, group_label
+
+FIGURES = figures.figure_specs()
+
+
+def group_label(key) -> str:
+    """The words an experiment's figures find a group's lines by (its plain label)."""
+    experiment = "exp3" if key[0] == "batch_norm" else "exp1" if key[0] in ("rate", "schedule", "peak_constant") \
+        else "exp2"
+    return REGISTRY.get(experiment).label(tuple(key))
 from fakes import store_fake
 
 # The range test blows up at its last rate (0.5): the ladder is 0.5, 0.125, 0.0312, 0.00781, 0.00195.
@@ -150,22 +163,22 @@ def test_every_figure_is_written_whole_as_png_and_pdf_and_is_readable(study, mon
 
 def test_dropout_summary_draws_the_summary_means_and_both_intervals(loaded):
     summary = loaded["exp2"]
-    fig = figures_summary.figure_exp2_dropout_summary(summary)
-    for entry in figures_summary.groups_of(summary, "dropout"):
-        p = entry["value"]
-        for metric in figures_summary.SUMMARY_METRICS:
-            values = entry["metrics"][metric]
-            if values["n"] == 0:  # every run unstable: nothing drawn
+    fig = exp2_figures.figure_dropout_summary(None, summary)
+    for entry in summary.groups_of("dropout"):
+        p = entry.value
+        for metric in charts.SUMMARY_METRICS:
+            values = entry.metrics[metric]
+            if values.n == 0:  # every run unstable: nothing drawn
                 assert not np.isfinite(line_data(fig, f"seed:{metric}:{p:g}")[1]).any()
                 continue
-            assert line_data(fig, f"seed:{metric}:{p:g}")[1] == pytest.approx([100 * values["mean"]])
-            if values["n"] >= 2:
+            assert line_data(fig, f"seed:{metric}:{p:g}")[1] == pytest.approx([100 * values.mean])
+            if values.n >= 2:
                 assert interval_of(fig, f"seed:{metric}:{p:g}") == pytest.approx(
-                    (100 * values["ci_low"], 100 * values["ci_high"]))
-        low, high = entry["test_interval"]
-        if low is not None:
+                    (100 * values.ci_low, 100 * values.ci_high))
+        low, high = entry.test_interval
+        if math.isfinite(low):
             assert interval_of(fig, f"test:test_accuracy:{p:g}") == pytest.approx((100 * low, 100 * high))
-            train = entry["metrics"]["train_accuracy"]["mean"]
+            train = entry.mean("train_accuracy")
             assert interval_of(fig, f"test:train_test_gap:{p:g}") == pytest.approx(
                 (100 * (train - high), 100 * (train - low)))
     texts = [t.get_text() for ax in fig.axes for t in ax.texts]
@@ -175,13 +188,13 @@ def test_dropout_summary_draws_the_summary_means_and_both_intervals(loaded):
 
 def test_transfer_figure_draws_every_arm_with_the_summary_numbers(loaded):
     summary = loaded["exp2"]
-    fig = figures_summary.figure_exp2_transfer(summary)
-    for kind in figures_summary.ARMS:
-        for p in (0.0, summary["best_dropout"]):
-            entry = figures_summary.find_group(summary, (kind, p))
-            mean = entry["metrics"]["test_accuracy"]["mean"]
+    fig = exp2_figures.figure_transfer(None, summary)
+    for kind in exp2_figures.ARMS:
+        for p in (0.0, summary.best_dropout):
+            entry = summary.group((kind, p))
+            mean = entry.mean("test_accuracy")
             assert line_data(fig, f"seed:test_accuracy:{kind}:{p:g}")[0] == pytest.approx([100 * mean])
-            low, high = entry["test_interval"]
+            low, high = entry.test_interval
             assert interval_of(fig, f"test:test_accuracy:{kind}:{p:g}", horizontal=True) == pytest.approx(
                 (100 * low, 100 * high))
     assert "n = 1" in [t.get_text() for ax in fig.axes for t in ax.texts]  # a frozen-random run diverged
@@ -190,17 +203,15 @@ def test_transfer_figure_draws_every_arm_with_the_summary_numbers(loaded):
 
 def test_gradient_flow_panels_are_the_summary_gradients(loaded):
     summary = loaded["exp3"]
-    fig = figures_gradients.figure_exp3_gradient_flow(summary)
-    for model in figures_gradients.gradient_models(summary):
+    fig = exp3_figures.figure_gradient_flow(None, summary)
+    for model in models(summary):
         for window in ("first", "last"):
-            rows = sorted((r for r in summary["gradients"] if figures_summary.same_key(r["model"], model)
-                           and r["window"] == window), key=lambda r: r["layer"])
-            for measure in figures_gradients.GRADIENT_ORDER:
+            rows = summary.gradient_rows(model, window)
+            for measure in exp3_figures.GRADIENT_ORDER:
                 x, y = line_data(fig, f"{measure}:{window}:{group_label(model)}")
-                assert y == pytest.approx([r[measure] for r in rows])
+                assert y == pytest.approx([r.measure(measure) for r in rows])
                 assert np.round(x).tolist() == [1, 2, 3, 4, 5]
-    offsets = {round(line_data(fig, f"std:first:{group_label(m)}")[0][0], 3)
-               for m in figures_gradients.gradient_models(summary)}
+    offsets = {round(line_data(fig, f"std:first:{group_label(m)}")[0][0], 3) for m in models(summary)}
     assert len(offsets) == 3  # side by side: the three models' bars never overlap
     assert not any(ax.get_yscale() == "symlog" for ax in fig.axes)
     plt.close(fig)
@@ -209,8 +220,8 @@ def test_gradient_flow_panels_are_the_summary_gradients(loaded):
 @pytest.mark.parametrize("full", [False, True])
 def test_learning_curves_average_the_stable_runs_and_draw_unstable_ones_apart(study, loaded, full):
     summary = loaded["exp2"]
-    fig = figures.figure_exp2_dropout_curves(study, summary, full=full)
-    half = figures.group_runs(study, summary, ("dropout", 0.5))  # seed 1 diverged
+    fig = exp2_figures.figure_dropout_curves(study, summary, full=full)
+    half = group_runs(study, summary, ("dropout", 0.5))  # seed 1 diverged
     stable = [run for run in half if run.stable]
     label = group_label(("dropout", 0.5))
     assert len(stable) == 1
@@ -241,10 +252,10 @@ def test_learning_curves_average_the_stable_runs_and_draw_unstable_ones_apart(st
 
 def test_transfer_curves_draw_both_rates_and_flag_the_validation_half(study, loaded):
     summary = loaded["exp2"]
-    fig = figures.figure_exp2_transfer_curves(study, summary)
-    for p in (0.0, summary["best_dropout"]):
+    fig = exp2_figures.figure_transfer_curves(study, summary)
+    for p in (0.0, summary.best_dropout):
         for kind in ("transfer", "scratch_b", "frozen_random"):
-            runs = [run for run in figures.group_runs(study, summary, (kind, p)) if run.stable]
+            runs = [run for run in group_runs(study, summary, (kind, p)) if run.stable]
             _, y = line_data(fig, f"{group_label((kind, p))}:val_accuracy")
             assert y == pytest.approx(100 * np.mean([run.history["val_accuracy"] for run in runs], axis=0))
     words = figure_text(fig)
@@ -254,8 +265,8 @@ def test_transfer_curves_draw_both_rates_and_flag_the_validation_half(study, loa
 
 def test_the_schedule_figure_draws_the_schedule_loss_and_its_rate(study, loaded):
     summary = loaded["exp1"]
-    fig = figures.figure_exp1_schedule(study, summary)
-    runs = figures.group_runs(study, summary, ("schedule",))
+    fig = exp1_figures.figure_schedule(study, summary)
+    runs = group_runs(study, summary, ("schedule",))
     label = group_label(("schedule",))
     x, y = line_data(fig, f"{label}:train")
     loss = np.mean([run.steps["loss"] for run in runs], axis=0)
@@ -274,23 +285,23 @@ def test_every_full_figure_has_its_compact_body_version():
 
 
 def summary_run_ids(summary, key):
-    return figures_summary.find_group(summary, key)["run_ids"]
+    return summary.group(key).run_ids
 
 
 def test_grid_figure_marks_the_ladder_and_the_grid_check(loaded):
     summary = loaded["exp1"]
-    fig = figures_summary.figure_exp1_grid(summary)
-    unstable = [rung["rate"] for rung in summary["ladder"] if not rung["stable"]]
+    fig = exp1_figures.figure_grid(None, summary)
+    unstable = [rung.rate for rung in summary.ladder if not rung.stable]
     assert unstable and line_data(fig, "ladder:unstable")[0] == pytest.approx(unstable)
-    gains = [100 * row["gain"] for row in summary["grid_check"]["rates"]]
+    gains = [100 * row.gain for row in summary.grid_check.rates]
     assert line_data(fig, "grid_check")[1] == pytest.approx(gains)
     plt.close(fig)
 
 
-def test_per_class_cells_are_the_summaries(loaded):
-    fig = figures_summary.figure_per_class(loaded)
+def test_per_class_cells_are_the_summaries(study, loaded):
+    fig = figures.per_class_figure(study, loaded)
     (image,) = gid_lines(fig, "per_class:accuracy")
-    expected = [values["accuracy"] for _, values in figures_summary.per_class_entries(loaded)]
+    expected = [block.accuracy for summary in loaded.values() for block in summary.per_class]
     assert np.asarray(image.get_array()) == pytest.approx(100 * np.array(expected, float), nan_ok=True)
     assert len(expected) == 7  # exp1: best rate, schedule; exp2: dropout and transfer at 0 and best; exp3: BN
     plt.close(fig)

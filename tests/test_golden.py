@@ -110,3 +110,14 @@ def test_a_setting_added_with_its_default_leaves_every_committed_run_id_unchange
         spec = extended.from_dict(config)
         assert spec.weight_decay == 0.0 and spec.run_id == run_id
         assert dataclasses.replace(spec, weight_decay=1e-4).run_id != run_id
+
+
+def test_summaries_recomputed_from_the_committed_runs_equal_the_committed_summaries(subset):
+    """Today's plans and typed summaries, computed from the committed runs, give the committed numbers."""
+    from dnnls_tf.study.codec import encode
+    from dnnls_tf.study.results import load_summary
+
+    for name, plan in plan_all(subset, REGISTRY, REGISTRY.names).items():
+        experiment = REGISTRY.get(name)
+        committed = load_summary(subset.results_dir, name, "subset", experiment.summary_type)
+        assert encode(experiment.summarize(subset, plan)) == encode(committed), name

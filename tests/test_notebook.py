@@ -237,13 +237,18 @@ def test_print_model_lists_the_five_layers_and_the_parameter_counts(started, cap
     assert f"without batch norm: {counts['params']:,} parameters" in out
 
 
-def _summary_with_per_class() -> dict:
+def _summary_with_per_class():
+    """Experiment 3's synthetic summary, its per-class results replaced: batch norm confuses dogs with
+    cats; the best-dropout model has no test predictions."""
+    from synthetic import synthetic_dicts, typed
+
     confusion = [[8 if i == j else 0 for j in range(10)] for i in range(10)]
     confusion[5][3], confusion[5][5] = 6, 2  # dog taken for cat, 6 of 8 dog images
     accuracy = [row[i] / sum(row) for i, row in enumerate(confusion)]
-    return {"experiment": "exp3", "profile": "quick", "per_class": [
-        {"key": ["batch_norm"], "accuracy": accuracy, "confusion": confusion},
-        {"key": ["dropout", 0.2], "accuracy": [None] * 10, "confusion": [[0] * 10] * 10}]}
+    dicts = synthetic_dicts()
+    dicts["exp3"]["per_class"] = [{"key": ["batch_norm"], "accuracy": accuracy, "confusion": confusion},
+                                  {"key": ["dropout", 0.3], "accuracy": [None] * 10, "confusion": [[0] * 10] * 10}]
+    return typed(dicts)["exp3"]
 
 
 def test_confusion_sentences_name_the_worst_class_and_the_commonest_confusion():
@@ -279,10 +284,9 @@ def test_show_table_is_reproducible_and_keeps_plain_text(monkeypatch):
 
 
 def test_statistics_note_names_the_family_and_the_threshold():
-    from dnnls_tf.present import verdicts
+    from dnnls_tf.present import sentences
+    from synthetic import synthetic_summaries
 
-    entry = {"name": "batch_norm_vs_none", "first": ["batch_norm"], "second": ["dropout", 0.0],
-             "metric": "test_accuracy", "headline": True}
-    summary = {"experiment": "exp3", "comparisons": [entry, {**entry, "headline": False}]}
-    note = notebook_display.statistics_note(summary)
-    assert "1 test: batch norm − no dropout on test accuracy" in note and f"below {verdicts.ALPHA:g}" in note
+    note = notebook_display.statistics_note(synthetic_summaries()["exp3"])
+    assert ("2 tests: batch norm − no dropout on test accuracy; batch norm − no dropout on train-minus-validation "
+            "gap" in note) and f"below {sentences.ALPHA:g}" in note

@@ -9,6 +9,7 @@ import pytest
 from conftest import tiny_config
 from dnnls_tf.experiments import REGISTRY, dropout_transfer, gradient_flow, learning_rate
 from dnnls_tf.study import results as summaries
+from dnnls_tf.study.codec import encode
 from dnnls_tf.study.planner import plan_one, run_counts
 from dnnls_tf.errors import UserError
 from dnnls_tf.study.study import HALVES, HOLDOUT, SWAPPED, Study
@@ -124,32 +125,35 @@ print(plan.waiting[0].what.split(' (')[0], [s.kind for s in plan.stages], 'keras
 def test_summaries_carry_tests_holm_and_test_set_intervals(complete):
     study, plans = complete
     for name in ("exp1", "exp2", "exp3"):
-        summary = summaries.write_summary(study, name, REGISTRY.get(name).summarize(study, plans[name]))
-        loaded = summaries.load_summary(study.results_dir, name, study.profile)
-        assert loaded["schema"] == summaries.SUMMARY_SCHEMA and loaded["experiment"] == name
-        headline = [c for c in loaded["comparisons"] if c["headline"]]
-        assert headline and all(c["family"].startswith(name) for c in headline)
+        experiment = REGISTRY.get(name)
+        summary = summaries.write_summary(study, name, experiment.summarize(study, plans[name]))
+        loaded = summaries.load_summary(study.results_dir, name, study.profile, experiment.summary_type)
+        assert json.dumps(encode(loaded), sort_keys=True) == json.dumps(encode(summary), sort_keys=True)
+        assert loaded.schema == summaries.SUMMARY_SCHEMA and loaded.experiment == name
+        headline = loaded.headline()
+        assert headline and all(c.family.startswith(name) for c in headline)
         for entry in headline:
-            assert entry["test"] in ("paired t", "Welch t") and "p" in entry and "p_holm" in entry
-            if entry["metric"] == "test_accuracy":
-                low, high = entry["test_set_interval"]
+            assert entry.test in ("paired t", "Welch t")
+            if entry.metric == "test_accuracy":
+                low, high = entry.test_set_interval
                 assert low <= high
-        assert json.dumps(loaded)  # strict JSON: no NaN
-        assert len(summary["groups"]) == len(plans[name].groups)
-    exp2 = summaries.load_summary(study.results_dir, "exp2", study.profile)
-    tests = {(c["name"], c["first"][1]): c["test"] for c in exp2["comparisons"] if c["metric"] == "test_accuracy"}
+        text = summaries.summary_path(study.results_dir, name).read_text()
+        assert json.loads(text) and "NaN" not in text  # strict JSON
+        assert len(summary.groups) == len(plans[name].groups)
+    exp2 = summaries.load_summary(study.results_dir, "exp2", study.profile, REGISTRY.get("exp2").summary_type)
+    tests = {(c.name, c.first[1]): c.test for c in exp2.comparisons if c.metric == "test_accuracy"}
     assert tests["transfer_vs_scratch_b", 0.0] == "paired t" and tests["transfer_vs_holdout", 0.0] == "Welch t"
-    exp1 = summaries.load_summary(study.results_dir, "exp1", study.profile)
-    assert exp1["grid_check"]["passed"] in (True, False) and len(exp1["grid"]["rates"]) == 5
+    exp1 = summaries.load_summary(study.results_dir, "exp1", study.profile, REGISTRY.get("exp1").summary_type)
+    assert exp1.grid_check.passed in (True, False) and len(exp1.grid.rates) == 5
 
 
 def test_holm_is_applied_over_the_declared_family(complete):
     study, plans = complete
-    exp2 = dropout_transfer.summarize(study, plans["exp2"])
-    headline = [c for c in exp2["comparisons"] if c["headline"]]
+    exp2 = REGISTRY.get("exp2").summarize(study, plans["exp2"])
+    headline = exp2.headline()
     assert len(headline) == 8
-    finite = [c for c in headline if math.isfinite(c["p"])]
-    assert all(c["p_holm"] >= c["p"] for c in finite)
+    finite = [c for c in headline if math.isfinite(c.p)]
+    assert all(c.p_holm >= c.p for c in finite)
 
 
 @pytest.mark.parametrize("content, message", [
@@ -169,9 +173,9 @@ def test_every_headline_comparison_carries_its_held_out_sampling_interval(comple
     study, plans = complete
     for name in ("exp1", "exp2", "exp3"):
         summary = REGISTRY.get(name).summarize(study, plans[name])
-        for entry in (c for c in summary["comparisons"] if c["headline"]):
-            low, high = entry["sampling_interval"]
-            assert entry["sampling_source"] and low <= entry["difference"] <= high, entry
+        for entry in summary.headline():
+            low, high = entry.sampling_interval
+            assert entry.sampling_source and low <= entry.difference <= high, entry
 
 
 def test_the_validation_interval_is_the_binomial_one():

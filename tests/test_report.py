@@ -11,14 +11,15 @@ from types import SimpleNamespace
 import pytest
 
 from dnnls_tf.publish import report
+from dnnls_tf.study import results as report_results
 from dnnls_tf.atomic import write_json
 from dnnls_tf.experiments import load_config
 from dnnls_tf.paths import PROJECT_ROOT
 from dnnls_tf.errors import UserError
 from dnnls_tf.study.study import Study
-from dnnls_tf.study.results import _finite_or_null, summary_path
-from dnnls_tf.present.vocabulary import FIGURES
-from test_claims import synthetic_summaries
+from dnnls_tf.publish.figures import figure_specs
+from dnnls_tf.study.results import summary_path
+from synthetic import synthetic_dicts, typed
 
 pytestmark = pytest.mark.filterwarnings("ignore:Precision loss:RuntimeWarning")
 needs_latex = pytest.mark.skipif(shutil.which("latexmk") is None, reason="latexmk is not installed")
@@ -26,11 +27,12 @@ needs_latex = pytest.mark.skipif(shutil.which("latexmk") is None, reason="latexm
 
 def make_root(root, direction=1, figures=report.REPORT_FIGURES, **effects):
     """A study root with synthetic quick summaries, one run's metrics.json and placeholder figures."""
-    summaries = synthetic_summaries(direction, **effects)
+    dicts = synthetic_dicts(direction, **effects)
+    summaries = typed(dicts)
     study = Study(load_config("quick"), root=root)
     for name, summary in summaries.items():
-        write_json(summary_path(study.results_dir, name), _finite_or_null(summary))
-    baseline = next(g for g in summaries["exp3"]["groups"] if g["key"] == ["dropout", 0.0])["run_ids"][0]
+        report_results.write_summary(study, name, summary)
+    baseline = summaries["exp3"].group(("dropout", 0.0)).run_ids[0]
     write_json(study.store.run_dir(baseline) / "metrics.json", {"params": 156074, "wall_seconds": 12.0})
     study.figures_dir.mkdir(parents=True, exist_ok=True)
     for name in figures:
@@ -115,11 +117,11 @@ def test_the_report_wording_flips_with_the_numbers(tmp_path):
 
 
 def test_a_nan_p_in_the_report_says_no_test_was_possible(tmp_path):
-    study, summaries = make_root(tmp_path, figures=())
-    exp3 = summaries["exp3"]
-    for entry in exp3["comparisons"]:
+    study, _ = make_root(tmp_path, figures=())
+    dicts = synthetic_dicts(+1)
+    for entry in dicts["exp3"]["comparisons"]:
         entry.update(p=float("nan"), p_holm=float("nan"), n_first=1, n_second=1)
-    write_json(summary_path(study.results_dir, "exp3"), _finite_or_null(exp3))  # NaN -> null, as `run` writes
+    report_results.write_summary(study, "exp3", typed(dicts)["exp3"])  # NaN -> null, as `run` writes
     report.write_generated(study)
     sentence = _claim(study, "ClaimExpThreeBnTest")
     assert "no test was possible" in sentence and "raises" not in sentence and "lowers" not in sentence
@@ -137,7 +139,7 @@ def test_every_macro_main_tex_uses_is_generated(tmp_path):
     capitalised = set(re.findall(r"\\([A-Z][A-Za-z]+)", source)) - {"IfFileExists", "Alph", "AtBeginDocument"}
     assert capitalised <= defined, capitalised - defined
     figures = re.findall(r"\\studyfigure\{([a-z0-9_]+)\}", source)
-    assert figures == list(report.REPORT_FIGURES) and set(figures) <= set(FIGURES)  # in this order, once each
+    assert figures == list(report.REPORT_FIGURES) and set(figures) <= set(figure_specs())  # in order, once each
     body = source[:source.index("\\bibliography{")]
     floats = [re.findall(r"\\studyfigure\{([a-z0-9_]+)\}", block)
               for block in re.findall(r"\\begin\{figure\}(.*?)\\end\{figure\}", body, flags=re.DOTALL)]
@@ -173,7 +175,7 @@ def test_missing_latexmk_is_one_line(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_the_report_never_imports_tensorflow_or_keras_tuner():
-    code = ("import sys, dnnls_tf.publish.report, dnnls_tf.present.tables, dnnls_tf.present.claims; "
+    code = ("import sys, dnnls_tf.publish.report, dnnls_tf.present.tables, dnnls_tf.present.sentences; "
             "bad = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'keras_tuner')]; "
             "print(bad); sys.exit(1 if bad else 0)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=PROJECT_ROOT)

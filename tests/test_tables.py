@@ -1,12 +1,15 @@
-"""tables.py: value frames keep identifiers, one formatting, and the notebook and LaTeX renderers agree."""
+"""present/tables.py: value frames keep identifiers, one formatting, and the notebook and LaTeX renderers agree."""
 import math
 import re
 
 import pytest
 
+from dnnls_tf.experiments import REGISTRY
+from dnnls_tf.experiments.gradient_flow.figures import gradient_table
+from dnnls_tf.experiments.learning_rate.figures import grid_check_table, ladder_table, tuner_table
 from dnnls_tf.present import tables
-from dnnls_tf.present.vocabulary import GRADIENT_MEASURES, METRICS
-from test_claims import synthetic_summaries
+from dnnls_tf.present.vocabulary import METRICS
+from synthetic import synthetic_summaries
 
 pytestmark = pytest.mark.filterwarnings("ignore:Precision loss:RuntimeWarning")
 
@@ -20,19 +23,18 @@ def summaries():
 def test_frames_keep_identifiers_and_numbers(summaries):
     exp1 = summaries["exp1"]
     frame = tables.groups_frame(exp1, ("rate",))
-    assert list(frame["key"]) == [("rate", r) for r in exp1["grid"]["rates"]]
-    group = tables.group_of(exp1, ("rate", 0.016))
-    assert frame.loc[4, "test_accuracy"] == group["metrics"]["test_accuracy"]["mean"]
-    assert frame.loc[4, "test_accuracy_ci"] == group["metrics"]["test_accuracy"]["ci_half_width"]
+    assert list(frame["key"]) == [("rate", r) for r in exp1.grid.rates]
+    group = exp1.group(("rate", 0.016))
+    assert frame.loc[4, "test_accuracy"] == group.metrics["test_accuracy"].mean
+    assert frame.loc[4, "test_accuracy_ci"] == group.metrics["test_accuracy"].ci_half_width
     comparisons = tables.comparisons_frame(exp1, headline=True)
     assert len(comparisons) == 4 and comparisons.loc[0, "first"] == ("schedule",)
-    assert comparisons.loc[0, "p_holm"] == exp1["comparisons"][0]["p_holm"]
-    gradients = tables.gradients_frame(summaries["exp3"])
-    assert set(GRADIENT_MEASURES) <= set(gradients.columns) and gradients.loc[0, "model"] == ("batch_norm",)
+    assert comparisons.loc[0, "p_holm"] == exp1.comparisons[0].p_holm
 
 
 def test_unstable_groups_show_counts_and_na(summaries):
-    table = tables.group_table(summaries["exp2"], ("dropout",))
+    exp2 = summaries["exp2"]
+    table = tables.group_table(exp2, REGISTRY.get("exp2").labels(exp2), ("dropout",))
     unstable = table[table["model"] == "dropout 0.6"].iloc[0]
     assert unstable["stable runs"] == "0/5" and unstable[tables.column_name("test_accuracy")] == "n/a"
     assert table["model"].str.contains(r"dropout 0.3 \(best non-zero by val.\)").any()
@@ -50,7 +52,7 @@ def test_formatting_vocabulary():
 
 
 def test_comparison_table_has_raw_and_holm_p_test_and_interval(summaries):
-    table = tables.comparison_table(summaries["exp2"])
+    table = tables.comparison_table(summaries["exp2"], REGISTRY.get("exp2").label)
     assert list(table.columns) == ["comparison", "metric", "difference (pp)", "test", "p", "p (Holm)",
                                    "test-set 95% interval (pp)"]
     secondary = table[~tables.comparisons_frame(summaries["exp2"])["headline"]]
@@ -96,17 +98,22 @@ def notebook_cells(styler) -> list[str]:
             for cell in re.findall(r"<td[^>]*>(.*?)</td>", html, flags=re.S)]
 
 
+def _parts(s):
+    return {name: (summary, REGISTRY.get(name).label) for name, summary in s.items()}
+
+
 TABLES = {
-    "exp1 groups": lambda s: tables.group_table(s["exp1"], ("rate", "schedule", "peak_constant")),
-    "exp2 groups": lambda s: tables.group_table(s["exp2"]),
-    "exp2 comparisons": lambda s: tables.comparison_table(s["exp2"]),
-    "headline": lambda s: tables.family_table(s, headline=True),
-    "secondary": lambda s: tables.family_table(s, headline=False),
-    "ladder": lambda s: tables.ladder_table(s["exp1"]),
-    "grid check": lambda s: tables.grid_check_table(s["exp1"]),
-    "tuner": lambda s: tables.tuner_table(s["exp1"]),
-    "gradients": lambda s: tables.gradient_table(s["exp3"], "last"),
-    "per class": lambda s: tables.per_class_summary_table(s),
+    "exp1 groups": lambda s: tables.group_table(s["exp1"], REGISTRY.get("exp1").labels(s["exp1"]),
+                                                ("rate", "schedule", "peak_constant")),
+    "exp2 groups": lambda s: tables.group_table(s["exp2"], REGISTRY.get("exp2").labels(s["exp2"])),
+    "exp2 comparisons": lambda s: tables.comparison_table(s["exp2"], REGISTRY.get("exp2").label),
+    "headline": lambda s: tables.family_table(_parts(s), headline=True),
+    "secondary": lambda s: tables.family_table(_parts(s), headline=False),
+    "ladder": lambda s: ladder_table(s["exp1"]),
+    "grid check": lambda s: grid_check_table(s["exp1"]),
+    "tuner": lambda s: tuner_table(s["exp1"]),
+    "gradients": lambda s: gradient_table(s["exp3"], "last"),
+    "per class": lambda s: tables.per_class_summary_table(_parts(s)),
 }
 
 
@@ -125,7 +132,7 @@ def test_latex_and_notebook_tables_show_the_same_numbers(summaries, name):
 
 
 def test_per_class_names_each_headline_model_by_its_key(summaries):
-    table = tables.per_class_table(summaries["exp2"])
+    table = tables.per_class_table(summaries["exp2"], REGISTRY.get("exp2").label)
     assert list(table.columns) == ["class", "no dropout", "transfer to B (no dropout)", "dropout 0.3",
                                    "transfer to B (dropout 0.3)"]
 
@@ -133,10 +140,10 @@ def test_per_class_names_each_headline_model_by_its_key(summaries):
 def test_the_tables_show_the_summary_values(summaries):
     """A number in a table is the summary's value, formatted (not recomputed)."""
     exp2 = summaries["exp2"]
-    entry = exp2["comparisons"][0]
-    row = tables.comparison_table(exp2).iloc[0]
-    assert row["p"] == tables.format_p(entry["p"]) and row["p (Holm)"] == tables.format_p(entry["p_holm"])
-    half = (entry["ci_high"] - entry["ci_low"]) / 2
-    assert row["difference (pp)"] == tables.format_mean_ci(entry["difference"], half, "test_accuracy", signed=True)
-    assert row["test-set 95% interval (pp)"] == tables.format_interval(*entry["test_set_interval"], "test_accuracy",
+    entry = exp2.comparisons[0]
+    row = tables.comparison_table(exp2, REGISTRY.get("exp2").label).iloc[0]
+    assert row["p"] == tables.format_p(entry.p) and row["p (Holm)"] == tables.format_p(entry.p_holm)
+    half = (entry.ci_high - entry.ci_low) / 2
+    assert row["difference (pp)"] == tables.format_mean_ci(entry.difference, half, "test_accuracy", signed=True)
+    assert row["test-set 95% interval (pp)"] == tables.format_interval(*entry.test_set_interval, "test_accuracy",
                                                                         signed=True)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dnnls_tf.study.plan import Experiment, Plan
 from dnnls_tf.study.planner import groups_stored
-from dnnls_tf.study.results import summary_base
+from dnnls_tf.study.results import Summary, summary_fields
 
 
 def plan(study, upstream) -> Plan:
@@ -12,9 +12,9 @@ def plan(study, upstream) -> Plan:
     return result
 
 
-def summarize(study, plan_: Plan) -> dict:
-    groups = groups_stored(study, plan_)
-    return {**summary_base(study, plan_.experiment, groups), "comparisons": []}
+def summarize(study, plan_: Plan) -> Summary:
+    return Summary(**summary_fields(study, plan_.experiment, groups_stored(study, plan_), []))
 
 
-EXPERIMENT = Experiment("baseline", "the baseline run", plan, summarize, priorities={"baseline": 5})
+EXPERIMENT = Experiment("baseline", "the baseline run", plan, summarize, summary_type=Summary,
+                        priorities={"baseline": 5}, label=lambda key, summary=None: "baseline")

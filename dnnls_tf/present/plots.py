@@ -1,7 +1,7 @@
 """Drawing helpers shared by every figure: the theme, colours, seed bands, learning curves of
 stored runs, estimates with intervals, and whole-file saving (PNG and PDF).
 
-Conventions of every figure (figures.py draws them):
+Conventions of every figure (each experiment declares its own; publish/figures.py draws them):
 - drawn at the report's text width (WIDTH, 5.5 in) with no text under MIN_FONT (7 pt), and
   included in the report at that width, 100%: the sizes drawn are the sizes printed;
 - the title (profile, seeds) and the colour key sit above the panels (`header`), the key to
@@ -55,6 +55,15 @@ THEME = {**sns.axes_style("whitegrid"),
          "figure.constrained_layout.h_pad": 0.03, "figure.constrained_layout.w_pad": 0.03,
          "axes.prop_cycle": matplotlib.cycler(color=PALETTE),
          "pdf.fonttype": 42}  # TrueType, not Type 3, in the PDF
+
+
+@dataclass(frozen=True)
+class FigureSpec:
+    """A figure an experiment declares: what it shows (a caption's core) and how it is drawn from the
+    study (its stored runs) and the experiment's summary."""
+
+    description: str
+    build: object  # (study, summary) -> matplotlib Figure
 
 
 def themed(function):

@@ -1,5 +1,5 @@
 """What the notebooks show, read from the store: the runs and settings of an experiment, the model,
-its figures, tables (`tables.*` through `show_table`), sentences (`claims.*` through
+its figures, tables (through `show_table`), sentences (the experiment's own, through
 `show_claims`), per-class results and the cost of gradient capture.
 
 Nothing here trains or computes a statistic: the session and training are notebook.py's
@@ -45,63 +45,34 @@ def runs_overview(study: Study):
 
 
 def settings_table(study: Study, experiment: str, learning_rate: tuple[float, str] | None = None):
-    """The experiment's settings from the profile's config, marked 'under study' or 'fixed'.
+    """The experiment's settings from the profile's config (what the experiment declares it varies and
+    holds fixed, then what every experiment shares), marked 'under study' or 'fixed'.
 
     Args:
         study: the Study.
-        experiment: exp1, exp2 or exp3.
-        learning_rate: (rate, where it comes from) for experiments 2 and 3; default: experiment 1's
-            best constant rate from the store (or a note that experiment 1 has not chosen it yet).
+        experiment: a registered experiment's name.
+        learning_rate: (rate, where it comes from) to show instead of the rate the plans have chosen.
     """
     import pandas as pd
 
     from dnnls_tf.experiments import REGISTRY
     from dnnls_tf.study.planner import plan_all
 
-    config = study.config
-    chosen = {name: plan.choices for name, plan in plan_all(study, REGISTRY, [experiment]).items()}
-    data, model, training, exp1 = config.data, config.model, config.training, config.exp1
-    rows = []
-
-    def add(setting, value, role="fixed"):
-        rows.append({"setting": setting, "value": str(value), "role": role})
-
-    if experiment == "exp1":
-        add("constant learning rates", "5, placed by the grid rule: LR range test "
-            f"{exp1.range_test_min_lr:g}..{exp1.range_test_max_lr:g}, then probes (seeds "
-            f"{', '.join(map(str, exp1.probe_seeds))})", "under study")
-        add("schedule (warm-up + cosine)", f"keras-tuner, {exp1.tuner_trials} trials on validation accuracy "
-            f"(seed {exp1.tuner_seed})", "under study")
-        add("splits", f"holdout: {1 - data.val_fraction:.0%} train / {data.val_fraction:.0%} validation")
-        add("dropout / batch norm", "0 / no")
-    else:
-        if experiment == "exp2":
-            add("dropout rate (inputs of fc1 and fc2)", ", ".join(f"{r:g}" for r in config.exp2.dropout_rates),
-                "under study")
-            add("transfer", "conv1-conv3 frozen from the A model, fc1/fc2 re-initialised, trained on B",
-                "under study")
-            add("transfer controls", "from scratch on B; head on frozen random conv layers; end to end on the "
-                "holdout split", "under study")
-        else:
-            best = chosen.get("exp2", {}).get("best_dropout")
-            best = f"{best:g}" if best is not None else "chosen by experiment 2"
-            add("models compared", f"no dropout / best dropout ({best}) / batch norm after conv1..fc1",
-                "under study")
-            add("gradient windows", f"first and last {config.window_epochs} epoch(s)", "under study")
-        if learning_rate is None:
-            rate = chosen.get("exp1", {}).get("best_rate")
-            learning_rate = ((rate, "experiment 1's best constant rate") if rate is not None else
-                             ("experiment 1's best constant rate", "not chosen yet: `run` below trains experiment 1"))
+    entry = REGISTRY.get(experiment)
+    upstream = plan_all(study, REGISTRY, entry.needs) if entry.needs else {}
+    rows = list(entry.settings(study, upstream)) if entry.settings else []
+    if learning_rate is not None:
         rate, source = learning_rate
-        add("learning rate", f"{rate:g} ({source})" if isinstance(rate, (int, float)) else f"{rate} ({source})")
-        add("splits", "train on half A, validate on half B (transfer: the reverse)")
-    add("model", f"3 conv blocks {'/'.join(map(str, model.filters))} + fc1 {model.fc_units} + fc2 10")
-    add("optimizer", f"{training.optimizer}, momentum {training.momentum}")
-    add("epochs / batch size", f"{training.epochs} / {training.batch_size}")
-    add("seeds", ", ".join(map(str, training.seeds)))
-    add("data split seed", data.split_seed)
-    add("model selection", "weights of the epoch with the best validation accuracy")
-    return pd.DataFrame(rows).set_index("setting")
+        rows = [row for row in rows if row[0] != "learning rate"] + [("learning rate", f"{rate:g} ({source})", "fixed")]
+    config = study.config
+    model, training, data = config.model, config.training, config.data
+    rows += [("model", f"3 conv blocks {'/'.join(map(str, model.filters))} + fc1 {model.fc_units} + fc2 10", "fixed"),
+             ("optimizer", f"{training.optimizer}, momentum {training.momentum}", "fixed"),
+             ("epochs / batch size", f"{training.epochs} / {training.batch_size}", "fixed"),
+             ("seeds", ", ".join(map(str, training.seeds)), "fixed"),
+             ("data split seed", str(data.split_seed), "fixed"),
+             ("model selection", "weights of the epoch with the best validation accuracy", "fixed")]
+    return pd.DataFrame(rows, columns=["setting", "value", "role"]).set_index("setting")
 
 
 def print_model(study: Study) -> None:
@@ -124,18 +95,18 @@ def print_model(study: Study) -> None:
 
 # ------------------------------------------------------------------ figures
 def figure_names(experiment: str) -> list[str]:
-    """The figures of one experiment (vocabulary.FIGURES whose name starts with it)."""
-    from dnnls_tf.present.vocabulary import FIGURES
+    """The figures one experiment declares."""
+    from dnnls_tf.experiments import REGISTRY
 
-    return [name for name in FIGURES if name.startswith(f"{experiment}_")]
+    return list(REGISTRY.get(experiment).figures)
 
 
-def draw_figures(study: Study, experiment: str, summary: dict | None = None, extra: tuple[str, ...] = ()) -> None:
+def draw_figures(study: Study, experiment: str, summary=None, extra: tuple[str, ...] = ()) -> None:
     """Draw an experiment's figures (and `extra` ones) from the store into study.figures_dir; one line.
 
     Args:
         summary: the experiment's summary if already loaded (else read from the store).
-        extra: further names of vocabulary.FIGURES, e.g. "per_class" (reads every summary it needs).
+        extra: further figure names, e.g. "per_class" (reads every summary it needs).
     """
     from dnnls_tf.publish import figures
 
@@ -180,68 +151,115 @@ def show_markdown(text: str) -> None:
 
 
 def show_claims(sentences: dict[str, str], *names: str) -> None:
-    """Display some sentences of a `claims.*_claims(summary)` dict as a bullet list (in the order named)."""
+    """Display some of an experiment's sentences (`sentences_of(summary)`) as a bullet list (in the order named)."""
     show_markdown("\n".join(f"- {sentences[name]}" for name in names))
 
 
-def statistics_note(summary: dict) -> str:
-    """How an experiment's comparisons are decided, with its declared family and the threshold."""
-    from dnnls_tf.present import verdicts
+# ------------------------------------------------------------------ an experiment's results
+def summary_of(study: Study, experiment: str):
+    """The experiment's typed summary from the store (a missing one: one line naming `run`)."""
+    from dnnls_tf.experiments import REGISTRY
+    from dnnls_tf.study.results import load_summary
 
-    return (f"**Headline family of {summary['experiment']}** (Holm's correction over these): "
-            f"{verdicts.family_words(summary)}. A sentence calls a difference significant only when its deciding "
-            f"p (Holm-adjusted for a headline comparison, the raw p for a secondary one) is below "
-            f"{verdicts.ALPHA:g} *and* the test set's own 95% interval, where the metric has one, excludes zero "
+    entry = REGISTRY.get(experiment)
+    return load_summary(study.results_dir, experiment, study.profile, entry.summary_type)
+
+
+def sentences_of(summary) -> dict[str, str]:
+    """Every sentence the experiment writes from its summary (its "answer" among them)."""
+    from dnnls_tf.experiments import REGISTRY
+
+    return REGISTRY.get(summary.experiment).sentences(summary)
+
+
+def labels_of(summary):
+    from dnnls_tf.experiments import REGISTRY
+
+    return REGISTRY.get(summary.experiment).labels(summary)
+
+
+def group_table(summary, **options):
+    """The summary's groups as text (`tables.group_table` with the experiment's own labels)."""
+    from dnnls_tf.present import tables
+
+    return tables.group_table(summary, labels_of(summary), **options)
+
+
+def comparison_table(summary, headline: bool | None = None):
+    """The summary's comparisons as text (`tables.comparison_table` with the experiment's own labels)."""
+    from dnnls_tf.present import tables
+
+    from dnnls_tf.experiments import REGISTRY
+
+    return tables.comparison_table(summary, REGISTRY.get(summary.experiment).label, headline=headline)
+
+
+def caption(summary, text: str) -> str:
+    from dnnls_tf.present import tables
+
+    return tables.caption(summary, text)
+
+
+def statistics_note(summary) -> str:
+    """How an experiment's comparisons are decided, with its declared family and the threshold."""
+    from dnnls_tf.present import sentences
+
+    return (f"**Headline family of {summary.experiment}** (Holm's correction over these): "
+            f"{sentences_of(summary)['family']}. A sentence calls a difference significant only when its "
+            f"deciding p (Holm-adjusted for a headline comparison, the raw p for a secondary one) is below "
+            f"{sentences.ALPHA:g} *and* the test set's own 95% interval, where the metric has one, excludes zero "
             f"on the same side.")
 
 
 # ------------------------------------------------------------------ per-class results
-def confusion_sentences(summary: dict, top: int = 2) -> list[str]:
+def confusion_sentences(summary, top: int = 2) -> list[str]:
     """Per headline model of a summary: its best and worst class and its commonest confusions."""
     import numpy as np
 
     from dnnls_tf.present import tables
-    from dnnls_tf.present.figures_summary import row_normalised
+    from dnnls_tf.present.charts import row_normalised
     from dnnls_tf.present.vocabulary import CLASS_NAMES
 
-    lines = []
-    for key, block in tables.per_class_blocks(summary):
-        accuracy = np.array([math.nan if v is None else v for v in block["accuracy"]], dtype=float)
+    labels, lines = labels_of(summary), []
+    for block in summary.per_class:
+        accuracy = np.array(block.accuracy, dtype=float)
         if not np.isfinite(accuracy).any():
             continue
-        shares = row_normalised(block["confusion"])
+        shares = row_normalised(block.confusion)
         np.fill_diagonal(shares, -1.0)
         shares = np.nan_to_num(shares, nan=-1.0)
         pairs = np.dstack(np.unravel_index(np.argsort(shares, axis=None)[::-1][:top], shares.shape))[0]
         best, worst = int(np.nanargmax(accuracy)), int(np.nanargmin(accuracy))
         confusions = "; ".join(f"{CLASS_NAMES[t]} taken for {CLASS_NAMES[p]} ({100 * shares[t, p]:.0f} % of the "
                                f"{CLASS_NAMES[t]} images)" for t, p in pairs if shares[t, p] > 0)
-        lines.append(f"{tables.row_label(summary, key)}: best on {CLASS_NAMES[best]} "
+        lines.append(f"{labels(block.key)}: best on {CLASS_NAMES[best]} "
                      f"({tables.format_value(accuracy[best], 'test_accuracy')} %), worst on {CLASS_NAMES[worst]} "
                      f"({tables.format_value(accuracy[worst], 'test_accuracy')} %); commonest confusions: "
                      f"{confusions or 'none'}.")
     return lines
 
 
-def confusion_figure(summary: dict):
+def confusion_figure(summary):
     """Row-normalised confusion matrices (test set, stable seeds pooled) of a summary's headline models."""
-    from dnnls_tf.present import tables
-    from dnnls_tf.present.figures_summary import figure_confusion
+    from dnnls_tf.present.charts import figure_confusion
 
-    return figure_confusion(summary, [(tables.row_label(summary, key), block)
-                                      for key, block in tables.per_class_blocks(summary)])
+    labels = labels_of(summary)
+    return figure_confusion(summary, [(labels(block.key), block.confusion) for block in summary.per_class])
 
 
-def show_per_class(summary: dict) -> None:
+def show_per_class(summary) -> None:
     """Per-class test accuracy (table), the commonest confusions (sentences) and the confusion matrices
-    of an experiment's headline models (summary["per_class"])."""
+    of an experiment's headline models (summary.per_class)."""
     import matplotlib.pyplot as plt
     from IPython.display import display
 
     from dnnls_tf.present import tables
 
-    show_table(tables.per_class_table(summary), f"Test accuracy per class (%), {summary['experiment']}'s headline "
-                                                f"models (stable seeds pooled; inference mode)")
+    from dnnls_tf.experiments import REGISTRY
+
+    show_table(tables.per_class_table(summary, REGISTRY.get(summary.experiment).label),
+               f"Test accuracy per class (%), {summary.experiment}'s headline models (stable seeds pooled; "
+               f"inference mode)")
     show_markdown("\n".join(f"- {line}" for line in confusion_sentences(summary)))
     fig = confusion_figure(summary)
     display(fig)

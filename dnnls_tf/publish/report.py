@@ -23,19 +23,21 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from dnnls_tf.present import claims, tables, verdicts
-from dnnls_tf.study import stats
 from dnnls_tf.atomic import process_alive, replacing, write_text
-from dnnls_tf.study.config import PROJECT_ROOT
 from dnnls_tf.errors import UserError
-from dnnls_tf.study.study import Study
+from dnnls_tf.experiments import REGISTRY
+from dnnls_tf.experiments.gradient_flow.figures import gradient_table
+from dnnls_tf.experiments.learning_rate.figures import grid_check_table, ladder_table, tuner_table
+from dnnls_tf.paths import PROJECT_ROOT
+from dnnls_tf.present import sentences, tables
+from dnnls_tf.study import stats
 from dnnls_tf.study.results import load_summary
+from dnnls_tf.study.study import Study
 
-EXPERIMENTS = ("exp1", "exp2", "exp3")
 SOURCE_DIR = PROJECT_ROOT / "report"
 SOURCES = ("main.tex", "dnnls.sty", "references.bib", "latexmkrc")
 SUBSET_PDF = "dnnls_tf_report.pdf"
-# Names from vocabulary.FIGURES (tests check it), all included at the text width and 100%. The
+# Names of the experiments' figures (tests check them), all included at the text width and 100%. The
 # body shows what the brief asks for, one float per entry (two figures stacked where a float
 # pairs curves with their summary); the appendix the fuller versions and the evidence.
 BODY_FLOATS = (("exp1_learning_curves",), ("exp1_schedule",), ("exp2_dropout_curves", "exp2_dropout_summary"),
@@ -74,14 +76,16 @@ def scratch_parent(study: Study) -> Path:
 
 
 # ================================================================ inputs
-def load_summaries(study: Study) -> dict[str, dict]:
-    """exp1..exp3's summaries; a missing one is a UserError naming `python -m dnnls_tf run <exp> --profile P`."""
-    return {name: load_summary(study.results_dir, name, study.profile) for name in EXPERIMENTS}
+def load_summaries(study: Study) -> dict:
+    """The typed summary of every registered experiment that writes sentences (the paper's results); a
+    missing one is a UserError naming `python -m dnnls_tf run <exp> --profile P`."""
+    return {e.name: load_summary(study.results_dir, e.name, study.profile, e.summary_type)
+            for e in REGISTRY if e.sentences}
 
 
 def figure_paths(study: Study) -> dict[str, Path]:
-    """The PDF of every figure the report shows (names from vocabulary.FIGURES); a missing one is one
-    UserError naming the command that draws it."""
+    """The PDF of every figure the report shows; a missing one is one UserError naming the command that
+    draws it."""
     paths = {name: study.figures_dir / f"{name}.pdf" for name in REPORT_FIGURES}
     missing = [name for name, path in paths.items() if not path.is_file()]
     if missing:
@@ -143,136 +147,193 @@ def setup_macros(study: Study, summaries: dict) -> Macros:
     config, exp1, exp2, exp3 = study.config, summaries["exp1"], summaries["exp2"], summaries["exp3"]
     macros = Macros()
     macros.add("ProfileName", study.profile)
-    macros.add("ProfileDescription", exp1["description"])
-    data = exp1["data"]
-    for key, name in (("holdout_train", "NumTrain"), ("holdout_val", "NumVal"), ("half_a", "NumHalfA"),
-                      ("half_b", "NumHalfB"), ("test", "NumTest")):
-        macros.add(name, _count(data[key]), raw=True)
-    macros.add("NumTrainPool", _count(data["holdout_train"] + data["holdout_val"]), raw=True)
+    macros.add("ProfileDescription", exp1.description)
+    data = exp1.data
+    for value, name in ((data.holdout_train, "NumTrain"), (data.holdout_val, "NumVal"), (data.half_a, "NumHalfA"),
+                        (data.half_b, "NumHalfB"), (data.test, "NumTest")):
+        macros.add(name, _count(value), raw=True)
+    macros.add("NumTrainPool", _count(data.holdout_train + data.holdout_val), raw=True)
     macros.add("ValPercent", f"{100 * config.data.val_fraction:g}")
     macros.add("SplitSeed", config.data.split_seed)
     macros.add("TrainEvalSample", _count(config.data.train_eval_sample), raw=True)
-    macros.add("NumEpochs", exp1["epochs"])
-    macros.add("NumSeeds", len(exp1["seeds"]))
-    macros.add("SeedList", _list(exp1["seeds"]))
+    macros.add("NumEpochs", exp1.epochs)
+    macros.add("NumSeeds", len(exp1.seeds))
+    macros.add("SeedList", _list(exp1.seeds))
     training = config.training
     macros.add("BatchSize", training.batch_size)
     macros.add("Optimizer", {"sgd": "SGD", "adam": "Adam"}[training.optimizer])
     macros.add("Momentum", f"{training.momentum:g}")
     macros.add("ConvFilters", _list(config.model.filters))
     macros.add("FCUnits", config.model.fc_units)
-    baseline_run = tables.group_of(exp3, ("dropout", 0.0))["run_ids"][0]
+    baseline_run = exp3.group(("dropout", 0.0)).run_ids[0]
     metrics = _run_metrics(study, baseline_run)
     if metrics is None or "params" not in metrics:
         raise UserError(f"run {baseline_run} is not in {study.store.runs_dir}: "
                         f"`python -m dnnls_tf run exp3 --profile {study.profile}` trains it")
     macros.add("ParamCount", _count(int(metrics["params"])), raw=True)
-    run_ids = sorted({run for summary in summaries.values() for group in summary["groups"]
-                      for run in group["run_ids"]})
+    run_ids = sorted({run for summary in summaries.values() for group in summary.groups for run in group.run_ids})
     macros.add("TotalRuns", _count(len(run_ids)), raw=True)
     walls = [(_run_metrics(study, run) or {}).get("wall_seconds") for run in run_ids]
     macros.add("TrainingTime", _duration(sum(walls)) if all(tables.finite(w) for w in walls) else "n/a")
     # protocol: the grid rule, the tuner, the dropout rates, the gradient windows, the statistics
-    rule, range_test = exp1["rule"], exp1["range_test"]
+    rule, range_test = exp1.rule, exp1.range_test
     macros.add("RangeTestEpochs", config.exp1.range_test_epochs)
-    macros.add("RangeTestMinLR", tables.format_rate(range_test["lr"][0]))
+    macros.add("RangeTestMinLR", tables.format_rate(range_test.lr[0]))
     macros.add("RangeTestMaxLR", tables.format_rate(config.exp1.range_test_max_lr))
-    macros.add("LadderFactor", f"{rule['ladder_factor']:g}")
-    macros.add("LadderRungs", rule["ladder_rungs"])
-    macros.add("ProbeSeeds", _list(rule["probe_seeds"]))
-    macros.add("NumProbeSeeds", len(rule["probe_seeds"]))
-    macros.add("MaxSpan", f"{rule['max_span']:g}")
-    macros.add("SaturationGainPP", f"{100 * rule['saturation_gain']:g}")
-    macros.add("CollapsePercent", f"{100 * rule['collapse_accuracy']:g}")
-    macros.add("GridRates", _list(exp1["grid"]["rates"]))
-    macros.add("GridTop", tables.format_rate(exp1["grid"]["top"]))
-    macros.add("GridBottom", tables.format_rate(exp1["grid"]["bottom"]))
-    macros.add("GridCheckResult", "passed" if exp1["grid_check"]["passed"] else "failed")
-    macros.add("BestConstantLR", tables.format_rate(exp1["best_constant_lr"]))
-    schedule, tuner = exp1["schedule"], exp1["tuner"]
-    macros.add("SchedulePeak", tables.format_rate(schedule["peak"]))
-    macros.add("ScheduleWarmup", schedule["warmup_epochs"])
-    macros.add("ScheduleFinalFraction", tables.format_rate(schedule["final_fraction"]))
-    macros.add("TunerTrials", tuner["budget"])
-    macros.add("TunerSeed", tuner["seed"])
-    macros.add("DropoutRates", _list(exp2["dropout_rates"]))
-    macros.add("BestDropout", tables.format_rate(exp2["best_dropout"]))
-    macros.add("ExpTwoLearningRate", tables.format_rate(exp2["learning_rate"]))
-    macros.add("ExpThreeLearningRate", tables.format_rate(exp3["learning_rate"]))
-    macros.add("WindowEpochs", exp3["window_epochs"])
+    macros.add("LadderFactor", f"{rule.ladder_factor:g}")
+    macros.add("LadderRungs", rule.ladder_rungs)
+    macros.add("ProbeSeeds", _list(rule.probe_seeds))
+    macros.add("NumProbeSeeds", len(rule.probe_seeds))
+    macros.add("MaxSpan", f"{rule.max_span:g}")
+    macros.add("SaturationGainPP", f"{100 * rule.saturation_gain:g}")
+    macros.add("CollapsePercent", f"{100 * rule.collapse_accuracy:g}")
+    macros.add("GridRates", _list(exp1.grid.rates))
+    macros.add("GridTop", tables.format_rate(exp1.grid.top))
+    macros.add("GridBottom", tables.format_rate(exp1.grid.bottom))
+    macros.add("GridCheckResult", "passed" if exp1.grid_check.passed else "failed")
+    macros.add("BestConstantLR", tables.format_rate(exp1.best_constant_lr))
+    schedule, tuner = exp1.schedule, exp1.tuner
+    macros.add("SchedulePeak", tables.format_rate(schedule.peak))
+    macros.add("ScheduleWarmup", schedule.warmup_epochs)
+    macros.add("ScheduleFinalFraction", tables.format_rate(schedule.final_fraction))
+    macros.add("TunerTrials", tuner.budget)
+    macros.add("TunerSeed", tuner.seed)
+    macros.add("DropoutRates", _list(exp2.dropout_rates))
+    macros.add("BestDropout", tables.format_rate(exp2.best_dropout))
+    macros.add("ExpTwoLearningRate", tables.format_rate(exp2.learning_rate))
+    macros.add("ExpThreeLearningRate", tables.format_rate(exp3.learning_rate))
+    macros.add("WindowEpochs", exp3.window_epochs)
     macros.add("BootstrapResamples", _count(stats.BOOTSTRAP_RESAMPLES), raw=True)
-    macros.add("Alpha", f"{verdicts.ALPHA:g}")
+    macros.add("Alpha", f"{sentences.ALPHA:g}")
     for name, summary in summaries.items():
-        macros.add(macro_name(name, "headline", "tests"), sum(c["headline"] for c in summary["comparisons"]))
+        macros.add(macro_name(name, "headline", "tests"), len(summary.headline()))
     return macros
+
+
+def abstract_sentence(summaries: dict) -> str:
+    """The findings in a few sentences, each verdict chosen from the numbers."""
+    exp1, exp2, exp3 = summaries["exp1"], summaries["exp2"], summaries["exp3"]
+    say1 = sentences.Phrasing(exp1, REGISTRY.get("exp1").words)
+    say2 = sentences.Phrasing(exp2, REGISTRY.get("exp2").words)
+    say3 = sentences.Phrasing(exp3, REGISTRY.get("exp3").words)
+    best = exp2.best_dropout
+    schedule = say1.beats(exp1.comparison("schedule_vs_best_constant", "test_accuracy"),
+                          "the tuned warm-up + cosine schedule", "the best constant rate", evidence=False)
+    check = "passes" if exp1.grid_check.passed else "fails"
+    dropout = say2.helps(exp2.comparison("dropout_best_vs_none", "test_accuracy"),
+                         f"dropout {tables.format_rate(best)}", evidence=False)
+    gap = say2.change(exp2.comparison("dropout_best_vs_none", "generalization_gap"), "it", evidence=False)
+    transfer = say2.beats(exp2.comparison("transfer_vs_scratch_b", "test_accuracy", ("transfer", 0.0)),
+                          "transfer with frozen features", "training from scratch on the other half", evidence=False)
+    bn = say3.helps(exp3.comparison("batch_norm_vs_none", "test_accuracy"), "batch normalisation", evidence=False)
+    return (f"The grid check of the constant rates {check}; {schedule}. "
+            f"In the fully connected layers, {dropout}; {gap}. "
+            f"Without dropout, {transfer}. Finally, {bn}.")
+
+
+def all_claims(summaries: dict) -> dict[str, str]:
+    """Every sentence the report uses, keyed "<experiment>_<name>" (plus the abstract, the headline count,
+    the checks' reading and "answer_<n>" for experiment n's answer to the brief)."""
+    result = {}
+    for name, summary in summaries.items():
+        own = REGISTRY.get(name).sentences(summary)
+        result.update({f"{name}_{key}": text for key, text in own.items() if key != "answer"})
+        if "answer" in own:
+            result[f"answer_{name.removeprefix('exp')}"] = own["answer"]
+    result["abstract"] = abstract_sentence(summaries)
+    result["headline_count"] = sentences.headline_count_sentence(summaries)
+    result["reading_checks"] = sentences.checks_sentence(summaries)
+    return result
 
 
 def claim_macros(summaries: dict) -> Macros:
     """Every claim sentence as \\Claim<Name>, the brief's questions as \\Question<N>."""
     macros = Macros()
-    for key, sentence in claims.all_claims(summaries).items():
+    for key, sentence in all_claims(summaries).items():
         macros.add(macro_name("claim", key), sentence)
-    for key, question in claims.QUESTIONS.items():
-        macros.add(macro_name("question", key), question)
+    for name in summaries:
+        question = REGISTRY.get(name).question
+        if question:
+            macros.add(macro_name("question", name.removeprefix("exp")), question)
     return macros
 
 
 # ================================================================ tables
-def _table(summary: dict, text: str, table, label: str, **options) -> str:
+def _table(summary, text: str, table, label: str, **options) -> str:
     """A LaTeX table whose caption names the profile, kept where it is input (the appendix)."""
     options.setdefault("placement", "!htbp")
     return tables.latex_table(table, tables.caption(summary, text), label, **options)
 
 
+def results_table(summaries: dict):
+    """The headline results of every experiment: the groups its headline comparisons compare (all its
+    groups where it declares none), one row each, an "exp." column first."""
+    import pandas as pd
+
+    parts = []
+    for name, summary in summaries.items():
+        keys = [key for entry in summary.headline() for key in (entry.first, entry.second)] or None
+        table = tables.group_table(summary, REGISTRY.get(name).labels(summary), keys=keys)
+        table.insert(0, "exp.", name.removeprefix("exp"))
+        parts.append(table)
+    return pd.concat(parts, ignore_index=True)
+
+
 def table_files(summaries: dict) -> dict[str, str]:
     """The report's tables (file name -> LaTeX), every caption naming the profile first."""
     exp1, exp2, exp3 = summaries["exp1"], summaries["exp2"], summaries["exp3"]
-    seeds = f"mean ± 95% CI over {len(exp1['seeds'])} seeds (unstable runs left out and counted)"
+    label1, label2, label3 = (REGISTRY.get(name).labels(summaries[name]) for name in ("exp1", "exp2", "exp3"))
+    parts = {name: (summary, REGISTRY.get(name).label) for name, summary in summaries.items()}  # plain words
+    seeds = f"mean ± 95% CI over {len(exp1.seeds)} seeds (unstable runs left out and counted)"
     interval = "the last column is the test set's own 95% bootstrap interval of the test accuracy"
     return {
+        "tab_results.tex": _table(exp1, f"The models each experiment's headline comparisons compare; {seeds}; "
+                                        f"{interval}.", results_table(summaries), "tab:results", label_columns=2,
+                                  size="footnotesize"),
         "tab_exp1_groups.tex": _table(exp1, f"Experiment 1: the constant rates of the grid, the tuned schedule and "
                                             f"the constant rate at its peak, trained on the holdout split; {seeds}; "
                                             f"{interval}.",
-                                      tables.group_table(exp1, ("rate", "schedule", "peak_constant")), "tab:exp1"),
+                                      tables.group_table(exp1, label1, ("rate", "schedule", "peak_constant")),
+                                      "tab:exp1"),
         "tab_exp2_dropout.tex": _table(exp2, f"Experiment 2: dropout rate in the FC layers, trained on half A and "
                                              f"validated on half B; {seeds}; {interval}.",
-                                       tables.group_table(exp2, ("dropout",)), "tab:exp2-dropout"),
+                                       tables.group_table(exp2, label2, ("dropout",)), "tab:exp2-dropout"),
         "tab_exp2_transfer.tex": _table(exp2, f"Experiment 2: transfer to half B (frozen conv layers from the A "
                                               f"model, FC layers re-initialised) and its controls; validation on A "
                                               f"for the B models; {seeds}; {interval}.",
-                                        tables.group_table(exp2, ("transfer", "scratch_b", "frozen_random",
-                                                                  "holdout")), "tab:exp2-transfer"),
+                                        tables.group_table(exp2, label2, ("transfer", "scratch_b", "frozen_random",
+                                                                          "holdout")), "tab:exp2-transfer"),
         "tab_exp3_groups.tex": _table(exp3, f"Experiment 3: the models whose gradients are measured, trained on half "
                                             f"A; {seeds}; {interval}.",
-                                      tables.group_table(exp3), "tab:exp3"),
+                                      tables.group_table(exp3, label3), "tab:exp3"),
         "tab_headline.tex": _table(exp1, "Headline comparisons (first − second, ± 95% CI over seeds); raw and "
                                          "Holm-adjusted p over each experiment's family; the test set's own 95% "
                                          "bootstrap interval.",
-                                   tables.family_table(summaries, headline=True), "tab:headline", label_columns=3,
+                                   tables.family_table(parts, headline=True), "tab:headline", label_columns=3,
                                    size="footnotesize", wrap={"comparison": "0.4\\linewidth"}),
         "tab_secondary.tex": _table(exp1, "Secondary comparisons (outside the headline families: raw p, no "
                                           "correction); columns as in the table of headline comparisons.",
-                                    tables.family_table(summaries, headline=False), "tab:secondary",
+                                    tables.family_table(parts, headline=False), "tab:secondary",
                                     label_columns=3, size="footnotesize", wrap={"comparison": "0.4\\linewidth"}),
         "tab_ladder.tex": _table(exp1, "Experiment 1: the ladder of probed rates (highest first) and the evidence "
                                        "at each rung: probe and sweep runs, unstable runs, and the gain of the mean "
                                        "validation accuracy over the last quarter of the epochs.",
-                                 tables.ladder_table(exp1), "tab:ladder"),
+                                 ladder_table(exp1), "tab:ladder"),
         "tab_grid_check.tex": _table(exp1, "Experiment 1: the grid check of the finished sweep (every seed stable at "
                                            "every rate; the lowest rate saturated).",
-                                     tables.grid_check_table(exp1), "tab:grid-check"),
+                                     grid_check_table(exp1), "tab:grid-check"),
         "tab_tuner.tex": _table(exp1, "Experiment 1: keras-tuner's trials (one run each, scored on validation "
-                                      "accuracy).", tables.tuner_table(exp1), "tab:tuner"),
+                                      "accuracy).", tuner_table(exp1), "tab:tuner"),
         "tab_gradients_first.tex": _table(exp3, "Experiment 3: gradient measures per layer over the first window "
                                                 "(mean ± 95% CI over seeds).",
-                                          tables.gradient_table(exp3, "first"), "tab:gradients-first",
+                                          gradient_table(exp3, "first"), "tab:gradients-first",
                                           label_columns=3, size="footnotesize"),
         "tab_gradients_last.tex": _table(exp3, "Experiment 3: gradient measures per layer over the last window "
                                                "(mean ± 95% CI over seeds).",
-                                         tables.gradient_table(exp3, "last"), "tab:gradients-last",
+                                         gradient_table(exp3, "last"), "tab:gradients-last",
                                          label_columns=3, size="footnotesize"),
         "tab_per_class.tex": _table(exp1, "Per-class test accuracy of the headline models (mean over stable seeds).",
-                                    tables.per_class_summary_table(summaries), "tab:per-class"),
+                                    tables.per_class_summary_table(parts), "tab:per-class"),
     }
 
 

@@ -96,27 +96,50 @@ class Plan:
 
 @dataclass(frozen=True)
 class Experiment:
-    """One experiment of the study, declared once (one module under dnnls_tf/experiments/).
+    """One experiment of the study, declared once (one module or package under dnnls_tf/experiments/).
 
-    Args:
+    What it trains:
         name: the command line's name, the results folder and the config section (exp1, ...).
         title: a few words for status lines and headings.
         plan: (study, upstream plans by name) -> Plan; pure: reads the store, never writes.
         summarize: (study, complete plan) -> the experiment's summary (written by `run`).
+        summary_type: the class of that summary (study.results.Summary or a subclass): how it is read.
         needs: experiments whose plans' choices this plan reads (planned first, once per pass).
         section: the dataclass of its config section (settings under `<name>:`), or None.
         priorities: run order of its kinds of group (lower first; unranked kinds last).
-        extras: what presentation layers declare for it (figures, sentences, notebook sections).
+    What the presentation shows of it (every renderer reads these; none knows the experiment):
+        label: (group key, summary or None) -> words for a table or a legend.
+        noun: group key -> the group in a sentence.
+        row_label: summary -> (group key -> label), the labels of its tables (choices marked).
+        figures: {figure name: present.plots.FigureSpec}: what `figures` draws for it.
+        sentences: summary -> {name: sentence}; its "answer" to the brief's question, if it has one.
+        question: the brief's question it answers ("" for none).
+        settings: (study, upstream plans) -> [(setting, value, "under study" | "fixed")] for its notebook.
     """
 
     name: str
     title: str
     plan: Callable[[Any, Mapping[str, Plan]], Plan]
     summarize: Callable[[Any, Plan], Any]
+    summary_type: type = object
     needs: tuple[str, ...] = ()
     section: type | None = None
     priorities: Mapping[str, int] = field(default_factory=dict)
-    extras: Mapping[str, Any] = field(default_factory=dict)
+    label: Callable[..., str] = lambda key, summary=None: " ".join(str(part) for part in key)
+    noun: Callable[[tuple], str] | None = None
+    row_label: Callable[[Any], Callable[[tuple], str]] | None = None
+    figures: Mapping[str, Any] = field(default_factory=dict)
+    sentences: Callable[[Any], dict[str, str]] | None = None
+    question: str = ""
+    settings: Callable[[Any, Mapping[str, Plan]], list] | None = None
+
+    def words(self, key) -> str:
+        """A group of this experiment in a sentence."""
+        return (self.noun or self.label)(key)
+
+    def labels(self, summary) -> Callable[[tuple], str]:
+        """The labels of this experiment's tables for one summary."""
+        return self.row_label(summary) if self.row_label else (lambda key: self.label(key, summary))
 
 
 class Registry:

@@ -1,35 +1,199 @@
-"""Results over seeds, shared by every experiment's summary: groups, comparisons, per-class results;
-written and read with a schema version.
+"""Results over seeds, as typed values: groups, comparisons, per-class results, and the summary that
+holds them; written and read with a schema version through one codec (study/codec.py).
 
 `results/<profile>/<experiment>/summary.json` holds, for every group of runs, the
 statistics over seeds of each metric (unstable runs counted, not averaged) and the
 test set's own sampling interval; every comparison with its test (paired t where
 the arms share seeds and splits, Welch's t otherwise), raw and Holm-adjusted p over
-the experiment's declared headline family, and a test-set bootstrap interval; and
-each experiment's choices with their evidence. Notebooks, figures and the report
-render these dicts; none of them recomputes a statistic.
+the experiment's declared headline family, and the held-out images' own interval;
+and each experiment's choices with their evidence (its own `Summary` subclass, in its
+module). Notebooks, figures and the report read these values; none recomputes a
+statistic, and none subscripts raw JSON.
 """
 from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from dnnls_tf import __version__
-from dnnls_tf.study import stats
 from dnnls_tf.atomic import write_json
 from dnnls_tf.core.sources import NUM_CLASSES
+from dnnls_tf.core.spec import WarmupCosine
 from dnnls_tf.errors import UserError
+from dnnls_tf.study import stats
+from dnnls_tf.study.codec import CodecError, decode, encode
 from dnnls_tf.study.gradients import MEASURES, window_measures
-from dnnls_tf.core.spec import spec_dict
 from dnnls_tf.study.store import StoredRun
-from dnnls_tf.study.study import Study
 
 SUMMARY_SCHEMA = 1  # bump when a key changes meaning; readers refuse other versions
 METRICS = ("test_accuracy", "val_accuracy", "train_accuracy", "generalization_gap", "train_test_gap")
 TEST_SET_METRICS = ("test_accuracy", "train_test_gap")  # metrics with a test-set sampling interval
+NO_INTERVAL = (math.nan, math.nan)
+
+
+# ---------------------------------------------------------------- the typed values
+@dataclass(frozen=True)
+class Stats:
+    """A metric over seeds: n (stable runs), how many are missing, mean, std and the t-based 95% CI."""
+
+    n: int
+    n_missing: int
+    mean: float
+    std: float
+    ci_low: float
+    ci_high: float
+    ci_half_width: float
+
+    @classmethod
+    def of(cls, values) -> Stats:
+        return cls(**stats.summarize(values))
+
+
+@dataclass(frozen=True)
+class Group:
+    """One group of runs (a configuration over seeds) and its results.
+
+    `key` is an identifier, never a label: (kind, value) such as ("rate", 0.0193) or ("schedule",).
+    """
+
+    key: tuple
+    kind: str
+    value: int | float | None
+    seeds: list[int]
+    run_ids: list[str]
+    splits: tuple[str, str]
+    learning_rate: float | WarmupCosine
+    n_runs: int
+    n_unstable: int
+    n_diverged: int
+    metrics: dict[str, Stats]
+    best_epoch: Stats
+    test_interval: tuple[float, float]  # the test set's own 95% interval of the test accuracy
+
+    def mean(self, metric: str) -> float:
+        return self.metrics[metric].mean
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """first minus second on one metric, over seeds, and the held-out images' own interval."""
+
+    name: str
+    first: tuple
+    second: tuple
+    metric: str
+    headline: bool
+    test: str           # "paired t" or "Welch t"
+    difference: float
+    ci_low: float
+    ci_high: float
+    t: float
+    df: float
+    p: float
+    n_first: int
+    n_second: int
+    p_holm: float
+    test_set_interval: tuple[float, float]
+    sampling_interval: tuple[float, float]
+    sampling_source: str | None
+    family: str | None = None
+
+
+@dataclass(frozen=True)
+class PerClass:
+    """Per-class test accuracy and the confusion matrix (true class x predicted) over a group's stable seeds."""
+
+    key: tuple
+    accuracy: list[float]
+    confusion: list[list[int]]
+
+
+@dataclass(frozen=True)
+class DataSizes:
+    """Images in each split and the test set, and the kind of source they came from."""
+
+    holdout_train: int
+    holdout_val: int
+    half_a: int
+    half_b: int
+    test: int
+    source: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Summary:
+    """What every experiment's summary holds; an experiment's own summary class adds its choices."""
+
+    schema: int
+    experiment: str
+    profile: str
+    description: str
+    library_version: str
+    data: DataSizes
+    epochs: int
+    seeds: list[int]
+    groups: list[Group]
+    comparisons: list[Comparison]
+    per_class: list[PerClass] = field(default_factory=list)
+
+    def group(self, key) -> Group:
+        """The group whose key is `key` (a tuple or list; float values compared with a tolerance)."""
+        wanted = tuple(key)
+        for entry in self.groups:
+            if same_key(entry.key, wanted):
+                return entry
+        raise KeyError(f"{self.experiment}: no group {wanted}")
+
+    def groups_of(self, *kinds: str) -> list[Group]:
+        """The groups of some kinds, in their stored order."""
+        return [g for g in self.groups if g.kind in kinds]
+
+    def comparison(self, name: str, metric: str, first=None) -> Comparison:
+        """The comparison `name` on `metric` (and, where a name recurs, whose first group is `first`)."""
+        for entry in self.comparisons:
+            if entry.name == name and entry.metric == metric and (first is None or same_key(entry.first, first)):
+                return entry
+        raise KeyError(f"{self.experiment}: no comparison {name} on {metric} (first {first})")
+
+    def headline(self) -> list[Comparison]:
+        return [c for c in self.comparisons if c.headline]
+
+
+def same_key(first, second) -> bool:
+    """Group keys equal, float values compared with a tolerance (keys read back from JSON)."""
+    first, second = tuple(first), tuple(second)
+    if len(first) != len(second) or first[0] != second[0]:
+        return False
+    return all(a == b or (isinstance(a, (int, float)) and isinstance(b, (int, float)) and math.isclose(a, b))
+               for a, b in zip(first[1:], second[1:]))
+
+
+@dataclass(frozen=True)
+class GradientRow:
+    """One model's gradient measures in one window and layer: mean and 95% CI half-width over seeds."""
+
+    model: tuple
+    window: str
+    layer: int
+    layer_name: str
+    n: int
+    mean: float
+    mean_ci: float
+    std: float
+    std_ci: float
+    mean_abs: float
+    mean_abs_ci: float
+    grad_to_weight: float
+    grad_to_weight_ci: float
+    temporal_snr: float
+    temporal_snr_ci: float
+
+    def measure(self, name: str) -> float:
+        return getattr(self, name)
 
 
 # ---------------------------------------------------------------- groups
@@ -45,20 +209,20 @@ def correctness(runs: list[StoredRun]) -> np.ndarray | None:
     return np.mean(rows, axis=0) if rows else None
 
 
-def group_entry(key: tuple, runs: list[StoredRun]) -> dict:
+def group_entry(key: tuple, runs: list[StoredRun]) -> Group:
     hits = correctness(runs)
-    return {"key": list(key), "kind": key[0], "value": key[1] if len(key) > 1 else None,
-            "seeds": [run.seed for run in runs], "run_ids": [run.run_id for run in runs],
-            "splits": [runs[0].spec.train_split, runs[0].spec.val_split],
-            "learning_rate": spec_dict(runs[0].spec)["learning_rate"],
-            "n_runs": len(runs), "n_unstable": sum(not run.stable for run in runs),
-            "n_diverged": sum(run.diverged for run in runs),
-            "metrics": {metric: stats.summarize(metric_values(runs, metric)) for metric in METRICS},
-            "best_epoch": stats.summarize([run.metrics["best_epoch"] or math.nan for run in runs]),
-            "test_interval": stats.bootstrap_interval(hits) if hits is not None else [math.nan, math.nan]}
+    return Group(key=tuple(key), kind=key[0], value=key[1] if len(key) > 1 else None,
+                 seeds=[run.seed for run in runs], run_ids=[run.run_id for run in runs],
+                 splits=(runs[0].spec.train_split, runs[0].spec.val_split),
+                 learning_rate=runs[0].spec.learning_rate,
+                 n_runs=len(runs), n_unstable=sum(not run.stable for run in runs),
+                 n_diverged=sum(run.diverged for run in runs),
+                 metrics={metric: Stats.of(metric_values(runs, metric)) for metric in METRICS},
+                 best_epoch=Stats.of([run.metrics["best_epoch"] or math.nan for run in runs]),
+                 test_interval=tuple(stats.bootstrap_interval(hits)) if hits is not None else NO_INTERVAL)
 
 
-def per_class(key: tuple, runs: list[StoredRun]) -> dict:
+def per_class(key: tuple, runs: list[StoredRun]) -> PerClass:
     """Per-class test accuracy and the confusion matrix summed over a group's stable seeds."""
     matrix = np.zeros((NUM_CLASSES, NUM_CLASSES), dtype=np.int64)
     for run in runs:
@@ -67,7 +231,7 @@ def per_class(key: tuple, runs: list[StoredRun]) -> dict:
                                run.predictions["test_predictions"].astype(int)), 1)
     with np.errstate(invalid="ignore"):
         accuracy = np.diag(matrix) / matrix.sum(axis=1)
-    return {"key": list(key), "accuracy": accuracy.tolist(), "confusion": matrix.tolist()}
+    return PerClass(tuple(key), accuracy.tolist(), matrix.tolist())
 
 
 # ---------------------------------------------------------------- comparisons
@@ -79,7 +243,7 @@ def _paired(first: list[StoredRun], second: list[StoredRun]) -> bool:
 
 
 def comparison(name: str, first_key: tuple, second_key: tuple, groups: dict, metric: str,
-               headline: bool) -> dict:
+               headline: bool) -> Comparison:
     """first minus second on one metric, over seeds, with the held-out images' own sampling interval.
 
     `test_set_interval`: for test metrics, a percentile bootstrap over test images of the
@@ -91,7 +255,7 @@ def comparison(name: str, first_key: tuple, second_key: tuple, groups: dict, met
     first, second = groups[first_key], groups[second_key]
     paired = _paired(first, second)
     result = stats.compare(metric_values(first, metric), metric_values(second, metric), paired)
-    interval = [math.nan, math.nan]
+    interval = NO_INTERVAL
     if metric in TEST_SET_METRICS:
         if paired:  # the same seeds in both arms, each stable in both
             keep = [a.stable and b.stable for a, b in zip(first, second)]
@@ -104,39 +268,39 @@ def comparison(name: str, first_key: tuple, second_key: tuple, groups: dict, met
                 train = np.mean([r.metrics["train_accuracy"] for r in first]) - np.mean(
                     [r.metrics["train_accuracy"] for r in second])
                 per_image = train - per_image
-            interval = stats.bootstrap_interval(per_image)
+            interval = tuple(stats.bootstrap_interval(per_image))
     sampling, source = interval, "test images (bootstrap)" if metric in TEST_SET_METRICS else None
     if metric == "generalization_gap":
         sampling, source = validation_interval(first, second, result["difference"]), "validation images (binomial)"
-    return {"name": name, "first": list(first_key), "second": list(second_key), "metric": metric,
-            "headline": headline, **result, "p_holm": math.nan, "test_set_interval": interval,
-            "sampling_interval": sampling, "sampling_source": source}
+    return Comparison(name=name, first=tuple(first_key), second=tuple(second_key), metric=metric, headline=headline,
+                      **result, p_holm=math.nan, test_set_interval=interval, sampling_interval=tuple(sampling),
+                      sampling_source=source)
 
 
-def validation_interval(first: list[StoredRun], second: list[StoredRun], difference: float) -> list[float]:
+def validation_interval(first: list[StoredRun], second: list[StoredRun], difference: float) -> tuple[float, float]:
     """difference ± 1.96 x the binomial standard error of the two mean validation accuracies."""
     variance = 0.0
     for runs in (first, second):
         stable = [run for run in runs if run.stable]
         if not stable or not math.isfinite(difference):
-            return [math.nan, math.nan]
+            return NO_INTERVAL
         accuracy = float(np.mean([run.metrics["val_accuracy"] for run in stable]))
         variance += accuracy * (1 - accuracy) / stable[0].metrics["num_val"]
     half = 1.96 * math.sqrt(variance)
-    return [difference - half, difference + half]
+    return (difference - half, difference + half)
 
 
-def adjust_family(comparisons: list[dict], family: str) -> list[dict]:
-    """Holm-adjusted p over the headline comparisons (the declared family)."""
-    headline = [c for c in comparisons if c["headline"]]
-    for entry, adjusted in zip(headline, stats.holm([c["p"] for c in headline])):
-        entry["p_holm"] = adjusted
-    for entry in comparisons:
-        entry["family"] = f"{family} ({len(headline)} headline tests, Holm)" if entry["headline"] else None
-    return comparisons
+def adjust_family(comparisons: list[Comparison], family: str) -> list[Comparison]:
+    """The comparisons with Holm-adjusted p over the headline ones (the declared family) and the family named."""
+    from dataclasses import replace
+
+    headline = [c for c in comparisons if c.headline]
+    adjusted = dict(zip((id(c) for c in headline), stats.holm([c.p for c in headline])))
+    name = f"{family} ({len(headline)} headline tests, Holm)"
+    return [replace(c, p_holm=adjusted[id(c)], family=name) if c.headline else c for c in comparisons]
 
 
-def gradient_rows(groups: dict, window: int) -> list[dict]:
+def gradient_rows(groups: dict, window: int) -> list[GradientRow]:
     """Per model, window and layer: each measure's mean and 95% CI over seeds (unstable runs out)."""
     rows = []
     for key, runs in groups.items():
@@ -144,62 +308,58 @@ def gradient_rows(groups: dict, window: int) -> list[dict]:
         names = [str(n) for n in runs[0].gradients["layer_names"]]
         for which in ("first", "last"):
             for layer, name in enumerate(names):
-                row = {"model": list(key), "window": which, "layer": layer + 1, "layer_name": name}
+                values, n = {}, 0
                 for measure in MEASURES:
                     summary = stats.summarize([m[which][measure][layer] for m in measured])
-                    row[measure] = summary["mean"]
-                    row[f"{measure}_ci"] = summary["ci_half_width"]
-                    row["n"] = summary["n"]
-                rows.append(row)
+                    values[measure], values[f"{measure}_ci"], n = summary["mean"], summary["ci_half_width"], summary["n"]
+                rows.append(GradientRow(model=tuple(key), window=which, layer=layer + 1, layer_name=name, n=n,
+                                        **values))
     return rows
 
 
-
 # ---------------------------------------------------------------- a summary's common part
-def summary_base(study: Study, experiment: str, groups: dict) -> dict:
-    """What every summary holds: schema, experiment, profile, data, epochs, seeds and its groups."""
+def summary_fields(study, experiment: str, groups: dict, comparisons: list[Comparison]) -> dict:
+    """The fields every summary holds (schema, experiment, profile, data, epochs, seeds, groups,
+    comparisons), for `Summary(**summary_fields(...), per_class=...)` or an experiment's subclass."""
+    sizes = study.splits.sizes()
     return {"schema": SUMMARY_SCHEMA, "experiment": experiment, "profile": study.profile,
             "description": study.config.description, "library_version": __version__,
-            "data": {**study.splits.sizes(), "source": study.splits.data.source.split(":")[0]},
+            "data": DataSizes(**{name: sizes[name] for name in ("holdout_train", "holdout_val", "half_a", "half_b",
+                                                                "test")},
+                              source=study.splits.data.source.split(":")[0]),
             "epochs": study.config.training.epochs, "seeds": list(study.seeds),
-            "groups": [group_entry(key, runs) for key, runs in groups.items()]}
+            "groups": [group_entry(key, runs) for key, runs in groups.items()], "comparisons": comparisons}
 
 
+# ---------------------------------------------------------------- on disk
 def summary_path(results_dir: Path, experiment: str) -> Path:
     return Path(results_dir) / experiment / "summary.json"
 
 
-def write_summary(study: Study, experiment: str, summary: dict) -> dict:
+def write_summary(study, experiment: str, summary: Summary) -> Summary:
     """Write an experiment's summary whole (NaN as null)."""
-    write_json(summary_path(study.results_dir, experiment), _finite_or_null(summary))
+    write_json(summary_path(study.results_dir, experiment), encode(summary))
     return summary
 
 
-def _finite_or_null(value):
-    """NaN and infinities as JSON null (strict JSON for other tools)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite_or_null(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite_or_null(v) for v in value]
-    return value
-
-
-def load_summary(results_dir: Path, experiment: str, profile: str) -> dict:
-    """A summary written by `run`; a missing, damaged or foreign one is one clear UserError."""
+def load_summary(results_dir: Path, experiment: str, profile: str, kind: type = Summary) -> Summary:
+    """A summary written by `run`, as its experiment's summary class `kind`; a missing, damaged, foreign
+    or mis-shaped one is one clear UserError."""
     path = summary_path(results_dir, experiment)
     command = f"python -m dnnls_tf run {experiment} --profile {profile}"
     if not path.is_file():
         raise UserError(f"{path} is missing: `{command}` writes it")
     try:
-        summary = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        content = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         raise UserError(f"{path} is damaged (not JSON): `{command}` writes it again") from None
-    if not isinstance(summary, dict) or summary.get("schema") != SUMMARY_SCHEMA:
-        found = summary.get("schema") if isinstance(summary, dict) else None
-        raise UserError(f"{path} has summary schema {found!r}, this dnnls_tf reads {SUMMARY_SCHEMA}: "
+    if not isinstance(content, dict) or content.get("schema") != SUMMARY_SCHEMA:
+        found = content.get("schema") if isinstance(content, dict) else None
+        raise UserError(f"{path} has summary schema {str(found)[:20]}, this dnnls_tf reads {SUMMARY_SCHEMA}: "
                         f"`{command}` writes it again")
-    if summary.get("experiment") != experiment or "groups" not in summary:
+    if content.get("experiment") != experiment:
         raise UserError(f"{path} is not {experiment}'s summary: `{command}` writes it again")
-    return summary
+    try:
+        return decode(kind, content, experiment)
+    except CodecError as error:
+        raise UserError(f"{path} is damaged ({error}): `{command}` writes it again") from None

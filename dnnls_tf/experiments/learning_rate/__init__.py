@@ -10,17 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
 from dnnls_tf.core.spec import RangeTestSpec
 from dnnls_tf.errors import UserError
 from dnnls_tf.experiments.learning_rate import grid as grid_lib
 from dnnls_tf.experiments.learning_rate import tuning
 from dnnls_tf.study.config import rule
 from dnnls_tf.study.plan import Experiment, Plan, best_by_validation, selection_score, stored
-from dnnls_tf.study.planner import groups_stored
-from dnnls_tf.study.results import adjust_family, comparison, per_class, summary_base
-from dnnls_tf.core.spec import spec_dict
+from dnnls_tf.experiments.learning_rate import figures, sentences, summary
 from dnnls_tf.study.study import HOLDOUT
 
 
@@ -173,55 +169,22 @@ def plan(study, upstream) -> Plan:
     return result
 
 
-# ---------------------------------------------------------------- the summary
-RANGE_SMOOTHING = 0.1  # exponential weight of the range test's smoothed loss
-
-
-def _range_test(table, anchor: float) -> dict:
-    smooth = table["loss"].replace([np.inf, -np.inf], np.nan).ewm(alpha=RANGE_SMOOTHING).mean().to_numpy()
-    lowest = int(np.nanargmin(smooth))
-    return {"steps": int(len(table)), "lr_at_lowest_smoothed_loss": float(table["lr"].iloc[lowest]),
-            "lowest_smoothed_loss": float(smooth[lowest]), "anchor": anchor, "blew_up": grid_lib.blew_up(table),
-            "smoothing": RANGE_SMOOTHING, "lr": table["lr"].tolist(), "loss": table["loss"].tolist(),
-            "smoothed_loss": smooth.tolist()}
-
-
-def summarize(study, plan_: Plan) -> dict:
-    groups, choices = groups_stored(study, plan_), plan_.choices
-    decision, check, record = choices["decision"], choices["check"], choices["tuner"]
-    best = ("rate", choices["best_rate"])
-    comparisons = adjust_family([
-        comparison("schedule_vs_best_constant", ("schedule",), best, groups, "test_accuracy", True),
-        comparison("schedule_vs_best_constant", ("schedule",), best, groups, "generalization_gap", True),
-        comparison("schedule_vs_peak_constant", ("schedule",), ("peak_constant",), groups, "test_accuracy", True),
-        comparison("peak_constant_vs_best_constant", ("peak_constant",), best, groups, "test_accuracy", True),
-        comparison("schedule_vs_best_constant", ("schedule",), best, groups, "train_test_gap", False),
-        comparison("schedule_vs_peak_constant", ("schedule",), ("peak_constant",), groups, "generalization_gap", False),
-    ], "exp1")
-    exp1 = study.config.exp1
-    return {**summary_base(study, plan_.experiment, groups), "comparisons": comparisons,
-            "range_test": _range_test(choices["range_test"], choices["anchor"]),
-            "rule": {"ladder_factor": exp1.ladder_factor, "ladder_rungs": exp1.ladder_rungs,
-                     "probe_seeds": list(exp1.probe_seeds), "max_span": exp1.max_span,
-                     "saturation_gain": exp1.saturation_gain, "collapse_accuracy": 0.2},
-            "ladder": [{"rate": v.rate, "probes": v.probes, "sweep_runs": v.sweep_runs, "unstable": v.unstable,
-                        "stable": v.stable, "gain": v.gain, "curve_source": v.curve_source} for v in decision.rungs],
-            "grid": {"rates": decision.grid, "top": decision.top, "bottom": decision.bottom,
-                     "reasons": decision.reasons},
-            "grid_check": {"rates": check.rates, "passed": check.passed, "all_stable": check.all_stable,
-                           "lowest_saturated": check.lowest_saturated},
-            "best_constant_lr": choices["best_rate"],
-            "tuner": {"search_space": record.space.describe(), "budget": record.budget, "seed": record.seed,
-                      "trials": [{"index": i, "schedule": spec_dict(s), "score": record.scores[i],
-                                  "run_id": run.run_id, "stable": run.stable}
-                                 for i, (s, run) in enumerate(zip(record.trials, choices["trial_runs"]))],
-                      "chosen": record.chosen},
-            "schedule": spec_dict(choices["schedule"]),
-            "per_class": [per_class(key, groups[key]) for key in (best, ("schedule",))]}
+def settings(study, upstream) -> list[tuple[str, str, str]]:
+    """What experiment 1 varies and what it holds fixed (its notebook's settings table)."""
+    exp1, data = study.config.exp1, study.config.data
+    return [("constant learning rates", "5, placed by the grid rule: LR range test "
+             f"{exp1.range_test_min_lr:g}..{exp1.range_test_max_lr:g}, then probes (seeds "
+             f"{', '.join(map(str, exp1.probe_seeds))})", "under study"),
+            ("schedule (warm-up + cosine)", f"keras-tuner, {exp1.tuner_trials} trials on validation accuracy "
+             f"(seed {exp1.tuner_seed})", "under study"),
+            ("splits", f"holdout: {1 - data.val_fraction:.0%} train / {data.val_fraction:.0%} validation", "fixed"),
+            ("dropout / batch norm", "0 / no", "fixed")]
 
 
 EXPERIMENT = Experiment(
-    "exp1", "learning rate", plan, summarize, section=Exp1Config,
+    "exp1", "learning rate", plan, summary.summarize, summary_type=summary.LearningRateSummary, section=Exp1Config,
     # what unlocks later stages (the range test, probes, the sweep) trains first
     priorities={"range_test": 0, "tuner_proposal": 0, "tuner_selection": 0, "probe": 0, "rate": 1, "trial": 2,
-                "schedule": 3, "peak_constant": 3})
+                "schedule": 3, "peak_constant": 3},
+    label=sentences.label, noun=sentences.noun, row_label=sentences.row_label, figures=figures.FIGURES,
+    sentences=sentences.sentences, question=sentences.QUESTION, settings=settings)

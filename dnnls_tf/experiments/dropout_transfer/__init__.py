@@ -12,11 +12,8 @@ from dataclasses import dataclass
 
 from dnnls_tf.study.config import rule
 from dnnls_tf.study.plan import Experiment, Plan, best_by_validation, stored
-from dnnls_tf.study.planner import groups_stored
-from dnnls_tf.study.results import adjust_family, comparison, per_class, summary_base
+from dnnls_tf.experiments.dropout_transfer import figures, sentences, summary
 from dnnls_tf.study.study import HALVES, HOLDOUT, SWAPPED
-
-CONTROLS = ("scratch_b", "frozen_random", "holdout")
 
 
 @dataclass(frozen=True)
@@ -63,28 +60,31 @@ def plan(study, upstream) -> Plan:
     return result
 
 
-def summarize(study, plan_: Plan) -> dict:
-    groups, best = groups_stored(study, plan_), plan_.choices["best_dropout"]
-    items = [comparison("dropout_best_vs_none", ("dropout", best), ("dropout", 0.0), groups, "test_accuracy", True),
-             comparison("dropout_best_vs_none", ("dropout", best), ("dropout", 0.0), groups, "generalization_gap",
-                        True)]
-    for p in (0.0, best):
-        for control in CONTROLS:
-            items.append(comparison(f"transfer_vs_{control}", ("transfer", p), (control, p), groups,
-                                    "test_accuracy", True))
-            items.append(comparison(f"transfer_vs_{control}", ("transfer", p), (control, p), groups,
-                                    "train_test_gap", False))
-        items.append(comparison("transfer_vs_source", ("transfer", p), ("dropout", p), groups, "test_accuracy",
-                                False))
-        items.append(comparison("frozen_random_vs_scratch_b", ("frozen_random", p), ("scratch_b", p), groups,
-                                "test_accuracy", False))
-    items.append(comparison("dropout_best_vs_none", ("dropout", best), ("dropout", 0.0), groups, "train_test_gap",
-                            False))
-    return {**summary_base(study, plan_.experiment, groups), "comparisons": adjust_family(items, "exp2"),
-            "learning_rate": plan_.choices["learning_rate"], "best_dropout": best,
-            "dropout_rates": list(study.config.exp2.dropout_rates),
-            "per_class": [per_class((kind, p), groups[kind, p]) for p in (0.0, best) for kind in ("dropout", "transfer")]}
+def rate_setting(upstream) -> tuple[str, str, str]:
+    """The learning rate of experiments 2 and 3: experiment 1's best constant rate, once chosen."""
+    rate = upstream["exp1"].choices.get("best_rate")
+    if rate is None:
+        return ("learning rate", "experiment 1's best constant rate (not chosen yet: `run` below trains experiment 1)",
+                "fixed")
+    return ("learning rate", f"{rate:g} (experiment 1's best constant rate)", "fixed")
 
 
-EXPERIMENT = Experiment("exp2", "dropout and transfer", plan, summarize, needs=("exp1",), section=Exp2Config,
+HALVES_SETTING = ("splits", "train on half A, validate on half B (transfer: the reverse)", "fixed")
+
+
+def settings(study, upstream) -> list[tuple[str, str, str]]:
+    """What experiment 2 varies and what it holds fixed (its notebook's settings table)."""
+    return [("dropout rate (inputs of fc1 and fc2)", ", ".join(f"{r:g}" for r in study.config.exp2.dropout_rates),
+             "under study"),
+            ("transfer", "conv1-conv3 frozen from the A model, fc1/fc2 re-initialised, trained on B", "under study"),
+            ("transfer controls", "from scratch on B; head on frozen random conv layers; end to end on the holdout "
+             "split", "under study"),
+            rate_setting(upstream), HALVES_SETTING]
+
+
+EXPERIMENT = Experiment("exp2", "dropout and transfer", plan, summary.summarize,
+                        summary_type=summary.DropoutTransferSummary, needs=("exp1",), section=Exp2Config,
+                        label=sentences.label, noun=sentences.noun, row_label=sentences.row_label,
+                        figures=figures.FIGURES, sentences=sentences.sentences, question=sentences.QUESTION,
+                        settings=settings,
                         priorities={"dropout": 2, "transfer": 4, "scratch_b": 4, "frozen_random": 4, "holdout": 4})

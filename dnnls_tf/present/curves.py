@@ -1,9 +1,9 @@
-"""Learning-curve figures, drawn from the stored runs a summary names.
+"""Learning-curve figures, drawn from the stored runs a summary names (the pieces experiments build with).
 
-Each comes in two sizes (figures.py registers both names):
-- compact (`<name>`, the report's body): one row of three panels at the text width, the
+Each comes in two sizes:
+- compact (`curve_row`, the report's body): one row of three panels at the text width, the
   figure's title and colour key above the panels, the key to the line styles below;
-- full (`<name>_full`, the appendix and the notebooks): a grid that adds the train accuracy
+- full (`curve_grid`, the appendix and the notebooks): a grid that adds the train accuracy
   of both kinds (the running training-mode metric and the inference-mode evaluation of a
   fixed training sample) and the gap.
 
@@ -14,24 +14,18 @@ their group's label.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.ticker import MaxNLocator
 
-from dnnls_tf.present import plots
 from dnnls_tf.errors import UserError
-from dnnls_tf.present.figures_summary import (
-    arm_label,
-    compact_detail,
-    find_group,
-    groups_of,
-    seeds_detail,
-)
-from dnnls_tf.present.plots import PALETTE, WIDTH
-from dnnls_tf.present.vocabulary import METRICS, group_label
+from dnnls_tf.present import plots
+from dnnls_tf.present.charts import compact_detail, seeds_detail
+from dnnls_tf.present.plots import WIDTH
+from dnnls_tf.present.vocabulary import METRICS
+from dnnls_tf.study.results import Summary
 
 CURVES = "lines: mean over stable seeds, bands: 95% CI (t)"
 ACCURACY_SCALE = METRICS["val_accuracy"].scale      # accuracies in %
@@ -43,16 +37,16 @@ GRID_HEIGHT = 4.0   # inches: a full 2 x 2 figure
 
 
 # ---------------------------------------------------------------- reading
-def group_runs(study, summary: dict, key) -> list:
+def group_runs(study, summary: Summary, key) -> list:
     """The stored runs of one group of a summary, in its seed order."""
-    entry = find_group(summary, key)
+    entry = summary.group(key)
     runs = []
-    for run_id in entry["run_ids"]:
+    for run_id in entry.run_ids:
         run = study.store.get(run_id)
         if run is None:
-            raise UserError(f"run {run_id} ({group_label(entry['key'])}) of {summary['experiment']} is missing or "
-                            f"damaged in {study.store.runs_dir}: `python -m dnnls_tf run {summary['experiment']} "
-                            f"--profile {summary['profile']}` trains it")
+            raise UserError(f"run {run_id} (group {list(entry.key)}) of {summary.experiment} is missing or "
+                            f"damaged in {study.store.runs_dir}: `python -m dnnls_tf run {summary.experiment} "
+                            f"--profile {summary.profile}` trains it")
         runs.append(run)
     return runs
 
@@ -66,24 +60,23 @@ class CurveGroup:
     color: tuple
     curves: plots.GroupCurves
     learning_rate: object  # the runs' spec.learning_rate: a number or a schedule
-
-    @property
-    def gid(self) -> str:
-        return group_label(self.key)
+    gid: str               # the group's plain label: what tests and tools find its lines by
 
     @property
     def unstable(self) -> bool:
         return self.curves.n_stable < len(self.curves.stable)
 
 
-def curve_group(study, summary: dict, key, color, label: str | None = None) -> CurveGroup:
+def curve_group(study, summary: Summary, key, color, gid: str, label: str | None = None) -> CurveGroup:
+    """One group's curves: `gid` its plain label (the experiment's words), `label` the key's text
+    (default: `gid`), to which the count of unstable runs is added."""
     runs = group_runs(study, summary, key)
     curves = plots.group_curves(runs)
-    label = label or group_label(key)
+    label = label or gid
     unstable = len(runs) - curves.n_stable
     if unstable:
         label += f" ({'all' if unstable == len(runs) else unstable} of {len(runs)} runs unstable)"
-    return CurveGroup(tuple(key), label, color, curves, runs[0].spec.learning_rate)
+    return CurveGroup(tuple(key), label, color, curves, runs[0].spec.learning_rate, gid)
 
 
 # ---------------------------------------------------------------- panels
@@ -213,139 +206,9 @@ def curve_grid(groups: list[CurveGroup], title: str, panels=FULL, group_columns:
     return fig
 
 
-def _title(headline: str, short: str, summary: dict, full: bool) -> str:
+def curve_title(headline: str, short: str, summary: Summary, full: bool) -> str:
     """The figure's title: the full figure names its seeds and says what lines and bands are; the
     compact one fits a line (its caption in the report says the rest)."""
     if full:
         return f"{headline}. {seeds_detail(summary, CURVES)}"
     return f"{short} · {compact_detail(summary)}"
-
-
-# ---------------------------------------------------------------- experiment 1
-def exp1_rate_groups(study, summary: dict) -> list[CurveGroup]:
-    entries = groups_of(summary, "rate")
-    best = summary["best_constant_lr"]
-    return [curve_group(study, summary, entry["key"], color,
-                        f"{entry['value']:g}" + (" (best)" if math.isclose(entry["value"], best) else ""))
-            for entry, color in zip(entries, plots.ordered_colors(len(entries)))]
-
-
-def figure_exp1_learning_curves(study, summary: dict, full: bool = False) -> plt.Figure:
-    groups = exp1_rate_groups(study, summary)
-    title = _title("Experiment 1: the five constant learning rates (holdout split)",
-                   "Experiment 1: constant rates (holdout split)", summary, full)
-    return (curve_grid if full else curve_row)(groups, title, name="constant rate:")
-
-
-def exp1_schedule_groups(study, summary: dict, full: bool = False) -> list[CurveGroup]:
-    """The schedule, the best constant rate and the constant rate at the schedule's peak (labels that
-    fit one line in the compact figure; its caption and rate panel give the schedule's shape)."""
-    best = ("rate", summary["best_constant_lr"])
-    peak = summary["schedule"]["peak"]
-    schedule_label = group_label(("schedule",), summary["schedule"]) if full else f"schedule (peak {peak:g})"
-    schedule = curve_group(study, summary, ("schedule",), PALETTE[2], schedule_label)
-    constant = f"{group_label(best)} (best{' constant' if full else ''})"
-    groups = [schedule, curve_group(study, summary, best, PALETTE[0], constant)]
-    if find_group(summary, ("peak_constant",))["run_ids"] == find_group(summary, best)["run_ids"]:
-        groups[1].label += " = the schedule's peak"  # the same runs: drawn once
-    else:
-        groups.append(curve_group(study, summary, ("peak_constant",), PALETTE[1],
-                                  f"constant {peak:g} (the schedule's peak)" if full else f"constant {peak:g} (peak)"))
-    return groups
-
-
-def figure_exp1_schedule(study, summary: dict, full: bool = False) -> plt.Figure:
-    groups = exp1_schedule_groups(study, summary, full)
-    title = _title("Experiment 1: the tuned schedule, the best constant rate, the schedule's peak",
-                   "Experiment 1: schedule vs constant rates", summary, full)
-    if full:
-        return curve_grid(groups, title, panels=("loss", "val_accuracy", "gap", "lr"), group_columns=3)
-    return curve_row(groups, title, panels=("loss", "val_accuracy", "lr"), group_columns=3)
-
-
-# ---------------------------------------------------------------- experiment 2
-def figure_exp2_dropout_curves(study, summary: dict, full: bool = False) -> plt.Figure:
-    entries = groups_of(summary, "dropout")
-    best = summary["best_dropout"]
-    groups = [curve_group(study, summary, entry["key"], color,
-                          f"{entry['value']:g}" + (" (best)" if math.isclose(entry["value"], best) else ""))
-              for entry, color in zip(entries, plots.ordered_colors(len(entries)))]
-    title = _title("Experiment 2: dropout in the FC layers (train on A, validate on B)",
-                   "Experiment 2: dropout (train A, validate B)", summary, full)
-    return (curve_grid if full else curve_row)(groups, title, name="dropout rate p:")
-
-
-TRANSFER_ARMS = ("transfer", "scratch_b", "frozen_random")
-TRANSFER_NOTE = "transfer's validation half A trained its frozen features: its val. acc. flatters it"
-TRANSFER_NOTE_SHORT = "half A trained transfer's frozen features: its val. acc. flatters it"
-
-
-def transfer_groups(study, summary: dict, p: float) -> list[CurveGroup]:
-    return [curve_group(study, summary, (kind, p), PALETTE[i]) for i, kind in enumerate(TRANSFER_ARMS)]
-
-
-def _without_rate(group: CurveGroup) -> CurveGroup:
-    """The colour key: the arm without its dropout rate (the panels say it)."""
-    label = arm_label(group.key[0]) + group.label.removeprefix(group_label(group.key))
-    return CurveGroup(group.key, label, group.color, group.curves, group.learning_rate)
-
-
-def figure_exp2_transfer_curves(study, summary: dict, full: bool = False) -> plt.Figure:
-    """On half B (validated on A): transfer, from scratch and a head on frozen random conv layers."""
-    rates = (0.0, summary["best_dropout"])
-    rows = [transfer_groups(study, summary, p) for p in rates]
-    title = _title("Experiment 2: on half B, transfer (conv layers from A, frozen) against its controls",
-                   "Experiment 2: transfer to B and its controls", summary, full)
-    return (_transfer_grid if full else _transfer_row)(rows, rates, title)
-
-
-def _rate_words(p: float) -> str:
-    return group_label(("dropout", p))
-
-
-@plots.themed
-def _transfer_row(rows: list[list[CurveGroup]], rates, title: str) -> plt.Figure:
-    fig, axes = plt.subplots(1, 3, figsize=(WIDTH, ROW_HEIGHT), layout="constrained")
-    panel_loss(axes[0], rows[0])
-    for ax, groups, p in zip(axes[1:], rows, rates):
-        panel_val_accuracy(ax, groups)
-        ax.set_title(f"val. acc. (on A), {_rate_words(p)}")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=5))
-    axes[0].set_title(f"loss, {_rate_words(rates[0])}")
-    axes[0].xaxis.set_major_locator(MaxNLocator(nbins=4))
-    everything = rows[0] + rows[1]
-    styles = style_entries(everything, ("loss",), compact=True) + [plots.note_handle(TRANSFER_NOTE_SHORT)]
-    keys(fig, [_without_rate(g) for g in _merged(rows)], title, styles)
-    return fig
-
-
-def _merged(rows: list[list[CurveGroup]]) -> list[CurveGroup]:
-    """One colour key for both rates: an arm's label counts the unstable runs of either."""
-    merged = []
-    for column in zip(*rows):
-        unstable = [g for g in column if g.unstable]
-        merged.append(unstable[0] if unstable else column[0])
-    return merged
-
-
-@plots.themed
-def _transfer_grid(rows: list[list[CurveGroup]], rates, title: str) -> plt.Figure:
-    panels = COMPACT
-    fig = plt.figure(figsize=(WIDTH, 4.6), layout="constrained")
-    for row, groups, p in zip(fig.subfigures(len(rates), 1), rows, rates):
-        draw_panels(row.subplots(1, len(panels)), groups, panels)
-        row.suptitle(f"{_rate_words(p)} in the FC layers", fontsize=plots.THEME["figure.titlesize"])
-    everything = rows[0] + rows[1]
-    styles = style_entries(everything, panels, compact=False) + [plots.note_handle(TRANSFER_NOTE)]
-    keys(fig, [_without_rate(g) for g in _merged(rows)], title, styles)
-    return fig
-
-
-# ---------------------------------------------------------------- experiment 3
-def figure_exp3_bn_curves(study, summary: dict, full: bool = False) -> plt.Figure:
-    groups = [curve_group(study, summary, ("batch_norm",), PALETTE[2]),
-              curve_group(study, summary, ("dropout", 0.0), PALETTE[0],
-                          f"{group_label(('dropout', 0.0))}, no {group_label(('batch_norm',))}")]
-    title = _title("Experiment 3: batch norm against none (train on A, validate on B)",
-                   "Experiment 3: batch norm against none", summary, full)
-    return (curve_grid if full else curve_row)(groups, title)

@@ -1,0 +1,215 @@
+"""Synthetic summaries for tests of sentences, tables and the report (no store, no training).
+
+`synthetic_dicts` builds exp1..exp3 summaries as the JSON the codec reads, from per-seed
+values whose effects point the way a test asks; a test edits the dicts, then `typed` turns
+them into the experiments' summary classes.
+"""
+import json
+import math
+
+import numpy as np
+
+from dnnls_tf.study import stats
+from dnnls_tf.study.codec import decode
+from dnnls_tf.study.results import METRICS, SUMMARY_SCHEMA, TEST_SET_METRICS
+
+SEEDS = [0, 1, 2, 3, 4]
+DESCRIPTION = "synthetic numbers for tests"
+LAYERS = ("conv1", "conv2", "conv3", "fc1", "fc2")
+DIRECTED = ("schedule", "dropout_best", "transfer", "batch_norm")  # effects a test can point either way
+
+
+def _group(key, test, *, train=None, val=None, splits=("half_a", "half_b"), seeds=SEEDS, lr=0.01):
+    """A summary group (summaries.group_entry's keys) from per-seed test accuracies (NaN: unstable run)."""
+    test = np.asarray(test, dtype=float)
+    train = np.asarray(train if train is not None else test + 0.25)
+    val = np.asarray(val if val is not None else test + 0.01)
+    train, val = np.where(np.isnan(test), np.nan, train), np.where(np.isnan(test), np.nan, val)
+    values = {"test_accuracy": test, "val_accuracy": val, "train_accuracy": train,
+              "generalization_gap": train - val, "train_test_gap": train - test}
+    tag = "-".join(str(k) for k in key)
+    mean = float(np.nanmean(test)) if np.isfinite(test).any() else math.nan
+    return {"key": list(key), "kind": key[0], "value": key[1] if len(key) > 1 else None, "seeds": list(seeds),
+            "run_ids": [f"{tag}-s{seed}" for seed in seeds], "splits": list(splits), "learning_rate": lr,
+            "n_runs": len(seeds), "n_unstable": int(np.isnan(test).sum()), "n_diverged": 0,
+            "metrics": {m: stats.summarize(values[m]) for m in METRICS},
+            "best_epoch": stats.summarize([5.0] * len(seeds)),
+            "test_interval": [mean - 0.03, mean + 0.03]}, values
+
+
+class _Builder:
+    """Groups and comparisons of one synthetic experiment."""
+
+    def __init__(self):
+        self.groups, self.values, self.comparisons = [], {}, []
+
+    def add(self, key, test, **kwargs):
+        entry, values = _group(key, test, **kwargs)
+        self.groups.append(entry)
+        self.values[tuple(key)] = values
+        return entry
+
+    def compare(self, name, first, second, metric, headline, paired=True, interval=None):
+        a, b = self.values[tuple(first)][metric], self.values[tuple(second)][metric]
+        result = stats.compare(a, b, paired)
+        if interval is None and metric in TEST_SET_METRICS:
+            d = result["difference"]
+            interval = [d - 0.01, d + 0.01] if math.isfinite(d) else [math.nan, math.nan]
+        self.comparisons.append({"name": name, "first": list(first), "second": list(second), "metric": metric,
+                                 "headline": headline, **result, "p_holm": math.nan,
+                                 "test_set_interval": interval or [math.nan, math.nan],
+                                 "sampling_interval": interval or [math.nan, math.nan],
+                                 "sampling_source": "test images (bootstrap)" if interval else None,
+                                 "family": None})
+
+    def base(self, experiment):
+        headline = [c for c in self.comparisons if c["headline"]]
+        for entry, adjusted in zip(headline, stats.holm([c["p"] for c in headline])):
+            entry.update(p_holm=adjusted, family=f"{experiment} ({len(headline)} headline tests, Holm)")
+        return {"schema": SUMMARY_SCHEMA, "experiment": experiment, "profile": "quick", "description": DESCRIPTION,
+                "library_version": "test", "data": {"holdout_train": 800, "holdout_val": 200, "half_a": 500,
+                                                    "half_b": 500, "test": 300, "source": "folder"},
+                "epochs": 6, "seeds": SEEDS, "groups": self.groups, "comparisons": self.comparisons}
+
+
+def _arm(base, effect, noise=0.004, offset=0):
+    """Per-seed accuracies: base + effect with a small seed-dependent wiggle (paired tests: tiny p)."""
+    return [base + effect + noise * math.sin(seed + offset) for seed in SEEDS]
+
+
+def _per_class(*key):
+    accuracy = np.linspace(0.2, 0.6, 10).tolist()
+    return {"key": list(key), "accuracy": accuracy, "confusion": np.eye(10, dtype=int).tolist()}
+
+
+def synthetic_exp1(effects):
+    b, rates = _Builder(), [0.001, 0.002, 0.004, 0.008, 0.016]
+    for rate, stable in ((0.064, False), (0.016, True), (0.004, True)):
+        b.add(("probe", rate), [0.5 if stable else math.nan], seeds=[100], splits=("holdout_train", "holdout_val"))
+    for i, rate in enumerate(rates):
+        b.add(("rate", rate), _arm(0.40 + 0.02 * i, 0.0, offset=i), splits=("holdout_train", "holdout_val"), lr=rate)
+    best = 0.016
+    for i in range(2):
+        b.add(("trial", i), [0.45 + 0.01 * i], seeds=[1000], splits=("holdout_train", "holdout_val"))
+    constant = b.values["rate", best]["test_accuracy"]
+    b.add(("schedule",), constant + effects["schedule"] + 0.003 * np.cos(SEEDS),
+          splits=("holdout_train", "holdout_val"))
+    b.add(("peak_constant",), _arm(0.47, 0.0, offset=7), splits=("holdout_train", "holdout_val"), lr=0.032)
+    for name, first, second, metric, headline in (
+            ("schedule_vs_best_constant", ("schedule",), ("rate", best), "test_accuracy", True),
+            ("schedule_vs_best_constant", ("schedule",), ("rate", best), "generalization_gap", True),
+            ("schedule_vs_peak_constant", ("schedule",), ("peak_constant",), "test_accuracy", True),
+            ("peak_constant_vs_best_constant", ("peak_constant",), ("rate", best), "test_accuracy", True),
+            ("schedule_vs_best_constant", ("schedule",), ("rate", best), "train_test_gap", False),
+            ("schedule_vs_peak_constant", ("schedule",), ("peak_constant",), "generalization_gap", False)):
+        b.compare(name, first, second, metric, headline)
+    schedule = {"name": "warmup_cosine", "peak": 0.032, "warmup_epochs": 1, "final_fraction": 0.01}
+    lr = np.geomspace(1e-4, 0.3, 20).tolist()
+    return {**b.base("exp1"),
+            "range_test": {"steps": 20, "lr_at_lowest_smoothed_loss": 0.05, "lowest_smoothed_loss": 1.9,
+                           "anchor": 0.256, "blew_up": True, "lr": lr, "loss": np.linspace(2.3, 1.9, 20).tolist(),
+                           "smoothing": 0.1, "smoothed_loss": np.linspace(2.3, 1.9, 20).tolist()},
+            "rule": {"ladder_factor": 4.0, "ladder_rungs": 3, "probe_seeds": [100], "max_span": 16.0,
+                     "saturation_gain": 0.01, "collapse_accuracy": 0.2},
+            "ladder": [{"rate": 0.064, "probes": 1, "sweep_runs": 0, "unstable": 1, "stable": False, "gain": None,
+                        "curve_source": "none"},
+                       {"rate": 0.016, "probes": 1, "sweep_runs": 5, "unstable": 0, "stable": True, "gain": 0.004,
+                        "curve_source": "sweep"},
+                       {"rate": 0.004, "probes": 1, "sweep_runs": 5, "unstable": 0, "stable": True, "gain": 0.006,
+                        "curve_source": "sweep"}],
+            "grid": {"rates": rates, "top": 0.016, "bottom": 0.001,
+                     "reasons": ["top 0.016: the highest rung at which every run is stable",
+                                 "bottom 0.001: the lowest saturating rung"]},
+            "grid_check": {"rates": [{"rate": r, "seeds": 5, "unstable": 0, "gain": 0.005, "saturated": True}
+                                     for r in rates], "passed": True, "all_stable": True, "lowest_saturated": True},
+            "best_constant_lr": best,
+            "tuner": {"search_space": {"peak": [0.016, 0.064], "warmup_epochs": [0, 2],
+                                       "final_fraction": [0.0, 0.01, 0.1]}, "budget": 2, "seed": 1000,
+                      "trials": [{"index": i, "schedule": dict(schedule, warmup_epochs=i), "score": 0.45 + 0.01 * i,
+                                  "run_id": f"trial{i}", "stable": True} for i in range(2)],
+                      "chosen": 1},
+            "schedule": schedule, "per_class": [_per_class("rate", best), _per_class("schedule")]}
+
+
+def synthetic_exp2(effects, best=0.3):
+    b, rates = _Builder(), [0.0, 0.15, 0.3, 0.45, 0.6]
+    for i, p in enumerate(rates):
+        if p == best:
+            continue
+        b.add(("dropout", p), _arm(0.40, 0.0, offset=i) if p < 0.6 else [math.nan] * 5)
+    zero = b.values["dropout", 0.0]["test_accuracy"]
+    b.add(("dropout", best), zero + effects["dropout_best"] + 0.003 * np.cos(SEEDS),
+          train=zero + effects["dropout_best"] + 0.15)
+    b.groups.sort(key=lambda g: g["value"])
+    for p in (0.0, best):
+        scratch = _arm(0.38, 0.0, offset=3)
+        b.add(("transfer", p), np.asarray(scratch) + effects["transfer"] + 0.003 * np.cos(SEEDS),
+              splits=("half_b", "half_a"))
+        b.add(("scratch_b", p), scratch, splits=("half_b", "half_a"))
+        b.add(("frozen_random", p), [0.30, math.nan, math.nan, math.nan, math.nan], splits=("half_b", "half_a"))
+        b.add(("holdout", p), _arm(0.45, 0.0, offset=5), splits=("holdout_train", "holdout_val"))
+    b.compare("dropout_best_vs_none", ("dropout", best), ("dropout", 0.0), "test_accuracy", True)
+    b.compare("dropout_best_vs_none", ("dropout", best), ("dropout", 0.0), "generalization_gap", True)
+    for p in (0.0, best):
+        for control in ("scratch_b", "frozen_random", "holdout"):
+            paired = control != "holdout"
+            b.compare(f"transfer_vs_{control}", ("transfer", p), (control, p), "test_accuracy", True, paired)
+            b.compare(f"transfer_vs_{control}", ("transfer", p), (control, p), "train_test_gap", False, paired)
+        b.compare("transfer_vs_source", ("transfer", p), ("dropout", p), "test_accuracy", False, False)
+        b.compare("frozen_random_vs_scratch_b", ("frozen_random", p), ("scratch_b", p), "test_accuracy", False)
+    b.compare("dropout_best_vs_none", ("dropout", best), ("dropout", 0.0), "train_test_gap", False)
+    return {**b.base("exp2"), "learning_rate": 0.016, "best_dropout": best, "dropout_rates": rates,
+            "per_class": [_per_class(kind, p) for p in (0.0, best) for kind in ("dropout", "transfer")]}
+
+
+def synthetic_exp3(effects, best=0.3):
+    b = _Builder()
+    none = _arm(0.40, 0.0, offset=1)
+    b.add(("batch_norm",), np.asarray(none) + effects["batch_norm"] + 0.003 * np.cos(SEEDS))
+    b.add(("dropout", 0.0), none)
+    b.add(("dropout", best), _arm(0.41, 0.0, offset=2))
+    b.compare("batch_norm_vs_none", ("batch_norm",), ("dropout", 0.0), "test_accuracy", True)
+    b.compare("batch_norm_vs_none", ("batch_norm",), ("dropout", 0.0), "generalization_gap", True)
+    b.compare("batch_norm_vs_none", ("batch_norm",), ("dropout", 0.0), "train_test_gap", False)
+    rows = []
+    for m, model in enumerate((["batch_norm"], ["dropout", 0.0], ["dropout", best])):
+        for w, window in enumerate(("first", "last")):
+            for layer, name in enumerate(LAYERS, start=1):
+                size = 0.01 * (1 + m) / (1 + w) / layer
+                row = {"model": model, "window": window, "layer": layer, "layer_name": name, "n": 5,
+                       "mean": 1e-12 if name == "fc2" else 0.1 * size, "std": 2 * size, "mean_abs": size,
+                       "grad_to_weight": 0.1 * (1 + m) / (1 + w), "temporal_snr": 0.2 + 0.01 * layer}
+                rows.append({**row, **{f"{k}_ci": 0.1 * v for k, v in row.items()
+                                       if k in ("mean", "std", "mean_abs", "grad_to_weight", "temporal_snr")}})
+    return {**b.base("exp3"), "learning_rate": 0.016, "best_dropout": best, "window_epochs": 3, "gradients": rows,
+            "per_class": [_per_class("batch_norm")]}
+
+
+def synthetic_dicts(direction: int = 1, size: float = 0.05, **overrides) -> dict:
+    """exp1..exp3 summaries, as JSON-like dicts a test may edit, whose directed effects are direction *
+    size (accuracy fraction)."""
+    effects = {name: direction * size for name in DIRECTED}
+    effects.update(overrides)
+    return {"exp1": synthetic_exp1(effects), "exp2": synthetic_exp2(effects), "exp3": synthetic_exp3(effects)}
+
+
+def typed(dicts: dict) -> dict:
+    """The summaries as their experiments' typed classes (through the codec: they are checked on the way)."""
+    from dnnls_tf.experiments import REGISTRY
+
+    return {name: decode(REGISTRY.get(name).summary_type, json.loads(json.dumps(d, default=float)), name)
+            for name, d in dicts.items()}
+
+
+def synthetic_summaries(direction: int = 1, size: float = 0.05, **overrides) -> dict:
+    """exp1..exp3 typed summaries whose directed effects are direction * size (accuracy fraction)."""
+    return typed(synthetic_dicts(direction, size, **overrides))
+
+
+def find(dicts: dict, experiment: str, name: str, metric: str, first=None) -> dict:
+    """A comparison's dict (to edit before `typed`)."""
+    for entry in dicts[experiment]["comparisons"]:
+        if entry["name"] == name and entry["metric"] == metric and (first is None or
+                                                                    tuple(entry["first"]) == tuple(first)):
+            return entry
+    raise KeyError(name)
