@@ -59,7 +59,7 @@ def json_default(value):
 def process_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):  # OverflowError: beyond any pid, so no process
         return False
     except PermissionError:  # someone else's live process
         return True
@@ -71,7 +71,8 @@ def owner_pid(name: str) -> int | None:
     if not name.startswith(TEMP_PREFIX):
         return None
     head = name[len(TEMP_PREFIX):].split("-", 1)[0]
-    return int(head) if head.isdigit() else None
+    # ASCII digits only (str.isdigit accepts '²', which int() refuses), and no longer than a pid can be
+    return int(head) if head.isascii() and head.isdigit() and len(head) <= 10 else None
 
 
 def remove_orphans(folder: Path) -> int:

@@ -1,17 +1,25 @@
-"""Command line: parse, check the arguments, dispatch; bad input is one line and exit code 2.
+"""Command line: parse, check the arguments, dispatch; every expected failure is one line and exit code 2.
 
 TensorFlow is imported only by the commands that train (`run`, `bench`, `rehearse`),
-and only after the arguments, the config and the data have been checked.
+and only after the arguments, the config and the data have been checked. `main` is the
+one place failures become messages (`failure_line`): bad input, I/O errors (disk full,
+read-only or missing places, names too long), a closed output pipe, input nested too
+deeply, summaries of an unexpected shape. DNNLS_DEBUG=1 adds the traceback.
 """
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
+import traceback
 from pathlib import Path
 
-from dnnls_tf.errors import UserError
+from dnnls_tf.errors import UserError, describe_os_error, shorten
 
+DEBUG_VARIABLE = "DNNLS_DEBUG"  # set (to anything but 0 or empty) for tracebacks with the one-line errors
+LINE_LIMIT = 600  # characters of an error line
+SUMMARY_READERS = ("figures", "report")  # commands that render summaries (their shape errors are the data's)
 
 
 def experiment_choices() -> tuple[str, ...]:
@@ -73,8 +81,8 @@ def _config(args):
     from dnnls_tf.study.config import parse_setting
 
     settings = dict(parse_setting(text) for text in args.set)
-    if args.config and not Path(args.config).is_file():
-        raise UserError(f"--config {args.config}: no such file")
+    if args.config and not Path(args.config).exists():
+        raise UserError(f"--config {shorten(args.config, 200)}: no such file")
     return load_config(args.profile, settings=settings, config_file=args.config)
 
 
@@ -113,12 +121,21 @@ def command_run(args) -> None:
 
 def command_status(args) -> None:
     from dnnls_tf.experiments import REGISTRY
-    from dnnls_tf.study.planner import status_lines
+    from dnnls_tf.study.planner import plan_all, status_lines
 
     study = _study(args)
     study.splits  # a data error is an error here too, not a plan that waits
     for line in status_lines(study, REGISTRY):
         print(line)
+    try:
+        planned = {spec.run_id for plan in plan_all(study, REGISTRY, REGISTRY.names).values() for spec in plan.specs()}
+    except UserError:  # a plan that cannot go on: said on every line above
+        return
+    strays = [name for name in study.store.entries() if name not in planned]
+    if strays:
+        print(f"{'store':9s} {len(strays):3d} entries in {study.store.runs_dir} that no plan names (runs of other "
+              f"settings or data, or copies; left alone): {', '.join(shorten(name, 20) for name in strays[:3])}"
+              f"{' ...' if len(strays) > 3 else ''}")
 
 
 def command_figures(args) -> None:
@@ -133,9 +150,12 @@ def command_figures(args) -> None:
 
 def command_report(args) -> None:
     from dnnls_tf.atomic import remove_orphans
+    from dnnls_tf.experiments import REGISTRY
     from dnnls_tf.publish.report import build_report, pdf_path
+    from dnnls_tf.study.results import check_named_runs
 
     study = _study(args)
+    check_named_runs(study, REGISTRY.names)  # as `figures` refuses: no report over missing or damaged runs
     remove_orphans(pdf_path(study).parent)  # what a killed `report` left half-written
     print(build_report(study))
 
@@ -161,8 +181,22 @@ def command_bench(args) -> None:
 
 
 def _check_json_folder(path: str | None) -> None:
-    if path and not Path(path).resolve().parent.is_dir():
-        raise UserError(f"--json {path}: the folder {Path(path).resolve().parent} does not exist")
+    """Refuse an output file that cannot be written before the (long) command runs."""
+    if not path:
+        return
+    folder = Path(path).resolve().parent
+    if not folder.is_dir():
+        raise UserError(f"--json {shorten(path, 200)}: the folder {shorten(folder, 200)} does not exist")
+    if Path(path).is_dir():
+        raise UserError(f"--json {shorten(path, 200)} is a folder, expected a file name")
+    import tempfile
+
+    try:  # a real write: permission bits say nothing to root, nor about read-only file systems
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=f".tmp-{os.getpid()}-probe-"):
+            pass
+    except OSError as error:
+        raise UserError(f"--json {shorten(path, 200)}: cannot write into {shorten(folder, 200)} "
+                        f"({error.strerror or error})") from None
 
 
 def command_rehearse(args) -> None:
@@ -196,15 +230,56 @@ COMMANDS = {"run": command_run, "status": command_status, "figures": command_fig
             "rehearse": command_rehearse, "tensorboard": command_tensorboard}
 
 
+def failure_line(error: BaseException, command: str | None) -> str | None:
+    """The one line an expected failure is reported as; None for a bug (which keeps its traceback)."""
+    if isinstance(error, UserError):
+        return str(error)
+    if isinstance(error, BrokenPipeError):
+        return "the output was closed before everything was written (a pipe into `head`?)"
+    if isinstance(error, OSError):
+        return describe_os_error(error)
+    if isinstance(error, RecursionError):
+        return "an input is nested too deeply to read (a damaged JSON file?)"
+    if isinstance(error, MemoryError):
+        return "out of memory"
+    if command in SUMMARY_READERS and isinstance(error, (KeyError, TypeError, ValueError, IndexError,
+                                                         AttributeError)):
+        return (f"a summary has an unexpected structure ({type(error).__name__}: {shorten(error, 80)}): "
+                f"`python -m dnnls_tf run all` writes the summaries again ({DEBUG_VARIABLE}=1 shows where)")
+    return None
+
+
+def _silence_stdout() -> None:
+    """After a broken pipe: send what is still buffered to /dev/null, so that exiting does not fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # no real stdout (under a test's capture)
+        pass
+
+
 def main(argv=None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    command = None
     try:
         args = build_parser().parse_args(argv)
-        COMMANDS[args.command](args)
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        command = args.command
+        COMMANDS[command](args)
+        sys.stdout.flush()  # a closed pipe fails here, inside the handler, not at exit
     except KeyboardInterrupt:
         print("interrupted: finished runs are stored; run the same command again to resume", file=sys.stderr)
         return 130
+    except Exception as error:
+        line = failure_line(error, command)
+        if line is None:
+            raise
+        if isinstance(error, BrokenPipeError):
+            _silence_stdout()
+        if os.environ.get(DEBUG_VARIABLE, "0") not in ("", "0"):
+            traceback.print_exc()
+        try:
+            print(f"error: {shorten(line, LINE_LIMIT)}", file=sys.stderr)
+        except OSError:  # stderr closed too: the exit code still says it
+            pass
+        return 2
     return 0

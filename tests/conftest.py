@@ -46,6 +46,19 @@ def trained_study(_trained_root, tmp_path):
 
 
 @pytest.fixture(scope="session")
+def complete_root(tmp_path_factory):
+    """A complete fake store of the tiny config, with its summaries (no figures). Copy it before changing it."""
+    from dnnls_tf.experiments import REGISTRY
+    from dnnls_tf.study.runner import write_summaries
+    from fakes import fill_fakes
+
+    root = tmp_path_factory.mktemp("complete")
+    study = Study(tiny_config(), root=root, writable=True)
+    write_summaries(study, REGISTRY, fill_fakes(study, ["baseline", "exp1", "exp2", "exp3"]))
+    return root
+
+
+@pytest.fixture(scope="session")
 def real_subset():
     if not SHARED_SUBSET.is_dir() and not os.environ.get("DNNLS_DATA_DIR"):
         pytest.skip("the real CIFAR-10 subset is not available")

@@ -4,6 +4,7 @@
 values whose effects point the way a test asks; a test edits the dicts, then `typed` turns
 them into the experiments' summary classes.
 """
+import hashlib
 import json
 import math
 
@@ -19,6 +20,11 @@ LAYERS = ("conv1", "conv2", "conv3", "fc1", "fc2")
 DIRECTED = ("schedule", "dropout_best", "transfer", "batch_norm")  # effects a test can point either way
 
 
+def fake_run_id(tag: str) -> str:
+    """12 hex digits, as a real run id (summaries name runs by id; readers refuse other names)."""
+    return hashlib.sha256(tag.encode()).hexdigest()[:12]
+
+
 def _group(key, test, *, train=None, val=None, splits=("half_a", "half_b"), seeds=SEEDS, lr=0.01):
     """A summary group (summaries.group_entry's keys) from per-seed test accuracies (NaN: unstable run)."""
     test = np.asarray(test, dtype=float)
@@ -30,7 +36,7 @@ def _group(key, test, *, train=None, val=None, splits=("half_a", "half_b"), seed
     tag = "-".join(str(k) for k in key)
     mean = float(np.nanmean(test)) if np.isfinite(test).any() else math.nan
     return {"key": list(key), "kind": key[0], "value": key[1] if len(key) > 1 else None, "seeds": list(seeds),
-            "run_ids": [f"{tag}-s{seed}" for seed in seeds], "splits": list(splits), "learning_rate": lr,
+            "run_ids": [fake_run_id(f"{tag}-s{seed}") for seed in seeds], "splits": list(splits), "learning_rate": lr,
             "n_runs": len(seeds), "n_unstable": int(np.isnan(test).sum()), "n_diverged": 0,
             "metrics": {m: stats.summarize(values[m]) for m in METRICS},
             "best_epoch": stats.summarize([5.0] * len(seeds)),
@@ -126,7 +132,7 @@ def synthetic_exp1(effects):
             "tuner": {"search_space": {"peak": [0.016, 0.064], "warmup_epochs": [0, 2],
                                        "final_fraction": [0.0, 0.01, 0.1]}, "budget": 2, "seed": 1000,
                       "trials": [{"index": i, "schedule": dict(schedule, warmup_epochs=i), "score": 0.45 + 0.01 * i,
-                                  "run_id": f"trial{i}", "stable": True} for i in range(2)],
+                                  "run_id": fake_run_id(f"trial{i}"), "stable": True} for i in range(2)],
                       "chosen": 1},
             "schedule": schedule, "per_class": [_per_class("rate", best), _per_class("schedule")]}
 

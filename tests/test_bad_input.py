@@ -5,6 +5,7 @@ BAD_INPUTS is also the table the README points to: kind, command, the line's gis
 """
 import hashlib
 import json
+import os
 import pickle
 import shutil
 import tarfile
@@ -13,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import TINY, tiny_config
+from conftest import TINY
 from dnnls_tf.cli import main
 
 BATCHES = ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch")
@@ -98,6 +99,133 @@ def _unwritable_root(tmp, root):
     return ["run", "baseline", "--profile", "quick", "--root", "/sys/dnnls-tf-test", *_settings()]
 
 
+# ------------------------------------------------------------------ reliability v3 (issue 26)
+class _Reduced:
+    """Pickles as `function(*arguments)`, then `state` (if given) through BUILD: a crafted pickle."""
+
+    def __init__(self, function, arguments, state=None):
+        self.reduced = (function, arguments) if state is None else (function, arguments, state)
+
+    def __reduce__(self):
+        return self.reduced
+
+
+_RECONSTRUCT = np.ndarray.__reduce__(np.zeros(1))[0]  # numpy's own _reconstruct, as its pickles name it
+
+
+def _batch_file(name: str, content):
+    """A data case whose batch `name` is `content`: bytes as they are, else pickled."""
+    def prepare(tmp, root):
+        folder = _folder(tmp / "data")
+        target = folder / name
+        target.unlink()
+        if content == "fifo":
+            os.mkfifo(target)
+        else:
+            target.write_bytes(content if isinstance(content, bytes) else pickle.dumps(content))
+        return ["run", "baseline", "--profile", "quick", "--root", str(root), "--data-dir", str(folder),
+                "--set=data.source=auto"]
+    return prepare
+
+
+def _batch(data):
+    return {b"data": data, b"labels": list(range(10)) * 5}
+
+
+# an empty array (NumPy's pickle) whose state then promises 100,000 images and brings no bytes
+_EMPTY_STATE = _Reduced(_RECONSTRUCT, (np.ndarray, (0,), b"b"), (1, (100_000, 3072), np.dtype(np.uint8), False, b""))
+# protocol 4: PROTO 4, BINBYTES8 promising 2^40 bytes that the file does not hold, STOP
+_LENGTH_BEYOND_FILE = b"\x80\x04\x8e" + (1 << 40).to_bytes(8, "little") + b"short" + b"."
+
+
+def _alias_bomb(tmp) -> Path:
+    """312 bytes of YAML whose aliases expand to 9^9 strings."""
+    lines = ['a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    lines += [f"a{i}: &a{i} [{','.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 9)]
+    path = tmp / "bomb.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _config_file(content):
+    def prepare(tmp, root):
+        path = tmp / "settings.yaml"
+        if content == "fifo":
+            os.mkfifo(path)
+        elif content == "bomb":
+            path = _alias_bomb(tmp)
+        else:
+            path.write_bytes(content)
+        return ["run", "exp1", "--profile", "quick", "--root", str(root), *_settings(), f"--config={path}"]
+    return prepare
+
+
+def _json_edit(edit):
+    def change(path: Path):
+        content = json.loads(path.read_text())
+        content = edit(content)
+        path.write_text(content if isinstance(content, str) else json.dumps(content))
+    return change
+
+
+def _nested(depth: int = 100_000) -> str:
+    return "[" * depth + "]" * depth
+
+
+def _npz_edit(key, value):
+    def change(path: Path):
+        with np.load(path) as archive:
+            content = {name: archive[name] for name in archive.files}
+        content[key] = value(content[key])
+        with open(path, "wb") as handle:  # np.savez would add '.npz' to a name without it
+            np.savez(handle, **content)
+    return change
+
+
+def _csv_edit(edit):
+    def change(path: Path):
+        lines = path.read_text().splitlines()
+        path.write_text("\n".join(edit(lines)) + "\n")
+    return change
+
+
+def _non_numeric_loss(lines):
+    step, epoch, _, rate = lines[2].split(",")
+    return [lines[0], lines[1], f"{step},{epoch},lots,{rate}", *lines[3:]]
+
+
+def _replace_with_file(path: Path):
+    folder = path.parent
+    shutil.rmtree(folder)
+    folder.write_text("not a run")
+
+
+def _summary(edit, command="figures", experiment="exp2"):
+    return _damage(f"results/quick/{experiment}/summary.json", _json_edit(edit), command)
+
+
+def _first_group(edit):
+    def change(summary):
+        edit(summary["groups"][0])
+        return summary
+    return change
+
+
+def _marker_folder(tmp, root):
+    marker = root / "results" / "quick" / "store.json"
+    marker.unlink()
+    marker.mkdir()
+    return ["status", "--profile", "quick", "--root", str(root), *_settings()]
+
+
+def _long_path(option):
+    def prepare(tmp, root):
+        path = str(tmp / ("d" * 5000))
+        argv = ["status", "--profile", "quick", "--root", str(root), *_settings()]
+        return argv[:4] + [path] + argv[5:] if option == "--root" else [*argv, option, path, "--set=data.source=auto"]
+    return prepare
+
+
 # kind -> (prepare(tmp, root) -> argv, what the one line says)
 BAD_INPUTS = {
     "string labels in a batch": (_data_case(labels=["cat"] * 50), "labels must be integers"),
@@ -130,22 +258,72 @@ BAD_INPUTS = {
     "a store marked with format '1' (a string)": (_marker("1"), "names store format '1'"),
     "bench --json into a missing folder": (lambda tmp, root: ["bench", "--json", str(tmp / "no" / "b.json")],
                                            "does not exist"),
+    # --- reliability v3: small inputs stay small
+    "a batch that reconstructs a huge array": (_batch_file("data_batch_1", _batch(
+        _Reduced(_RECONSTRUCT, (np.ndarray, (10**9, 3072), b"b")))), "reconstructs an array of shape (1000000000, "),
+    "a batch array whose state brings none of its bytes": (_batch_file("data_batch_2", _batch(_EMPTY_STATE)),
+                                                           "comes with 0 bytes"),
+    "a batch of object arrays": (_batch_file("test_batch", _batch(np.array([None] * 50, dtype=object))),
+                                 "holds an array of type 'O8', not plain numbers"),
+    "a batch whose length field promises more than the file holds": (
+        _batch_file("data_batch_3", _LENGTH_BEYOND_FILE), "is not a CIFAR-10 pickle batch"),
+    "a FIFO as a data batch": (_batch_file("data_batch_4", "fifo"), "is not a regular file"),
+    "a YAML alias bomb in --config": (_config_file("bomb"), "aliases (*name) are not allowed"),
+    "duplicate keys in --config": (_config_file(b"training:\n  epochs: 3\ntraining:\n  seeds: [0]\n"),
+                                   "duplicate key 'training'"),
+    "a binary --config": (_config_file(bytes(range(256)) * 4), "is not UTF-8 text"),
+    "a FIFO as --config": (_config_file("fifo"), "is not a regular file"),
+    "a 100 kB --set value": (_run_with("--set=training.epochs=" + "x" * 100_000), "must be of type int, got 'xxx"),
+    "a seed beyond 2^32": (_run_with("--set=training.seeds=[0, 4294967296]"), "integers in 0..2^32-1"),
+    "exp1.ladder_factor just above 1": (_run_with("--set=exp1.ladder_factor=1.0001"), "would make a ladder of up to"),
+    "compute.workers beyond any machine": (_run_with("--set=compute.workers=1000"), "must be an integer in 1..64"),
+    "a 5,000-character --root": (_long_path("--root"), "File name too long"),
+    "a 5,000-character --data-dir": (_long_path("--data-dir"), "File name too long"),
+    "rehearse --json into a read-only place": (lambda tmp, root: ["rehearse", "--quick", "--json", "/sys/r.json"],
+                                               "cannot write into /sys"),
+    # --- damage caught where it is read
+    "store.json that is a folder": (_marker_folder, "is not a valid store marker (Is a directory)"),
+    "store.json nested 100,000 deep": (lambda tmp, root: (
+        (root / "results/quick/store.json").write_text(_nested()),
+        ["status", "--profile", "quick", "--root", str(root), *_settings()])[1], "is not a valid store marker"),
+    "metrics.json nested 100,000 deep": (_damage("results/quick/runs/*/metrics.json",
+                                                 lambda path: path.write_text(_nested())), "missing or damaged"),
+    "gradients of the wrong dtype": (_damage("results/quick/runs/*/gradients.npz",
+                                             _npz_edit("sum_sq", lambda v: v.astype(np.float32))),
+                                     "missing or damaged"),
+    "predictions of the wrong shape": (_damage("results/quick/runs/*/predictions.npz",
+                                               _npz_edit("test_predictions", lambda v: v[:, None])),
+                                       "missing or damaged"),
+    "predictions with classes outside 0..9": (_damage("results/quick/runs/*/predictions.npz",
+                                                      _npz_edit("test_predictions", lambda v: v + 10)),
+                                              "missing or damaged"),
+    "a non-numeric loss in steps.csv": (_damage("results/quick/runs/*/steps.csv", _csv_edit(_non_numeric_loss)),
+                                        "missing or damaged"),
+    "a run folder that is a file": (_damage("results/quick/runs/*/config.json", _replace_with_file),
+                                    "missing or damaged"),
+    "a summary nested 100,000 deep": (_damage("results/quick/exp2/summary.json",
+                                              lambda path: path.write_text(_nested())), "nested too deeply"),
+    # (exp1's: its first figure reads the damaged field, so that nothing is drawn before the error)
+    "a summary without a key": (_summary(lambda summary: {k: v for k, v in summary.items() if k != "range_test"},
+                                         experiment="exp1"),
+                                "a summary has an unexpected structure (KeyError: 'range_test')"),
+    "a summary with a field of the wrong type": (_summary(lambda summary: {**summary, "range_test": [1]},
+                                                          experiment="exp1"),
+                                                 "a summary has an unexpected structure (TypeError"),
+    "a NUL in a summary's text": (_summary(lambda summary: {**summary, "description": "a\x00b"}),
+                                  "a text with control characters at summary.description"),
+    "TeX math as a summary's profile": (_summary(lambda summary: {**summary, "profile": "$\\frac{1"}),
+                                        "is the summary of profile '$\\\\frac{1'"),
+    "a summary naming a path as a run": (_summary(_first_group(lambda group: group["run_ids"].__setitem__(
+        0, "../../../../outside"))), "'../../../../outside' where a run id (12 hex digits) belongs"),
+    "a summary of valid JSON that is a list": (_summary(lambda summary: "[1, 2]", "report", "exp1"),
+                                               "has summary schema None"),
+    "report over a damaged run": (_damage("results/quick/runs/*/metrics.json", _drop_status, "report"),
+                                  "summary, is damaged in"),
+    "report over a missing run": (_damage("results/quick/runs/*/config.json",
+                                          lambda path: shutil.rmtree(path.parent), "report"),
+                                  "summary, is missing in"),
 }
-
-
-@pytest.fixture(scope="module")
-def complete_root(tmp_path_factory):
-    """A complete fake store of the tiny config, with its summaries (no figures: every bad input
-    is refused before they would be read)."""
-    from dnnls_tf.experiments import REGISTRY
-    from dnnls_tf.study.runner import write_summaries
-    from dnnls_tf.study.study import Study
-    from fakes import fill_fakes
-
-    root = tmp_path_factory.mktemp("complete")
-    study = Study(tiny_config(), root=root, writable=True)
-    write_summaries(study, REGISTRY, fill_fakes(study, ["baseline", "exp1", "exp2", "exp3"]))
-    return root
 
 
 def snapshot(root: Path) -> dict:
@@ -165,4 +343,5 @@ def test_bad_input_is_one_line_exit_2_no_traceback_and_the_store_unchanged(kind,
     lines = [line for line in err.splitlines() if line.strip()]
     assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), err
     assert message in lines[0] and "Traceback" not in err, lines[0]
+    assert len(lines[0]) <= 620, f"{len(lines[0])} characters"
     assert snapshot(root) == before

@@ -50,7 +50,17 @@ def _folder_with(tmp_path, profile_text="", base_edit=None):
     ("exp1:\n  tuner_seed: 3\n", "probe and tuner seeds must differ"),
     ("data:\n  max_train: 1\n", "'data.max_train' must be null or an integer >= 10"),
     ("training: [1, 2\n", "malformed YAML"),
-    ("compute:\n  workers: 0\n", "'compute.workers' must be a positive integer"),
+    ("compute:\n  workers: 0\n", "'compute.workers' must be an integer in 1..64"),
+    ("compute:\n  workers: 65\n", "'compute.workers' must be an integer in 1..64"),
+    ("training:\n  seeds: [0, 4294967296]\n", "'training.seeds' must be a non-empty list of distinct integers in "
+                                             "0..2^32-1"),
+    ("exp1:\n  tuner_seed: 4294967296\n", "'exp1.tuner_seed' must be an integer in 0..2^32-1"),
+    ("exp1:\n  ladder_factor: 1.0001\n", "'exp1.ladder_factor' 1.0001 would make a ladder of up to 103,095 rungs"),
+    ("exp1:\n  max_span: 1.0e+9\n", "'exp1.max_span' 1e+09 is wider than the range test's span"),
+    ("exp1:\n  tuner_trials: 100000\n", "'exp1.tuner_trials' must be an integer in 1..200"),
+    ("training:\n  epochs: 3\ntraining:\n  seeds: [0]\n", "malformed YAML at line 3 (duplicate key 'training')"),
+    ("training:\n  epochs: 3\n  epochs: 4\n", "duplicate key 'epochs'"),
+    ("a: &a [1, 2]\nb: *a\n", "aliases (*name) are not allowed in settings"),
     ("data: 3\n", "'data' must be a mapping"),
 ])
 def test_bad_profile_is_one_clear_error(tmp_path, text, message):

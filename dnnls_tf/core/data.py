@@ -147,6 +147,21 @@ class SplitData:
         return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 
+def check_fingerprint(splits: SplitData, fingerprint: str, train_split: str, val_split: str, what: str) -> None:
+    """Refuse (DataError) to train `what` on data other than the data its spec names.
+
+    Every process that trains reads the data itself (worker processes read the folder
+    again): if the folder changed after the plan fingerprinted it, the run would be
+    stored under the old data's id while trained on the new data.
+    """
+    found = splits.fingerprint(train_split, val_split)
+    if found != fingerprint:
+        raise DataError(f"{what} was planned for data with fingerprint {fingerprint}, but the data this process "
+                        f"read ({splits.data.source}) has fingerprint {found}: the data changed while the command "
+                        f"ran; nothing was stored for it. Run the same command again to plan with the data as it "
+                        f"is now")
+
+
 def train_eval_indices(num_examples: int, sample: int) -> np.ndarray:
     """Positions (sorted) of the fixed training sample evaluated in inference mode each epoch.
 

@@ -8,11 +8,13 @@ evaluation of a selected model calls.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
 import pickle
 import shutil
+import stat
 import tarfile
 import tempfile
 from dataclasses import dataclass, field, replace
@@ -20,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from dnnls_tf.errors import DataError
+from dnnls_tf.core.batch_pickle import load_pickled_batch
+from dnnls_tf.errors import DataError, shorten
 
 log = logging.getLogger(__name__)
 
@@ -111,23 +114,28 @@ def check_classes(labels: np.ndarray, where: str) -> None:
 
 
 # ------------------------------------------------------------------ folder source
-class _BatchUnpickler(pickle.Unpickler):
-    """Unpickles NumPy arrays, lists and dicts only: a foreign pickle cannot run code."""
+BATCH_FILE_LIMIT = 64 << 20  # bytes: an official batch (10,000 images) has 31 MB; a larger file is not one
 
-    ALLOWED = {("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
-               *((module, name) for module in ("numpy.core.multiarray", "numpy._core.multiarray")
-                 for name in ("_reconstruct", "scalar"))}
 
-    def find_class(self, module, name):
-        if (module, name) not in self.ALLOWED:
-            raise pickle.UnpicklingError(f"it refers to {module}.{name}")
-        return super().find_class(module, name)
+def _read_regular(path: Path, limit: int) -> bytes:
+    """A regular file's bytes, refusing FIFOs, devices and files over `limit` before reading."""
+    info = os.stat(path)
+    if stat.S_ISDIR(info.st_mode):
+        raise IsADirectoryError(errno.EISDIR, "is a folder", str(path))
+    if not stat.S_ISREG(info.st_mode):  # a FIFO would block the reader for ever
+        raise DataError(f"{shorten(path, 200)} is not a regular file (a FIFO, socket or device?)")
+    if info.st_size > limit:
+        raise DataError(f"{shorten(path, 200)} has {info.st_size:,} bytes: too large for a CIFAR-10 batch "
+                        f"(at most {limit:,})")
+    with open(path, "rb") as handle:
+        return handle.read(limit + 1)
 
 
 def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """One batch file's images and labels, validated (its pickle read by batch_pickle: plain arrays only)."""
     try:
-        with open(path, "rb") as handle:
-            batch = _BatchUnpickler(handle, encoding="bytes").load()
+        raw = _read_regular(path, BATCH_FILE_LIMIT)
+        batch = load_pickled_batch(raw)
     except FileNotFoundError:
         raise DataError(f"CIFAR-10 folder {path.parent} has no file '{path.name}' "
                         f"(expected the official {BATCHES_FOLDER} layout: data_batch_1..5, test_batch)") from None
@@ -135,8 +143,10 @@ def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
         raise DataError(f"{path} is a folder, expected a CIFAR-10 pickle batch") from None
     except PermissionError:
         raise DataError(f"cannot read {path}: permission denied") from None
+    except DataError:
+        raise
     except Exception as error:  # a truncated or foreign file: any unpickling error
-        detail = f": {error}" if isinstance(error, pickle.UnpicklingError) and str(error) else ""
+        detail = f": {shorten(error, 100)}" if isinstance(error, pickle.UnpicklingError) and str(error) else ""
         raise DataError(f"{path} is not a CIFAR-10 pickle batch ({type(error).__name__}{detail})") from None
     return validate_batch(batch, str(path))
 

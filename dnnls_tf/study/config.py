@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import stat
 import types
 import typing
 from dataclasses import dataclass, field
@@ -19,11 +20,14 @@ from typing import Any, Mapping
 
 import yaml
 
-from dnnls_tf.errors import ConfigError
+from dnnls_tf.errors import ConfigError, quote, shorten
 from dnnls_tf.paths import CONFIG_DIR, PROJECT_ROOT  # noqa: F401 (PROJECT_ROOT: re-exported for now)
 
 PROFILES = ("full", "subset", "quick")
 SOURCES = ("auto", "folder", "tfds", "synthetic")
+SEED_LIMIT = 2**32  # NumPy's legacy seeding (Keras' set_random_seed) takes seeds below 2^32
+MAX_WORKERS = 64    # training processes; each holds TensorFlow and a copy of the data
+CONFIG_FILE_LIMIT = 1 << 20  # bytes: a settings file is a few kB; anything larger is not one
 
 
 def rule(check, expected: str):
@@ -39,6 +43,11 @@ def _distinct(values) -> bool:
     return len(set(values)) == len(values)
 
 
+def is_seed(value: int) -> bool:
+    """A seed every library the runs use accepts: 0 <= value < 2^32."""
+    return 0 <= value < SEED_LIMIT
+
+
 @dataclass(frozen=True)
 class DataConfig:
     source: str = rule(lambda v: v in SOURCES, "one of " + ", ".join(SOURCES))
@@ -46,7 +55,7 @@ class DataConfig:
     max_test: int | None = rule(lambda v: v is None or v >= 10, "null or an integer >= 10")
     # the number of training images the profile is meant for (null: any); another count is an error
     expected_train: int | None = rule(lambda v: v is None or v > 0, "null or a positive integer")
-    split_seed: int = rule(lambda v: v >= 0, "a non-negative integer")
+    split_seed: int = rule(is_seed, "an integer in 0..2^32-1")
     val_fraction: float = rule(lambda v: 0 < v < 1, "a fraction in (0, 1)")
     synthetic_fallback: bool = rule(None, "")
     # training images evaluated in inference mode after every epoch (like-for-like gap curves)
@@ -67,8 +76,8 @@ class TrainingConfig:
     optimizer: str = rule(lambda v: v in ("sgd", "adam"), "sgd or adam")
     momentum: float = rule(lambda v: 0 <= v < 1, "a number in [0, 1)")
     learning_rate: float = rule(_positive, "a positive number")
-    seeds: tuple[int, ...] = rule(lambda v: len(v) > 0 and min(v) >= 0 and _distinct(v),
-                                  "a non-empty list of distinct non-negative integers")
+    seeds: tuple[int, ...] = rule(lambda v: len(v) > 0 and all(map(is_seed, v)) and _distinct(v),
+                                  "a non-empty list of distinct integers in 0..2^32-1")
     capture_gradients: bool = rule(None, "")
     window_epochs: int = rule(_positive, "a positive integer")  # first/last gradient window (capped at epochs // 2)
     jit_compile: bool = rule(None, "")
@@ -80,7 +89,8 @@ class ComputeConfig:
     """How runs are computed, not what: never part of a run's identity (recorded in metrics.json)."""
     intra_op_threads: int = rule(lambda v: v >= 0, "a non-negative integer (0: TensorFlow's default)")
     inter_op_threads: int = rule(lambda v: v >= 0, "a non-negative integer (0: TensorFlow's default)")
-    workers: int = rule(_positive, "a positive integer")
+    # processes that train at once; a pool never starts more than there are runs ready to train
+    workers: int = rule(lambda v: 0 < v <= MAX_WORKERS, f"an integer in 1..{MAX_WORKERS}")
     progress: bool = rule(None, "")
 
 
@@ -146,7 +156,7 @@ def _coerce(value: Any, kind, name: str, origin: str):
     """`value` as the annotated type `kind`, or a ConfigError naming the key."""
     def fail():
         shown = _type_name(kind)
-        raise ConfigError(f"{origin}: '{name}' must be of type {shown}, got {value!r}")
+        raise ConfigError(f"{origin}: '{name}' must be of type {shown}, got {quote(value)}")
 
     origin_type = typing.get_origin(kind)
     if origin_type in (typing.Union, types.UnionType):
@@ -169,7 +179,7 @@ def _coerce(value: Any, kind, name: str, origin: str):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             fail()
         if not math.isfinite(value):
-            raise ConfigError(f"{origin}: '{name}' must be a finite number, got {value!r}")
+            raise ConfigError(f"{origin}: '{name}' must be a finite number, got {quote(value)}")
         return float(value)
     if kind is str:
         if not isinstance(value, str):
@@ -192,7 +202,7 @@ def _build_section(cls, values: dict, section: str, origin: str):
     known = {f.name for f in dataclasses.fields(cls)}
     for key in values:
         if key not in known:
-            raise ConfigError(f"{origin}: unknown key '{section}.{key}'")
+            raise ConfigError(f"{origin}: unknown key {quote(f'{section}.{key}')}")
     missing = [key for key in known if key not in values]
     if missing:
         raise ConfigError(f"{origin}: '{section}.{missing[0]}' is not set (base.yaml must set every key)")
@@ -202,7 +212,7 @@ def _build_section(cls, values: dict, section: str, origin: str):
         value = _coerce(values[f.name], hints[f.name], name, origin)
         check = f.metadata.get("check")
         if check is not None and not check(value):
-            raise ConfigError(f"{origin}: '{name}' must be {f.metadata['expected']}, got {values[f.name]!r}")
+            raise ConfigError(f"{origin}: '{name}' must be {f.metadata['expected']}, got {quote(values[f.name])}")
         typed[f.name] = value
     return cls(**typed)
 
@@ -212,7 +222,7 @@ def _build(tree: dict, profile: str, origin: str, section_types: Mapping[str, ty
     schema = {**CORE_SECTIONS, **section_types}
     for key in tree:
         if key not in schema and key != "description":
-            raise ConfigError(f"{origin}: unknown key '{key}'")
+            raise ConfigError(f"{origin}: unknown key {quote(key)}")
     sections = {}
     for section, cls in schema.items():
         values = tree.get(section)
@@ -232,21 +242,69 @@ def _build(tree: dict, profile: str, origin: str, section_types: Mapping[str, ty
     return config
 
 
+class _SettingsLoader(yaml.SafeLoader):
+    """YAML's safe loader, stricter: no aliases (`*name`, whose expansion can grow a 300-byte file into
+    hundreds of megabytes of values) and no duplicate keys (a second `training:` block would silently
+    replace the first)."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(None, None, "aliases (*name) are not allowed in settings",
+                                              event.start_mark)
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    duplicate = key in seen
+                    seen.add(key)
+                except TypeError:  # an unhashable key: the safe loader refuses it itself
+                    continue
+                if duplicate:
+                    raise yaml.constructor.ConstructorError(None, None, f"duplicate key {quote(key)}",
+                                                            key_node.start_mark)
+        return super().construct_mapping(node, deep)
+
+
+def _load_yaml(text: str):
+    return yaml.load(text, Loader=_SettingsLoader)  # noqa: S506 (a SafeLoader subclass)
+
+
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    mark = getattr(error, "problem_mark", None)
+    where = f" at line {mark.line + 1}" if mark else ""
+    problem = getattr(error, "problem", None)
+    return where + (f" ({shorten(problem)})" if problem else "")
+
+
 def _read_yaml(path: Path) -> dict:
+    shown = shorten(path, 200)
     try:
-        text = Path(path).read_text()
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode):  # a FIFO or device would block or never end
+            raise ConfigError(f"config file {shown} is not a regular file")
+        if info.st_size > CONFIG_FILE_LIMIT:
+            raise ConfigError(f"config file {shown} has {info.st_size:,} bytes: a settings file has a few "
+                              f"thousand (at most {CONFIG_FILE_LIMIT:,})")
+        text = Path(path).read_text(encoding="utf-8")
     except OSError as error:
-        raise ConfigError(f"cannot read config file {path}: {error.strerror or error}") from None
+        raise ConfigError(f"cannot read config file {shown}: {error.strerror or error}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {shown} is not UTF-8 text (a binary file?)") from None
     try:
-        content = yaml.safe_load(text)
+        content = _load_yaml(text)
     except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}: malformed YAML{where}") from None
+        raise ConfigError(f"{shown}: malformed YAML{_yaml_problem(error)}") from None
+    except RecursionError:
+        raise ConfigError(f"{shown}: YAML nested too deeply") from None
     if content is None:
         return {}
     if not isinstance(content, dict):
-        raise ConfigError(f"{path}: expected a mapping of keys at the top level")
+        raise ConfigError(f"{shown}: expected a mapping of keys at the top level")
     return content
 
 
@@ -255,24 +313,27 @@ def _merge(tree: dict, override: dict, origin: str, prefix: str = "") -> None:
     for key, value in override.items():
         name = f"{prefix}{key}"
         if key not in tree:
-            raise ConfigError(f"{origin}: unknown key '{name}'")
+            raise ConfigError(f"{origin}: unknown key {quote(name)}")
         if isinstance(tree[key], dict):
             if not isinstance(value, dict):
-                raise ConfigError(f"{origin}: '{name}' must be a mapping")
+                raise ConfigError(f"{origin}: {quote(name)} must be a mapping")
             _merge(tree[key], value, origin, f"{name}.")
         else:
             tree[key] = value
 
 
 def parse_setting(text: str) -> tuple[str, Any]:
-    """`section.key=value` (value in YAML syntax) -> ("section.key", value)."""
+    """`section.key=value` (value in YAML syntax, no aliases) -> ("section.key", value)."""
     name, sep, raw = text.partition("=")
     if not sep or "." not in name or not name.strip():
-        raise ConfigError(f"--set expects section.key=value, got {text!r}")
+        raise ConfigError(f"--set expects section.key=value, got {quote(text)}")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError:
-        raise ConfigError(f"--set {name}: the value {raw!r} is not valid YAML") from None
+        value = _load_yaml(raw) if raw.strip() else None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"--set {shorten(name)}: the value {quote(raw)} is not valid YAML"
+                          f"{_yaml_problem(error)}") from None
+    except RecursionError:
+        raise ConfigError(f"--set {shorten(name)}: the value is nested too deeply") from None
     return name.strip(), value
 
 
@@ -280,7 +341,7 @@ def resolve_profile(profile: str | None = None) -> str:
     """The profile asked for, else $DNNLS_PROFILE, else `subset`."""
     name = profile if profile is not None else os.environ.get("DNNLS_PROFILE") or "subset"
     if name not in PROFILES:
-        raise ConfigError(f"unknown profile '{name}': expected one of {', '.join(PROFILES)}")
+        raise ConfigError(f"unknown profile {quote(name)}: expected one of {', '.join(PROFILES)}")
     return name
 
 
@@ -304,7 +365,7 @@ def load_config(profile: str | None = None, config_dir: Path | None = None, *,
     _merge(tree, _read_yaml(profile_path), str(profile_path))
     origin = str(profile_path)
     if config_file is not None:
-        _merge(tree, _read_yaml(Path(config_file)), str(config_file))
-        origin = str(config_file)
+        origin = shorten(config_file, 200)
+        _merge(tree, _read_yaml(Path(config_file)), origin)
     config = _build(tree, name, origin, sections)
     return config.override(settings, "--set") if settings else config

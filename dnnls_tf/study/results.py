@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,10 +24,11 @@ from dnnls_tf import __version__
 from dnnls_tf.atomic import write_json
 from dnnls_tf.core.sources import NUM_CLASSES
 from dnnls_tf.core.spec import WarmupCosine
-from dnnls_tf.errors import UserError
+from dnnls_tf.errors import UserError, quote, shorten
 from dnnls_tf.study import stats
 from dnnls_tf.study.codec import CodecError, decode, encode
 from dnnls_tf.study.gradients import MEASURES, window_measures
+from dnnls_tf.study.run_schema import is_run_id
 from dnnls_tf.study.store import StoredRun
 
 SUMMARY_SCHEMA = 1  # bump when a key changes meaning; readers refuse other versions
@@ -342,24 +344,98 @@ def write_summary(study, experiment: str, summary: Summary) -> Summary:
     return summary
 
 
-def load_summary(results_dir: Path, experiment: str, profile: str, kind: type = Summary) -> Summary:
-    """A summary written by `run`, as its experiment's summary class `kind`; a missing, damaged, foreign
-    or mis-shaped one is one clear UserError."""
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # never in a summary's text (NUL breaks LaTeX, C)
+
+
+def _check_texts(value, path: str, depth: int = 0) -> None:
+    """Keys and texts of a summary's JSON without control characters (the codec checks depth and types)."""
+    if depth > 64:  # the codec refuses depth beyond its MAX_DEPTH with its own message
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _check_texts(key, path, depth + 1)
+            _check_texts(item, f"{path}.{shorten(key, 30)}", depth + 1)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_texts(item, f"{path}[{index}]", depth + 1)
+    elif isinstance(value, str) and CONTROL_CHARACTERS.search(value):
+        raise ValueError(f"a text with control characters at {path}")
+
+
+def named_run_ids(content) -> list[str]:
+    """Every run id a summary's JSON names (`run_ids` lists and `run_id` fields at any depth), in order."""
+    found = []
+    if isinstance(content, dict):
+        for key, value in content.items():
+            if key == "run_ids" and isinstance(value, list):
+                found += value
+            elif key == "run_id":
+                found.append(value)
+            else:
+                found += named_run_ids(value)
+    elif isinstance(content, list):
+        for item in content:
+            found += named_run_ids(item)
+    return found
+
+
+def read_summary_json(results_dir: Path, experiment: str, profile: str) -> dict:
+    """A summary's JSON, checked for what no field's type says: JSON of any shape or depth, the schema
+    version, that it is this experiment's and this profile's, texts without control characters, and
+    run ids of a run id's form wherever it names runs (those names become paths). One UserError."""
     path = summary_path(results_dir, experiment)
     command = f"python -m dnnls_tf run {experiment} --profile {profile}"
     if not path.is_file():
         raise UserError(f"{path} is missing: `{command}` writes it")
     try:
-        content = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-        raise UserError(f"{path} is damaged (not JSON): `{command}` writes it again") from None
+        content = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as error:
+        reason = "nested too deeply" if isinstance(error, RecursionError) else "not JSON"
+        if isinstance(error, OSError):
+            reason = f"unreadable: {error.strerror or type(error).__name__}"
+        raise UserError(f"{path} is damaged ({reason}): `{command}` writes it again") from None
     if not isinstance(content, dict) or content.get("schema") != SUMMARY_SCHEMA:
         found = content.get("schema") if isinstance(content, dict) else None
-        raise UserError(f"{path} has summary schema {str(found)[:20]}, this dnnls_tf reads {SUMMARY_SCHEMA}: "
+        raise UserError(f"{path} has summary schema {quote(found, 30)}, this dnnls_tf reads {SUMMARY_SCHEMA}: "
                         f"`{command}` writes it again")
     if content.get("experiment") != experiment:
         raise UserError(f"{path} is not {experiment}'s summary: `{command}` writes it again")
+    if content.get("profile") != profile:
+        raise UserError(f"{path} is the summary of profile {quote(content.get('profile'), 30)}, not of {profile}: "
+                        f"`{command}` writes it again")
+    try:
+        _check_texts(content, "summary")
+        bad = [name for name in named_run_ids(content) if not is_run_id(name)]
+        if bad:
+            raise ValueError(f"{quote(bad[0], 30)} where a run id (12 hex digits) belongs")
+    except ValueError as error:
+        raise UserError(f"{path} is damaged ({error}): `{command}` writes it again") from None
+    return content
+
+
+def load_summary(results_dir: Path, experiment: str, profile: str, kind: type = Summary) -> Summary:
+    """A summary written by `run`, as its experiment's summary class `kind`; a missing, damaged, foreign
+    or mis-shaped one is one clear UserError (`read_summary_json`, then the codec checks every field)."""
+    content = read_summary_json(results_dir, experiment, profile)
     try:
         return decode(kind, content, experiment)
     except CodecError as error:
-        raise UserError(f"{path} is damaged ({error}): `{command}` writes it again") from None
+        path = summary_path(results_dir, experiment)
+        raise UserError(f"{path} is damaged ({error}): `python -m dnnls_tf run {experiment} --profile {profile}` "
+                        f"writes it again") from None
+
+
+def check_named_runs(study, experiments) -> None:
+    """Refuse (UserError) when a summary of `experiments` names a run that is missing or damaged in the store
+    (what `report` builds from must be what `figures` would draw from). Absent summaries are left to
+    their readers."""
+    for experiment in experiments:
+        if not summary_path(study.results_dir, experiment).is_file():
+            continue
+        content = read_summary_json(study.results_dir, experiment, study.profile)
+        for run_id in dict.fromkeys(named_run_ids(content)):
+            if study.store.get(run_id) is None:
+                state = study.store.status(run_id)
+                raise UserError(f"run {run_id}, named in {experiment}'s summary, is {state} in "
+                                f"{study.store.runs_dir}: `python -m dnnls_tf run {experiment} --profile "
+                                f"{study.profile}` trains it again")

@@ -24,8 +24,9 @@ import time
 import traceback
 from dataclasses import dataclass
 
-from dnnls_tf.errors import UserError
+from dnnls_tf.core.data import check_fingerprint
 from dnnls_tf.core.spec import RunSpec
+from dnnls_tf.errors import UserError, describe_os_error
 from dnnls_tf.study.plan import Registry
 from dnnls_tf.study.planner import plan_all
 from dnnls_tf.study.study import Study
@@ -62,6 +63,7 @@ def execute(spec, study: Study, pools: dict, progress: bool = False, observer=No
     if source is not None and not source.is_file():
         raise UserError(f"the weights of run {spec.init_from} (the source of transfer run {spec.run_id}) "
                         f"are missing; run the same command again to retrain the source")
+    check_fingerprint(study.splits, spec.data_fingerprint, spec.train_split, spec.val_split, f"run {spec.run_id}")
     with (observer(study, spec) if observer else contextlib.nullcontext()) as live:
         result = training.train_run(spec, study.splits, source, progress=progress, on_epoch=live)
     recorded = {**pools, "workers": study.config.compute.workers, "data_source": study.splits.data.source}
@@ -101,22 +103,32 @@ def _worker_main(connection, parent_pid: int, config, root: str, data_dir: str |
             connection.send(("ok", execute(spec, study, pools, observer=observer)))
         except UserError as error:
             connection.send(("error", str(error)))
+        except OSError as error:  # disk full, a read-only store: the parent says it in one line
+            connection.send(("error", f"run {spec.run_id}: {describe_os_error(error)}"))
+        except RecursionError:
+            connection.send(("error", f"run {spec.run_id}: an input is nested too deeply"))
         except Exception:  # a bug: the parent shows its traceback
             connection.send(("crash", traceback.format_exc()))
 
 
 class WorkerPool:
-    """`size` spawned processes, each training one run at a time."""
+    """Spawned processes, each training one run at a time: `size` at first, more by `grow` (never more
+    than there are runs ready to train: each process holds TensorFlow and a copy of the data)."""
 
     def __init__(self, study: Study, size: int, observer=None):
-        context = multiprocessing.get_context("spawn")  # TensorFlow is not fork-safe
+        self.context = multiprocessing.get_context("spawn")  # TensorFlow is not fork-safe
+        self.study, self.observer = study, observer
         self.idle, self.busy = [], {}  # busy: connection -> (process, task)
         self.processes = []
-        for _ in range(size):
-            parent_end, child_end = context.Pipe()
-            process = context.Process(target=_worker_main, daemon=True,
-                                      args=(child_end, os.getpid(), study.config, str(study.root), study.data_dir,
-                                            observer))
+        self.grow(size)
+
+    def grow(self, size: int) -> None:
+        """Start processes until there are `size`."""
+        while len(self.processes) < size:
+            parent_end, child_end = self.context.Pipe()
+            process = self.context.Process(target=_worker_main, daemon=True,
+                                           args=(child_end, os.getpid(), self.study.config, str(self.study.root),
+                                                 self.study.data_dir, self.observer))
             process.start()
             child_end.close()
             self.processes.append(process)
@@ -227,9 +239,14 @@ class Runner:
                                       progress=self.study.config.compute.progress)
                     self._report(bar, tasks[0], 0, started, message)
                     continue
+                wanted = min(workers, len(running) + len(tasks))  # no idle processes: tasks ready, at most
                 if self._pool is None:
-                    self._pool = WorkerPool(self.study, workers, self.observer)
+                    if wanted < workers:
+                        log.info("starting %d of the %d worker processes compute.workers allows: %d task(s) are ready "
+                                 "(more start as tasks become ready)", wanted, workers, len(tasks))
+                    self._pool = WorkerPool(self.study, wanted, self.observer)
                     self.pool_started = self._now()
+                self._pool.grow(wanted)
                 for task in tasks:
                     if not self._pool.idle:
                         break
@@ -308,7 +325,23 @@ def write_summaries(study: Study, registry: Registry, plans: list) -> None:
     from dnnls_tf.study import results
 
     for plan in plans:
+        check_runs_match_data(study, plan)
         results.write_summary(study, plan.experiment, registry.get(plan.experiment).summarize(study, plan))
+
+
+def check_runs_match_data(study: Study, plan) -> None:
+    """Refuse (StoreError) a summary over any stored run whose fingerprint is not of the data the plan read."""
+    from dnnls_tf.errors import StoreError
+
+    for spec in plan.specs():
+        run = study.store.get(spec.run_id)
+        if run is None:
+            continue  # the summary itself reports a missing run
+        expected = study.splits.fingerprint(run.spec.train_split, run.spec.val_split)
+        if run.spec.data_fingerprint != expected:
+            raise StoreError(f"run {spec.run_id} of {plan.experiment} was trained on data with fingerprint "
+                             f"{run.spec.data_fingerprint}, not on the data read now ({expected}): no summary "
+                             f"is written from it")
 
 
 def complete_experiments(study: Study, registry: Registry, names: list[str], label: str | None = None,

@@ -6,9 +6,11 @@ Layout (DESIGN.md):
     results/<profile>/range_tests/<id>.csv
     weights/<profile>/<run_id>.weights.h5
 A run directory is written under a temporary name and renamed when complete, so a
-directory with the final name is a finished run. A run whose files do not parse,
-disagree with each other or with its id, or whose weights fail their checksum is
-*damaged*: reading commands report it, only `run` removes and retrains it.
+directory with the final name is a finished run. A run whose files do not parse, break
+their schema (`run_schema.py`: types, ranges, dtypes, shapes), disagree with each other
+or with its id, or whose weights fail their checksum is *damaged*: reading commands
+report it, only `run` removes and retrains it (a file or link in a run's place is set
+aside, never deleted or followed). Run ids are checked before they become paths.
 Writers hold `StoreLock`, so two `run` commands never write one store at once.
 NumPy and pandas only: no TensorFlow.
 """
@@ -23,6 +25,7 @@ import logging
 import os
 import shutil
 import sys
+import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,20 +36,17 @@ import pandas as pd
 from dnnls_tf import STORE_FORMAT, __version__
 from dnnls_tf.atomic import TEMP_PREFIX, remove_orphans, replacing, write_json
 from dnnls_tf.core.data import COLLAPSE_ACCURACY
-from dnnls_tf.errors import StoreError
+from dnnls_tf.core.sources import held_out_test_arrays
 from dnnls_tf.core.spec import RangeTestSpec, RunSpec, spec_dict
+from dnnls_tf.errors import StoreError, quote, shorten
+from dnnls_tf.study.run_schema import (  # noqa: F401 (column names: re-exported for writers and tests)
+    GRADIENT_KEYS, HISTORY_COLUMNS, STEP_COLUMNS, check_config, check_gradients, check_history, check_metrics,
+    check_numeric_table, check_predictions, check_steps, is_run_id, load_npz)
 
 log = logging.getLogger(__name__)
 
 RUN_FILES = ("config.json", "history.csv", "steps.csv", "gradients.npz", "predictions.npz", "metrics.json")
-HISTORY_COLUMNS = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "train_eval_loss",
-                   "train_eval_accuracy"]
-STEP_COLUMNS = ["step", "epoch", "loss", "lr"]
-GRADIENT_KEYS = ("count", "sum", "sum_sq", "sum_abs", "weight_sq")
-REQUIRED_METRICS = {"status": str, "stable": bool, "best_epoch": (int, type(None)), "wall_seconds": (int, float),
-                    "images_per_second": (int, float), "params": int}
-FINAL_METRICS = ("train_accuracy", "val_accuracy", "test_accuracy", "test_loss", "generalization_gap",
-                 "train_test_gap")
+SET_ASIDE_PREFIX = ".set-aside-"  # what `run` moved out of the way instead of deleting (never read again)
 
 
 def file_sha256(path: Path) -> str:
@@ -83,8 +83,10 @@ class StoredRun:
         return bool(self.metrics["stable"])
 
 
-def _read_run(folder: Path, run_id: str) -> StoredRun:
-    """Parse and cross-check one run directory; raises ValueError/OSError/KeyError if damaged."""
+def _read_run(folder: Path, run_id: str, data=None) -> StoredRun:
+    """Parse and check one run directory against the store's schema; raises ValueError/OSError/KeyError if
+    damaged. `data` (a SplitData), if given, is the study's data: a run whose fingerprint names it must
+    hold predictions for exactly its test labels."""
     missing = [name for name in RUN_FILES if not (folder / name).is_file()]
     if missing:
         raise ValueError(f"missing {', '.join(missing)}")
@@ -92,51 +94,35 @@ def _read_run(folder: Path, run_id: str) -> StoredRun:
     metrics = json.loads((folder / "metrics.json").read_text())
     if not isinstance(config, dict) or not isinstance(metrics, dict):
         raise ValueError("config.json and metrics.json must hold JSON objects")
+    check_config(config)
     spec = RunSpec.from_dict(config)
     if spec.run_id != run_id or config.get("run_id") != run_id:
         raise ValueError("config.json does not hash to this run id")
-    for key, kinds in REQUIRED_METRICS.items():
-        if key not in metrics:
-            raise ValueError(f"metrics.json lacks '{key}'")
-        if not isinstance(metrics[key], kinds) or (kinds is int and isinstance(metrics[key], bool)):
-            raise ValueError(f"metrics.json: '{key}' has the wrong type")
-    if metrics["status"] not in ("done", "diverged"):
-        raise ValueError(f"metrics.json: unknown status {metrics['status']!r}")
-    history = pd.read_csv(folder / "history.csv")
-    steps = pd.read_csv(folder / "steps.csv")
-    if list(history.columns) != HISTORY_COLUMNS or list(steps.columns) != STEP_COLUMNS:
-        raise ValueError("history.csv or steps.csv has unexpected columns")
-    epochs = len(history)
+    check_metrics(metrics, spec.epochs)
     done = metrics["status"] == "done"
-    if list(history["epoch"]) != list(range(1, epochs + 1)) or (done and epochs != spec.epochs) or epochs == 0:
-        raise ValueError(f"history.csv has {epochs} epoch rows for a {metrics['status']} run of {spec.epochs}")
-    finite_rows = history if done else history.iloc[:-1]
-    if finite_rows.drop(columns="lr").isna().to_numpy().any():
-        raise ValueError("history.csv has empty or truncated values")
-    allowed_gaps = (steps["epoch"] == epochs) & (not done)  # a diverged epoch's last steps
-    if len(steps) == 0 or steps["epoch"].max() != epochs or (steps["loss"].isna() & ~allowed_gaps).any():
-        raise ValueError("steps.csv does not cover the run's epochs")
-    with np.load(folder / "gradients.npz") as archive:
-        gradients = {name: archive[name] for name in archive.files}
-    for key in GRADIENT_KEYS:
-        if gradients[key].shape != (epochs, len(gradients["layer_names"])):
-            raise ValueError(f"gradients.npz '{key}' has shape {gradients[key].shape}, expected ({epochs}, L)")
-    if gradients["temporal_snr"].shape != (2, len(gradients["layer_names"])) or \
-            gradients["kernel_size"].shape != (len(gradients["layer_names"]),):
-        raise ValueError("gradients.npz: 'temporal_snr' must have shape (2, L) and 'kernel_size' (L,)")
-    with np.load(folder / "predictions.npz") as archive:
-        predictions = {name: archive[name] for name in archive.files}
-    if len(predictions["test_predictions"]) != len(predictions["test_labels"]):
-        raise ValueError("predictions.npz: predictions and labels differ in length")
+    history = pd.read_csv(folder / "history.csv")
+    check_history(history, spec, done)
+    epochs = len(history)
+    steps = pd.read_csv(folder / "steps.csv")
+    check_steps(steps, epochs, done)
+    gradients = load_npz(folder / "gradients.npz")
+    check_gradients(gradients, epochs)
+    predictions = load_npz(folder / "predictions.npz")
+    expected = None
+    if data is not None and spec.data_fingerprint == data.fingerprint(spec.train_split, spec.val_split):
+        expected = held_out_test_arrays(data.data)[1]
+    check_predictions(predictions, metrics["best_epoch"] is not None, expected)
     if metrics["best_epoch"] is not None:
-        for key in FINAL_METRICS:
-            if not isinstance(metrics.get(key), (int, float)):
-                raise ValueError(f"metrics.json lacks '{key}'")
         if int(history["val_accuracy"].to_numpy().argmax()) + 1 != metrics["best_epoch"]:
             raise ValueError("metrics.json's best_epoch is not the epoch of the best validation accuracy")
         if metrics["stable"] != (done and metrics["val_accuracy"] >= COLLAPSE_ACCURACY):
             raise ValueError("metrics.json's 'stable' contradicts its status and validation accuracy")
     return StoredRun(spec, config, history, steps, gradients, predictions, metrics)
+
+
+# Everything reading a damaged run can raise (a file of any content): the run is then reported damaged.
+READ_ERRORS = (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError, StoreError, RecursionError,
+               zipfile.BadZipFile, EOFError, pd.errors.ParserError, pd.errors.EmptyDataError)
 
 
 class RunStore:
@@ -152,7 +138,14 @@ class RunStore:
         self.range_tests_dir = self.results_dir / "range_tests"
         self.weights_dir = self.root / "weights" / profile
         self._cache: dict[str, StoredRun] = {}
+        self.data = None  # the study's SplitData once it is read (`expect_data`)
         self._check_format()
+
+    def expect_data(self, data) -> None:
+        """The study's data (a data.SplitData): a run whose fingerprint names it must hold predictions for
+        exactly its test labels (reads from now on check it)."""
+        self.data = data
+        self._cache.clear()
 
     # ------------------------------------------------------------ format
     def _check_format(self) -> None:
@@ -161,8 +154,10 @@ class RunStore:
             return
         try:
             found = json.loads(marker.read_text()).get("format")
-        except (json.JSONDecodeError, AttributeError, UnicodeDecodeError):
-            raise StoreError(f"{marker} is not a valid store marker; move {self.results_dir} aside") from None
+        except (OSError, ValueError, AttributeError, RecursionError) as error:
+            reason = f" ({error.strerror})" if isinstance(error, OSError) and error.strerror else ""
+            raise StoreError(f"{marker} is not a valid store marker{reason}; move {self.results_dir} aside") \
+                from None
         if found == STORE_FORMAT:
             return
         if isinstance(found, int) and found < STORE_FORMAT:
@@ -171,8 +166,8 @@ class RunStore:
                 f"left settings and data out); this dnnls_tf {__version__} reads format {STORE_FORMAT}: "
                 f"move it aside (mv {self.results_dir} {self.results_dir}-v{found}) and retrain with "
                 f"`python -m dnnls_tf run all --profile {self.profile}`")
-        raise StoreError(f"{marker} names store format {found!r}, which this dnnls_tf {__version__} cannot read "
-                         f"(it reads format {STORE_FORMAT}); move {self.results_dir} aside")
+        raise StoreError(f"{marker} names store format {quote(found, 30)}, which this dnnls_tf {__version__} "
+                         f"cannot read (it reads format {STORE_FORMAT}); move {self.results_dir} aside")
 
     def _write_marker(self) -> None:
         marker = self.results_dir / "store.json"
@@ -181,41 +176,60 @@ class RunStore:
 
     # ------------------------------------------------------------ paths
     def run_dir(self, run_id: str) -> Path:
+        """runs/<run_id>; a name that is not a run id (from a summary, say) never becomes a path."""
+        if not is_run_id(run_id):
+            raise StoreError(f"{quote(run_id, 30)} is not a run id (12 hex digits): a damaged summary or config?")
         return self.runs_dir / run_id
 
     def weights_path(self, run_id: str) -> Path:
+        self.run_dir(run_id)  # the same check of the name
         return self.weights_dir / f"{run_id}.weights.h5"
 
     def range_test_path(self, spec: RangeTestSpec) -> Path:
         return self.range_tests_dir / f"{spec.run_id}.csv"
 
-    def run_ids(self) -> list[str]:
+    def entries(self) -> list[str]:
+        """Every name in runs/ a run could have (not the hidden staging or set-aside names), runs or not."""
         if not self.runs_dir.is_dir():
             return []
-        return sorted(p.name for p in self.runs_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+        return sorted(p.name for p in self.runs_dir.iterdir() if not p.name.startswith("."))
+
+    def run_ids(self) -> list[str]:
+        """Names of the run folders in runs/ (real folders with run-id names; links and files are not runs)."""
+        return [name for name in self.entries() if is_run_id(name)
+                and (self.runs_dir / name).is_dir() and not (self.runs_dir / name).is_symlink()]
 
     # ------------------------------------------------------------ reading
     def status(self, run_id: str) -> str:
         """done, unstable, missing or damaged (read only)."""
-        if not self.run_dir(run_id).is_dir():
-            return "missing"
+        if not is_run_id(run_id) or not os.path.lexists(self.run_dir(run_id)):
+            return "missing" if is_run_id(run_id) else "damaged"
         if self.problem(run_id):
             return "damaged"
         return "done" if self.get(run_id).stable else "unstable"
 
     def problem(self, run_id: str) -> str | None:
         """Why the stored run cannot be used (None: sound, or absent)."""
-        if run_id in self._cache or not self.run_dir(run_id).is_dir():
+        if not is_run_id(run_id):
+            return f"{quote(run_id, 30)} is not a run id"
+        if run_id in self._cache:
+            return None
+        folder = self.run_dir(run_id)
+        if folder.is_symlink() or (os.path.lexists(folder) and not folder.is_dir()):
+            return f"runs/{run_id} is a {'link' if folder.is_symlink() else 'file'}, not a run folder"
+        if not folder.is_dir():
             return None
         try:
-            run = _read_run(self.run_dir(run_id), run_id)
-        except (OSError, ValueError, KeyError, TypeError, StoreError, json.JSONDecodeError, zipfile.BadZipFile,
-                EOFError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
-            return f"{type(error).__name__}: {error}"
+            run = _read_run(folder, run_id, self.data)
+        except READ_ERRORS as error:
+            return shorten(f"{type(error).__name__}: {error}", 200)
         expected = run.metrics.get("weights_sha256")
         weights = self.weights_path(run_id)
-        if expected and weights.exists() and file_sha256(weights) != expected:
-            return f"weights file {weights.name} does not match its checksum (truncated or replaced)"
+        try:
+            if expected and os.path.lexists(weights) and (weights.is_symlink() or file_sha256(weights) != expected):
+                return f"weights file {weights.name} does not match its checksum (truncated, replaced or a link)"
+        except OSError as error:
+            return f"weights file {weights.name} cannot be read ({error.strerror or error})"
         self._cache[run_id] = run
         return None
 
@@ -229,24 +243,44 @@ class RunStore:
         return self.weights_path(run_id).is_file()
 
     def range_test(self, spec: RangeTestSpec) -> pd.DataFrame | None:
+        """The stored LR range test (None if absent or damaged: `run` then computes it again)."""
         path = self.range_test_path(spec)
         if not path.exists():
             return None
         try:
             table = pd.read_csv(path)
-        except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError):
+            if list(table.columns) != ["step", "lr", "loss"] or not len(table):
+                return None
+            check_numeric_table(table, "range test", ("step",))
+        except READ_ERRORS:
             return None
-        if list(table.columns) != ["step", "lr", "loss"] or table[["step", "lr"]].isna().to_numpy().any() or not len(table):
+        if table[["step", "lr"]].isna().to_numpy().any() or not (table["lr"] > 0).all():
             return None
         return table
 
     # ------------------------------------------------------------ writing (runner only)
     def discard(self, run_id: str, reason: str) -> None:
-        """Remove a damaged run (and only it) so that it can be trained again."""
+        """Remove a damaged run (and only it) so that it can be trained again; what is not a run folder
+        (a file or a link in its place) is set aside, never followed or deleted."""
         log.warning("run %s is damaged (%s): training it again", run_id, reason)
         self._cache.pop(run_id, None)
-        shutil.rmtree(self.run_dir(run_id), ignore_errors=True)
-        self.weights_path(run_id).unlink(missing_ok=True)
+        folder = self.run_dir(run_id)
+        if folder.is_symlink() or (os.path.lexists(folder) and not folder.is_dir()):
+            self.set_aside(folder)
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
+        weights = self.weights_path(run_id)
+        if weights.is_symlink() or not os.path.lexists(weights) or weights.is_file():
+            weights.unlink(missing_ok=True)
+        else:
+            self.set_aside(weights)
+
+    def set_aside(self, path: Path) -> Path:
+        """Rename `path` (whatever it is) to a hidden name beside it that no reader looks at; returns it."""
+        target = path.with_name(f"{SET_ASIDE_PREFIX}{path.name}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
+        os.replace(path, target)
+        log.warning("moved %s aside to %s", path, target.name)
+        return target
 
     def save(self, spec: RunSpec, result, recorded: dict) -> StoredRun:
         """Write a finished run atomically: weights first, then the run directory by rename.
@@ -265,17 +299,23 @@ class RunStore:
         staging = self.runs_dir / f"{TEMP_PREFIX}{os.getpid()}-{run_id}"
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir()
-        config = {**spec_dict(spec), "run_id": run_id, "profile": self.profile}
-        (staging / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-        result.history.to_csv(staging / "history.csv", index=False)
-        result.steps.to_csv(staging / "steps.csv", index=False)
-        np.savez(staging / "gradients.npz", **result.gradients)
-        np.savez(staging / "predictions.npz", **result.predictions)
-        (staging / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
-        final = self.run_dir(run_id)
-        if final.exists():  # a damaged earlier copy
-            shutil.rmtree(final)
-        os.replace(staging, final)
+        try:
+            config = {**spec_dict(spec), "run_id": run_id, "profile": self.profile}
+            (staging / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+            result.history.to_csv(staging / "history.csv", index=False)
+            result.steps.to_csv(staging / "steps.csv", index=False)
+            np.savez(staging / "gradients.npz", **result.gradients)
+            np.savez(staging / "predictions.npz", **result.predictions)
+            (staging / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+            final = self.run_dir(run_id)
+            if final.is_symlink() or (os.path.lexists(final) and not final.is_dir()):
+                self.set_aside(final)  # a file or link where the run goes: kept, out of the way
+            elif final.exists():  # a damaged earlier copy
+                shutil.rmtree(final)
+            os.replace(staging, final)
+        except BaseException:  # disk full, Ctrl-C: no half-written run stays behind
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
         self._cache.pop(run_id, None)
         stored = self.get(run_id)
         if stored is None:
@@ -315,7 +355,7 @@ class StoreLock:
             if error.errno not in (errno.EAGAIN, errno.EACCES):
                 raise
             self._handle.seek(0)
-            holder = self._handle.read().strip() or "another process"
+            holder = shorten(self._handle.read(200).strip().partition("\n")[0] or "another process", 60)
             if not self.wait:
                 self._handle.close()
                 raise StoreError(f"{self.path.parent} is being written by {holder}; wait for it to finish") from None

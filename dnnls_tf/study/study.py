@@ -46,7 +46,9 @@ class Study:
     @cached_property
     def splits(self) -> data_lib.SplitData:
         data = data_lib.load_cifar10(self.config, self.data_dir)
-        return data_lib.SplitData(data, self.config.data.split_seed, self.config.data.val_fraction)
+        splits = data_lib.SplitData(data, self.config.data.split_seed, self.config.data.val_fraction)
+        self.store.expect_data(splits)  # runs of this data must predict exactly its test images
+        return splits
 
     @property
     def figures_dir(self) -> Path:

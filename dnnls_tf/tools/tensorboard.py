@@ -30,12 +30,14 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 from pathlib import Path
 
 import numpy as np
 
 from dnnls_tf.atomic import TEMP_PREFIX, remove_orphans
+from dnnls_tf.errors import StoreError, quote
 from dnnls_tf.study.config import Config
 from dnnls_tf.study.gradients import per_epoch
 from dnnls_tf.core.runtime import import_tensorflow
@@ -48,6 +50,7 @@ EXPORT_FORMAT = 1     # bump when the tags or layout change: exported folders ar
 MARKER = "export.json"  # in an exported run's folder: what it was exported from
 SUBRUNS = ("train", "validation", "train_eval")
 SPLIT_TAGS = {"holdout_train": "holdout", "holdout_val": "holdout-val", "half_a": "A", "half_b": "B"}
+FOLDER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,199}")  # a run's folder: one name, no separator
 GRADIENT_TAGS = {"mean": "gradient_mean", "std": "gradient_std", "mean_abs": "gradient_mean_abs",
                  "grad_to_weight": "gradient_to_weight"}
 _SCALAR = tf.compat.v1.SummaryMetadata(
@@ -68,7 +71,9 @@ def run_folder_name(spec: RunSpec, config: Config | None = None) -> str:
     E.g. holdout_lr0.02_s0_3fa0c2d1e5b6, B_transfer_lr0.0193_p0.35_s2_..., and with the
     study's config, probe and tuner-trial runs are named so (holdout_probe_lr0.4_s100_...).
     """
-    parts = [SPLIT_TAGS.get(spec.train_split, spec.train_split)]
+    if spec.train_split not in SPLIT_TAGS:
+        raise StoreError(f"run {spec.run_id}: train_split {quote(spec.train_split, 30)} is not a split")
+    parts = [SPLIT_TAGS[spec.train_split]]
     if config is not None and spec.seed in config.exp1.probe_seeds:
         parts.append("probe")
     elif config is not None and spec.seed == config.exp1.tuner_seed:
@@ -82,12 +87,22 @@ def run_folder_name(spec: RunSpec, config: Config | None = None) -> str:
         parts.append(f"p{spec.dropout:g}")
     if spec.batch_norm:
         parts.append("bn")
-    return "_".join(parts + [f"s{spec.seed}", spec.run_id])
+    name = "_".join(parts + [f"s{spec.seed}", spec.run_id])
+    if not FOLDER_NAME.fullmatch(name):  # what a stored spec names never leaves the export folder
+        raise StoreError(f"run {spec.run_id}: its TensorBoard folder name {quote(name, 40)} is not one plain name")
+    return name
 
 
 def run_folder(study, spec: RunSpec) -> Path:
     """Where a run's events go, live or exported."""
     return tensorboard_dir(study) / run_folder_name(spec, study.config)
+
+
+def _check_export_root(study, root: Path) -> None:
+    """The export folder is a real folder inside the study's results (not a link to elsewhere)."""
+    if root.is_symlink() or (root.exists() and not root.is_dir()):
+        raise StoreError(f"{root} is a link or a file: the TensorBoard export writes only into its own folder "
+                         f"inside {study.results_dir}; move it aside")
 
 
 # ------------------------------------------------------------------ writing
@@ -200,8 +215,8 @@ def export_run(run, folder: Path, force: bool = False) -> bool:
         os.replace(folder, old)
     os.replace(staging, folder)
     shutil.rmtree(old, ignore_errors=True)
-    for other in root.glob(f"*_{run.run_id}"):
-        if other != folder and not other.name.startswith(TEMP_PREFIX):
+    for other in root.glob(f"*_{run.run_id}"):  # folders directly in the export root only; links are left
+        if other != folder and not other.name.startswith(TEMP_PREFIX) and not other.is_symlink():
             shutil.rmtree(other, ignore_errors=True)
     return True
 
@@ -213,6 +228,7 @@ def export_store(study, force: bool = False) -> Path:
     skipped with a warning. Reads the store only.
     """
     root = tensorboard_dir(study)
+    _check_export_root(study, root)
     root.mkdir(parents=True, exist_ok=True)
     remove_orphans(root)
     written = 0

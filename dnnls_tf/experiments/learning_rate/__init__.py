@@ -8,13 +8,14 @@ and a constant rate at its peak x seeds. Choices use validation data only.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from dnnls_tf.core.spec import RangeTestSpec
 from dnnls_tf.errors import UserError
 from dnnls_tf.experiments.learning_rate import grid as grid_lib
 from dnnls_tf.experiments.learning_rate import tuning
-from dnnls_tf.study.config import rule
+from dnnls_tf.study.config import is_seed, rule
 from dnnls_tf.study.plan import Experiment, Plan, best_by_validation, selection_score, stored
 from dnnls_tf.experiments.learning_rate import figures, sentences, summary
 from dnnls_tf.study.study import HOLDOUT
@@ -22,6 +23,10 @@ from dnnls_tf.study.study import HOLDOUT
 
 def _distinct(values) -> bool:
     return len(set(values)) == len(values)
+
+
+MAX_RUNGS = 64         # probed rates: a ladder from range_test_max_lr down to range_test_min_lr, at most
+MAX_TUNER_TRIALS = 200  # keras-tuner proposals, each a full-length run
 
 
 @dataclass(frozen=True)
@@ -32,18 +37,29 @@ class Exp1Config:
     range_test_min_lr: float = rule(lambda v: v > 0, "a positive number")
     range_test_max_lr: float = rule(lambda v: v > 0, "a positive number")
     ladder_factor: float = rule(lambda v: v > 1, "a number above 1")
-    ladder_rungs: int = rule(lambda v: v >= 2, "an integer >= 2")
-    probe_seeds: tuple[int, ...] = rule(lambda v: len(v) > 0 and min(v) >= 0 and _distinct(v),
-                                        "a non-empty list of distinct non-negative integers")
+    ladder_rungs: int = rule(lambda v: 2 <= v <= MAX_RUNGS, f"an integer in 2..{MAX_RUNGS}")
+    probe_seeds: tuple[int, ...] = rule(lambda v: len(v) > 0 and all(map(is_seed, v)) and _distinct(v),
+                                        "a non-empty list of distinct integers in 0..2^32-1")
     max_span: float = rule(lambda v: v > 1, "a number above 1")
     saturation_gain: float = rule(lambda v: 0 < v < 1, "a fraction in (0, 1)")
-    tuner_trials: int = rule(lambda v: v > 0, "a positive integer")
-    tuner_seed: int = rule(lambda v: v >= 0, "a non-negative integer")
+    tuner_trials: int = rule(lambda v: 0 < v <= MAX_TUNER_TRIALS, f"an integer in 1..{MAX_TUNER_TRIALS}")
+    tuner_seed: int = rule(is_seed, "an integer in 0..2^32-1")
 
     def check(self, config) -> str | None:
         """A problem across sections (probe and tuner seeds apart from the study's), or None."""
         if self.range_test_min_lr >= self.range_test_max_lr:
             return "'exp1.range_test_min_lr' must be below 'exp1.range_test_max_lr'"
+        span = self.range_test_max_lr / self.range_test_min_lr
+        # The ladder may fall from range_test_max_lr to range_test_min_lr: a factor near 1 makes
+        # that thousands of rungs (two probe runs each), and planning alone takes minutes.
+        rungs = math.log(span) / math.log(self.ladder_factor)
+        if rungs > MAX_RUNGS:
+            return (f"'exp1.ladder_factor' {self.ladder_factor:g} would make a ladder of up to {rungs:,.0f} rungs "
+                    f"from range_test_max_lr to range_test_min_lr (at most {MAX_RUNGS}): use a factor of at "
+                    f"least {math.ceil(100 * span ** (1 / MAX_RUNGS)) / 100:g}")
+        if self.max_span > span:
+            return (f"'exp1.max_span' {self.max_span:g} is wider than the range test's span "
+                    f"{span:g} (range_test_max_lr / range_test_min_lr)")
         seeds = set(config.training.seeds)
         shared = set(self.probe_seeds) & seeds or {self.tuner_seed} & seeds
         if shared:
@@ -79,7 +95,9 @@ class RangeTestStage:
 
     def execute(self, study) -> str:
         from dnnls_tf.core import training
+        from dnnls_tf.core.data import check_fingerprint
 
+        check_fingerprint(study.splits, self.spec.data_fingerprint, *HOLDOUT, f"range test {self.spec.run_id}")
         table = training.lr_range_test(self.spec, study.splits)
         study.store.save_range_test(self.spec, table)
         return f"range test {self.spec.run_id}: {len(table)} steps"

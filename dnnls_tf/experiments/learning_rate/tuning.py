@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import math
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,19 +122,52 @@ def record_path(folder: Path, space: ScheduleSpace, budget: int, seed: int) -> P
     return Path(folder) / f"{hash_of(ScheduleSearch(space.low, space.high, budget, seed))}.json"
 
 
+def _number(value, low: float, high: float) -> float:
+    """A finite number in [low, high] read from a record (never a bool, a string or NaN), else ValueError."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or \
+            not low <= value <= high:
+        raise ValueError(f"{value!r:.40} is not a number in [{low}, {high}]")
+    return float(value)
+
+
+def _schedule(values) -> WarmupCosine:
+    """One trial's schedule as `save_record` wrote it, every field checked, else ValueError."""
+    if not isinstance(values, dict) or set(values) != {"peak", "warmup_epochs", "final_fraction", "name"} or \
+            values["name"] != "warmup_cosine":
+        raise ValueError("a trial is not a warm-up + cosine schedule")
+    warmup = values["warmup_epochs"]
+    if isinstance(warmup, bool) or not isinstance(warmup, int) or not WARMUP_EPOCHS[0] <= warmup <= WARMUP_EPOCHS[1]:
+        raise ValueError(f"warm-up epochs {warmup!r:.40} outside {WARMUP_EPOCHS}")
+    final = _number(values["final_fraction"], 0.0, 1.0)
+    if final not in FINAL_FRACTIONS:
+        raise ValueError(f"final fraction {final} is not one of {FINAL_FRACTIONS}")
+    return WarmupCosine(peak=_number(values["peak"], 0.0, math.inf), warmup_epochs=warmup, final_fraction=final)
+
+
 def load_record(folder: Path, space: ScheduleSpace, budget: int, seed: int) -> TunerRecord | None:
-    """The stored record of this search (None if absent or unreadable)."""
+    """The stored record of this search; None if absent, unreadable or damaged in any field (the runner
+    then asks keras-tuner again: the same seed and space give the same trials, README)."""
     import json
 
     path = record_path(folder, space, budget, seed)
     try:
         content = json.loads(path.read_text())
-        trials = tuple(WarmupCosine(**{k: v for k, v in t.items()}) for t in content["trials"])
-        scores = tuple(float(v) for v in content["scores"]) if content.get("scores") is not None else None
-        chosen = content.get("chosen")
-        if not isinstance(chosen, (int, type(None))) or (chosen is not None and not 0 <= chosen < len(trials)):
+        if not isinstance(content, dict) or content.get("budget") != budget or content.get("seed") != seed or \
+                not isinstance(content.get("trials"), list) or not 0 < len(content["trials"]) <= budget:
             return None
-    except (OSError, ValueError, KeyError, TypeError):
+        trials = tuple(_schedule(t) for t in content["trials"])
+        if not all(space.low * (1 - 1e-9) <= t.peak <= space.high * (1 + 1e-9) for t in trials):
+            return None  # keras-tuner proposes peaks inside the space only (rounded to 3 digits)
+        scores = content.get("scores")
+        if scores is not None:
+            if not isinstance(scores, list) or len(scores) != len(trials):
+                return None
+            scores = tuple(_number(v, 0.0, 1.0) for v in scores)
+        chosen = content.get("chosen")
+        if isinstance(chosen, bool) or not isinstance(chosen, (int, type(None))) or \
+                (chosen is not None and (scores is None or not 0 <= chosen < len(trials))):
+            return None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
         return None
     return TunerRecord(space, budget, seed, trials, scores, chosen)
 
