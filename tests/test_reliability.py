@@ -496,3 +496,14 @@ def test_a_read_only_root_is_one_line(command, complete_root, tmp_path, capsys):
     finally:
         _immutable(root, False) if os.geteuid() == 0 else os.system(f"chmod -R u+w {root}")
     assert code == 2 and ("Operation not permitted" in line or "Permission denied" in line), line
+
+
+def test_what_is_an_expected_failure():
+    """Shape errors are the data's under the commands that render summaries; elsewhere they are bugs."""
+    from dnnls_tf.cli import failure_line
+
+    assert "a summary has an unexpected structure (KeyError" in failure_line(KeyError("groups"), "figures")
+    assert failure_line(KeyError("groups"), "run") is None  # a bug: its traceback is kept
+    assert failure_line(OSError(errno.ENOSPC, "No space left on device", "/x/y"), "run") == \
+        "No space left on device: /x/y"
+    assert "nested too deeply" in failure_line(RecursionError(), "status")

@@ -401,8 +401,8 @@ def read_summary_json(results_dir: Path, experiment: str, profile: str) -> dict:
     if content.get("experiment") != experiment:
         raise UserError(f"{path} is not {experiment}'s summary: `{command}` writes it again")
     if content.get("profile") != profile:
-        raise UserError(f"{path} is the summary of profile {quote(content.get('profile'), 30)}, not of {profile}: "
-                        f"`{command}` writes it again")
+        raise UserError(f"{path} is the summary of profile {quote(content.get('profile'), 30)}, not of "
+                        f"{profile}: `{command}` writes it again")
     try:
         _check_texts(content, "summary")
         bad = [name for name in named_run_ids(content) if not is_run_id(name)]
