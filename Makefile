@@ -1,16 +1,11 @@
 # `make study` runs the whole study of one profile; `make test` runs the checks.
-PROFILE ?= subset
+# The profile: PROFILE=..., else $DNNLS_PROFILE, else subset. The data: the library finds it ($DNNLS_DATA_DIR,
+# the shared subset beside the project, Keras' cache; `run` downloads what the profile needs).
+PROFILE ?= $(or $(DNNLS_PROFILE),subset)
 VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
-# Data: $DNNLS_DATA_DIR if set, else the shared subset beside the project, else tensorflow_datasets.
-SHARED_DATA := $(abspath ../shared/data/cifar10-subset/cifar-10-batches-py)
-ifeq ($(DNNLS_DATA_DIR),)
-ifneq ($(wildcard $(SHARED_DATA)),)
-export DNNLS_DATA_DIR := $(SHARED_DATA)
-endif
-endif
 
 .PHONY: study figures report test bench bundle rehearse
 

@@ -172,3 +172,26 @@ def test_a_notebook_or_run_downloads_the_archive_once_then_carves(tmp_path, monk
         assert data.data_digest(Study(config).splits.data) == data.CARVED_SUBSETS[5_085]
     data._load_source.cache_clear()
     assert Study(config).splits.data.num_train == 5_085 and downloads == [True]  # from Keras' cache now
+
+
+def test_the_download_is_keras_get_file_into_keras_cache_checked_by_sha256(tmp_path, monkeypatch):
+    import keras
+
+    asked = {}
+
+    def get_file(fname, **kwargs):
+        asked.update(fname=fname, **kwargs)
+        return f"{kwargs['cache_dir']}/{kwargs['cache_subdir']}/{fname}"
+
+    monkeypatch.setattr(keras.utils, "get_file", get_file)
+    assert sources.download_archive() == tmp_path / "keras-home" / "datasets" / "cifar-10-python.tar.gz"
+    assert asked["origin"] == sources.ARCHIVE_URL and asked["file_hash"] == sources.ARCHIVE_SHA256
+
+    def offline(*args, **kwargs):
+        raise Exception("URL fetch failure on https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz: None\n-- more")
+
+    monkeypatch.setattr(keras.utils, "get_file", offline)
+    with pytest.raises(DataError) as error:
+        sources.download_archive()
+    assert "\n" not in str(error.value) and str(error.value).startswith("could not download CIFAR-10 from https://")
+    assert "DNNLS_DATA_DIR" in str(error.value)

@@ -3,7 +3,9 @@
 A plan names its runs stage by stage (experiment 1 knows its grid only after its probes), so
 the runner cannot count them up front from the plans. These counts are the plans' shapes
 with nothing moved: the ladder keeps its first `exp1.ladder_rungs` rungs. A ladder that grows
-or a grid that moves trains more, and the bar's total grows with the plan. A run that two
+or a grid that moves trains more, and the bar's total grows with the plan; a schedule whose
+peak is one of the grid's rates shares its ablation with the sweep, and the total of the
+finished plan is then smaller. A run that two
 experiments share counts for the first of them in registry order, the experiment the runner
 trains it for: experiment 2's holdout runs at dropout 0 are experiment 1's sweep at its best
 rate, and experiment 3's dropout models are experiment 2's runs on half A.

@@ -229,7 +229,8 @@ class Runner:
 
     def _show_progress(self, plans: list) -> None:
         """Each experiment's bar: its runs in the store of the runs it trains (a shared run counts for the
-        first plan that names it, as in `_missing`), out of the larger of `expected` and its plan so far."""
+        first plan that names it, as in `_missing`), out of the larger of `expected` and its plan so far
+        (out of its plan's runs once the plan is complete)."""
         from tqdm.auto import tqdm
 
         seen: set[str] = set()
@@ -237,7 +238,8 @@ class Runner:
             own = [spec.run_id for spec in plan.specs() if spec.run_id not in seen]
             seen.update(own)
             stored_runs = sum(1 for run_id in own if self.study.store.get(run_id) is not None)
-            total = max(self.expected.get(plan.experiment, 0), len(own))
+            # a complete plan names all its runs (fewer than expected where a schedule's peak is a grid rate)
+            total = len(own) if plan.complete else max(self.expected.get(plan.experiment, 0), len(own))
             bar = self.bars.get(plan.experiment)
             if bar is None:
                 if plan.complete and stored_runs == len(own):
