@@ -72,6 +72,8 @@ def test_a_run_line_names_experiment_group_rate_and_seed(tiny_study):
         "exp2 holdout, dropout 0, lr 0.01, seed 0"  # a group keyed by its dropout rate names it, 0 too
     assert Task(tiny_study.spec(100, 0.5), 0, 0.0, "exp1", "probe", ("probe", 0.5)).describe() == \
         "exp1 probe, lr 0.5, seed 100"
+    assert Task(tiny_study.spec(1000, 0.02), 0, 0.0, "exp1", "trial", ("trial", 0)).describe() == \
+        "exp1 trial, lr 0.02, seed 1000"  # a trial's index is no dropout rate
     assert Task(tiny_study.spec(1, 0.01, batch_norm=True), 0, 0.0, "exp3", "batch_norm", ("batch_norm",)).describe() \
         == "exp3 batch norm, batch norm, lr 0.01, seed 1"
     schedule = WarmupCosine(peak=0.02, warmup_epochs=2, final_fraction=0.01)

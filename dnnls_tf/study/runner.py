@@ -52,7 +52,8 @@ class Task:
         if not isinstance(self.spec, RunSpec):
             return self.experiment
         spec, parts = self.spec, [f"{self.experiment} {self.kind.replace('_', ' ')}"]
-        if spec.dropout or self.group[1:] == (spec.dropout,):  # a group keyed by its dropout rate names it
+        keyed_by_dropout = len(self.group) == 2 and isinstance(self.group[1], float) and self.group[1] == spec.dropout
+        if spec.dropout or keyed_by_dropout:  # a group keyed by its dropout rate names it, 0 included
             parts.append(f"dropout {spec.dropout:g}")
         if spec.batch_norm:
             parts.append("batch norm")
