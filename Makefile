@@ -7,7 +7,7 @@ PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: study figures report test bench bundle rehearse
+.PHONY: study study-unchanged figures report test bench bundle rehearse
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PYTHON) || python3 -m venv $(VENV)
@@ -20,6 +20,12 @@ study: $(STAMP)
 	$(PYTHON) -m dnnls_tf run all --profile $(PROFILE)
 	$(PYTHON) -m dnnls_tf figures --profile $(PROFILE)
 	$(PYTHON) -m dnnls_tf report --profile $(PROFILE)
+
+# On a complete store, `make study` trains nothing and writes the same files again (the PDF's date is fixed):
+# this fails if it changed anything under results/, figures/ or report/ (for CI, once the outputs are current).
+study-unchanged: study
+	@test -z "$$(git status --porcelain -- results figures report)" || \
+	  { git status --short -- results figures report; echo "make study changed the files above"; exit 1; }
 
 figures: $(STAMP)
 	$(PYTHON) -m dnnls_tf figures --profile $(PROFILE)
