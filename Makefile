@@ -1,18 +1,13 @@
 # `make study` runs the whole study of one profile; `make test` runs the checks.
-PROFILE ?= subset
+# The profile: PROFILE=..., else $DNNLS_PROFILE, else subset. The data: the library finds it ($DNNLS_DATA_DIR,
+# the shared subset beside the project, Keras' cache; `run` downloads what the profile needs).
+PROFILE ?= $(or $(DNNLS_PROFILE),subset)
 VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
-# Data: $DNNLS_DATA_DIR if set, else the shared subset beside the project, else tensorflow_datasets.
-SHARED_DATA := $(abspath ../shared/data/cifar10-subset/cifar-10-batches-py)
-ifeq ($(DNNLS_DATA_DIR),)
-ifneq ($(wildcard $(SHARED_DATA)),)
-export DNNLS_DATA_DIR := $(SHARED_DATA)
-endif
-endif
 
-.PHONY: study figures report test bench bundle rehearse
+.PHONY: study study-unchanged figures report test bench bundle rehearse
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PYTHON) || python3 -m venv $(VENV)
@@ -25,6 +20,12 @@ study: $(STAMP)
 	$(PYTHON) -m dnnls_tf run all --profile $(PROFILE)
 	$(PYTHON) -m dnnls_tf figures --profile $(PROFILE)
 	$(PYTHON) -m dnnls_tf report --profile $(PROFILE)
+
+# On a complete store, `make study` trains nothing and writes the same files again (the PDF's date is fixed):
+# this fails if it changed anything under results/, figures/ or report/ (for CI, once the outputs are current).
+study-unchanged: study
+	@test -z "$$(git status --porcelain -- results figures report)" || \
+	  { git status --short -- results figures report; echo "make study changed the files above"; exit 1; }
 
 figures: $(STAMP)
 	$(PYTHON) -m dnnls_tf figures --profile $(PROFILE)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
+import shlex
 import sys
 import traceback
 from pathlib import Path
@@ -38,6 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m dnnls_tf", description="A reproducible CIFAR-10 study of a small CNN.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
+    def add_command(name: str, summary: str, details: str = ""):
+        # `help` is the line in `python -m dnnls_tf --help`; `description` heads the command's own --help page
+        return commands.add_parser(name, help=summary, description=f"{summary[0].upper()}{summary[1:]}. {details}")
+
     def add_common(sub, data: bool = True):
         sub.add_argument("--profile", help="full, subset or quick (default: $DNNLS_PROFILE, else subset)")
         sub.add_argument("--root", help="folder for results/, weights/, figures/ (default: $DNNLS_ROOT, else the project)")
@@ -45,26 +51,46 @@ def build_parser() -> argparse.ArgumentParser:
                          help="override one setting of the profile (repeatable; YAML value)")
         sub.add_argument("--config", metavar="FILE", help="a YAML file of settings that override the profile's")
         if data:
-            sub.add_argument("--data-dir", help="a cifar-10-batches-py folder (default: $DNNLS_DATA_DIR)")
+            sub.add_argument("--data-dir", help="a cifar-10-batches-py folder or cifar-10-python.tar.gz "
+                                                "(default: $DNNLS_DATA_DIR, else the shared subset, Keras' cache)")
 
-    run = commands.add_parser("run", help="train what the experiment's plan lacks and write its summary")
+    run = add_command("run", "train what the experiment's plan lacks and write its summary",
+                      "Finished runs are read from the store, so running the command again (after Ctrl-C, a kill "
+                      "or a crash) trains only what is missing. The experiments an experiment needs are completed "
+                      "first. The only command that may download CIFAR-10.")
     run.add_argument("experiment", help=", ".join(experiment_choices()))
     add_common(run)
-    add_common(commands.add_parser("status", help="runs done / missing / unstable / damaged, per experiment"))
-    add_common(commands.add_parser("figures", help="figures from the summaries and runs (never trains)"), data=False)
-    add_common(commands.add_parser("report", help="generated LaTeX and the PDF from the summaries"), data=False)
-    add_common(commands.add_parser("bundle", help="the submission zip: code, notebooks, results, weights, PDF"),
-               data=False)
-    rehearse = commands.add_parser("rehearse", help="every kind of run for a few steps on synthetic data of the "
-                                   "profile's sizes: checks, seconds per step, the study's predicted time here")
+    add_common(add_command("status", "runs done / missing / unstable / damaged, per experiment",
+                           "Reads the store and the data, never trains or downloads. Each row counts the runs "
+                           "its experiment's plan names so far, including runs it shares with another experiment; "
+                           "the last line counts each distinct run once."))
+    add_common(add_command("figures", "figures from the summaries and runs (never trains)",
+                           "PNG and PDF files under figures/<profile>/, from the store only."), data=False)
+    add_common(add_command("report", "generated LaTeX and the PDF from the summaries",
+                           "Tables and numbers under report/generated/<profile>/ and the PDF, from the summaries and "
+                           "figures only; the same store gives the same PDF, byte for byte."), data=False)
+    add_common(add_command("bundle", "the submission zip: code, notebooks, results, weights, PDF",
+                           "Written to <root>/build/dnnls_tf_<profile>.zip; no data set inside. Unzipped, or "
+                           "uploaded to a Colab session, it is a working copy of the project."), data=False)
+    rehearse = add_command("rehearse", "every kind of run for a few steps on synthetic data of the profile's sizes: "
+                           "checks, seconds per step, the study's predicted time here",
+                           "Nothing is stored: a rehearsal checks code paths and predicts, it does not train the study.")
     rehearse.add_argument("--profile", default="full", help="the profile to rehearse (default: full)")
     rehearse.add_argument("--quick", action="store_true", help="fewer steps on fewer images, under a minute (CI)")
     rehearse.add_argument("--steps", type=int, help="timed steps per kind (default 50; --quick 6)")
     rehearse.add_argument("--json", help="write the result to this JSON file")
-    tensorboard = commands.add_parser("tensorboard", help="TensorBoard event files of every stored run")
+    fork = add_command("fork", "point the notebooks' Colab install cells and badges at your fork",
+                       "Rewrites the one setting (dnnls_tf/notebook.py's REPO_URL) and what derives from it: the "
+                       "install cell and badge of each notebook and the README's badges. Commit and push them, "
+                       "then the badges open your fork's notebooks, which clone your fork.")
+    fork.add_argument("url", nargs="?", help="https://github.com/<you>/<name> (default: the `origin` remote)")
+    tensorboard = add_command("tensorboard", "TensorBoard event files of every stored run",
+                              "Written under results/<profile>/tensorboard/ (git-ignored); prints the command that "
+                              "views them.")
     add_common(tensorboard, data=False)
     tensorboard.add_argument("--force", action="store_true", help="rewrite runs already exported")
-    bench = commands.add_parser("bench", help="training throughput: our loop vs Keras fit (plain and tuned)")
+    bench = add_command("bench", "training throughput: our loop vs Keras fit (plain and tuned)",
+                        "Interleaved rounds in several fresh processes, pooled; medians and bootstrap intervals.")
     bench.add_argument("--json", help="write the results to this JSON file")
     bench.add_argument("--rounds", type=int, default=8,
                        help="measured rounds per process, after its warm-up round (default 8)")
@@ -74,6 +100,26 @@ def build_parser() -> argparse.ArgumentParser:
                        help="TensorFlow intra-op and inter-op pool sizes (default: the subset profile's; "
                             "0 0 = TensorFlow's default)")
     return parser
+
+
+# A command the library suggests in a message, e.g. `python -m dnnls_tf run exp1 --profile quick` (those that
+# take the store options; every suggestion names its profile)
+_SUGGESTED_COMMAND = re.compile(r"python -m dnnls_tf (?:run|status|figures|report|bundle|tensorboard)"
+                                r"(?: (?!--)[^\s`'\"]+)* --profile [^\s`'\"]+")
+
+
+def keep_user_options(message: str, args) -> str:
+    """`message` with the user's store options (--root, --data-dir, --config, --set) added to every command
+    it suggests, so that the suggestion acts on the store and settings the user named."""
+    extra = []
+    for option in ("root", "data_dir", "config"):
+        value = getattr(args, option, None)
+        if value:
+            extra.append(f"--{option.replace('_', '-')} {shlex.quote(str(value))}")
+    extra += [f"--set {shlex.quote(setting)}" for setting in getattr(args, "set", None) or []]
+    if not extra:
+        return message
+    return _SUGGESTED_COMMAND.sub(lambda match: f"{match.group(0)} {' '.join(extra)}", message)
 
 
 def _config(args):
@@ -102,7 +148,10 @@ def command_run(args) -> None:
         raise UserError(f"unknown experiment '{args.experiment}': expected one of {', '.join(choices)}")
     names = list(REGISTRY.names) if args.experiment == "all" else [args.experiment]
     study = _study(args, writable=True)
-    study.splits  # read and validate the data before TensorFlow starts
+    from dnnls_tf.core.data import downloads_allowed
+
+    with downloads_allowed():  # the one command that may download CIFAR-10
+        study.splits  # read and validate the data before the runner starts
     from dnnls_tf.study.runner import complete_experiments
 
     if not study.config.compute.progress:  # no bar: one line per finished run, on stdout
@@ -113,9 +162,11 @@ def command_run(args) -> None:
         runner_log.setLevel(logging.INFO)
         runner_log.propagate = False
 
+    from dnnls_tf.experiments.expected import expected_runs
     from dnnls_tf.tools.tensorboard import live_events
 
-    outcome = complete_experiments(study, REGISTRY, names, args.experiment, observer=live_events)
+    outcome = complete_experiments(study, REGISTRY, names, args.experiment, observer=live_events,
+                                   expected=expected_runs(study.config))
     print(outcome.describe(args.experiment, study))
 
 
@@ -225,7 +276,14 @@ def command_tensorboard(args) -> None:
     print(f"{root}\nview it with: tensorboard --logdir {root}")
 
 
-COMMANDS = {"run": command_run, "status": command_status, "figures": command_figures,
+def command_fork(args) -> None:
+    from dnnls_tf.notebook import point_at_repository
+
+    changed = point_at_repository(args.url)
+    print("\n".join(str(path) for path in changed) if changed else "nothing to change: already pointing there")
+
+
+COMMANDS = {"fork": command_fork, "run": command_run, "status": command_status, "figures": command_figures,
             "report": command_report, "bundle": command_bundle, "bench": command_bench,
             "rehearse": command_rehearse, "tensorboard": command_tensorboard}
 
@@ -260,7 +318,7 @@ def _silence_stdout() -> None:
 
 def main(argv=None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
-    command = None
+    args, command = None, None
     try:
         args = build_parser().parse_args(argv)
         command = args.command
@@ -273,6 +331,8 @@ def main(argv=None) -> int:
         line = failure_line(error, command)
         if line is None:
             raise
+        if isinstance(error, UserError) and args is not None:
+            line = keep_user_options(line, args)  # suggested commands act on the user's own store and settings
         if isinstance(error, BrokenPipeError):
             _silence_stdout()
         if os.environ.get(DEBUG_VARIABLE, "0") not in ("", "0"):

@@ -1,7 +1,7 @@
 """The notebooks' entry points: `start()` sets a session up in one call, `run()` trains an experiment.
 
-In Colab, the first cell installs the project (`install_cell()` writes it from
-REPO_URL; nbval skips it) and the next one calls `start()`:
+In Colab, the first cell finds and installs the project (`install_cell()` writes it from
+REPO_URL and DRIVE_FOLDER; nbval skips it) and the next one calls `start()`:
 
     from dnnls_tf import notebook
     study = notebook.start(drive=True)   # profile, TensorFlow, Drive, GPU check, banner
@@ -19,6 +19,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import re
 import sys
 import warnings
 from pathlib import Path
@@ -27,6 +28,7 @@ from dnnls_tf import __version__
 from dnnls_tf.experiments import REGISTRY, load_config
 from dnnls_tf.study.config import PROFILES, Config
 from dnnls_tf.errors import UserError
+from dnnls_tf.paths import PROJECT_ROOT
 
 # The notebooks call the display helpers as `notebook.<name>`: one import in their first cell gives
 # them all (tests/test_notebook.py checks that every name they call resolves).
@@ -51,32 +53,122 @@ from dnnls_tf.publish.notebook_display import (  # noqa: F401 - re-exported for 
 )
 from dnnls_tf.study.study import Study
 
-# The project's repository: the Colab install cell and the "Open in Colab" badges derive from it.
+# The project's repository, the one setting behind the Colab install cells and the "Open in Colab" badges:
+# `python -m dnnls_tf fork [URL]` rewrites it here, in the three notebooks and in the README (for a fork).
 REPO_URL = "https://github.com/dnnls-tf/dnnls_tf"
-COLAB_CHECKOUT = "/content/dnnls_tf"
-DRIVE_MOUNT = "/content/drive"
-DRIVE_ROOT = DRIVE_MOUNT + "/MyDrive/dnnls_tf"  # results/, weights/, figures/ survive a disconnected runtime
+DRIVE_FOLDER = "MyDrive/dnnls_tf"  # the project folder on Google Drive (also the run store's home there)
+# Colab's session folder, where the project is checked out and Drive is mounted (a test sets another)
+COLAB_HOME = os.environ.get("DNNLS_COLAB_HOME", "/content")
+COLAB_CHECKOUT = f"{COLAB_HOME}/dnnls_tf"
+DRIVE_MOUNT = f"{COLAB_HOME}/drive"
+DRIVE_ROOT = f"{DRIVE_MOUNT}/{DRIVE_FOLDER}"  # results/, weights/, figures/ survive a disconnected runtime
 NOTEBOOKS = ("01_learning_rate", "02_dropout_transfer", "03_gradient_flow")
 _HANDLER_NAME = "dnnls_tf-notebook"
 
+# The notebooks' first code cell, as `install_cell()` fills it in. It runs before dnnls_tf can be imported, so it
+# is plain Python: it finds the project where a Colab user has it, in this order, and installs what it needs.
+_INSTALL_CELL = """\
+# Colab: find the project and install what it needs (nothing happens elsewhere; nbval skips this cell).
+REPO_URL = "{repo_url}"  # the repository to clone: yours, for a fork (README: "Colab")
+DRIVE_FOLDER = "{drive_folder}"  # the project folder on Google Drive, if you put it there
+import glob, importlib.util, os, site, subprocess, sys, zipfile
+if importlib.util.find_spec("google.colab"):
+    home = os.environ.get("DNNLS_COLAB_HOME", "/content")  # Colab's session folder
+    project, is_project = f"{{home}}/dnnls_tf", lambda folder: os.path.isfile(f"{{folder}}/dnnls_tf/__init__.py")
+    if not is_project(project):  # 1. a checkout this session already has; else 2. the folder on Drive
+        from google.colab import drive
+        drive.mount(f"{{home}}/drive")
+        if is_project(f"{{home}}/drive/{{DRIVE_FOLDER}}"):
+            project = f"{{home}}/drive/{{DRIVE_FOLDER}}"
+        elif subprocess.run(["git", "clone", "-q", "--depth", "1", REPO_URL, project], capture_output=True,
+                            env={{**os.environ, "GIT_TERMINAL_PROMPT": "0"}}).returncode:  # 3. a clone of REPO_URL
+            for upload in sorted(glob.glob(f"{{home}}/dnnls_tf*.zip"))[-1:]:  # 4. the bundle zip, uploaded here
+                zipfile.ZipFile(upload).extractall(project)
+    if not is_project(project):
+        class ProjectNotFound(Exception):
+            _render_traceback_ = lambda self: [str(self)]  # IPython shows this one line, no traceback
+        raise ProjectNotFound(f"dnnls_tf not found: set REPO_URL above to your fork's URL, put the project folder "
+                              f"on Google Drive as {{DRIVE_FOLDER}}, or upload the zip of `python -m dnnls_tf bundle` "
+                              f"to {{home}}; then run this cell again")
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-r", f"{{project}}/requirements.txt"], check=True)
+    with open(f"{{site.getsitepackages()[0]}}/dnnls_tf.pth", "w") as path_file:  # importable by every process
+        path_file.write(project + "\\n")
+    sys.path.insert(0, project)
+    print(f"dnnls_tf: {{project}}")"""
+
 
 # ------------------------------------------------------------------ Colab
-def install_cell() -> str:
-    """The notebooks' Colab cell: fetch the project and install its runtime requirements.
+def install_cell(repo_url: str | None = None, drive_folder: str | None = None) -> str:
+    """The notebooks' Colab cell: find the project and install its runtime requirements.
 
-    Two lines; the first does nothing outside Colab (where `google.colab` cannot be imported),
-    so "Run all" in a local Jupyter, or nbconvert, passes over it; nbval skips the cell.
+    Colab only (it checks for `google.colab`), so "Run all" in a local Jupyter, or nbconvert, passes
+    over it; nbval skips it. It looks, in this order, for a checkout in the session folder, the
+    project folder on Google Drive (DRIVE_FOLDER), a clone of REPO_URL, then the `bundle` zip
+    uploaded to the session, installs requirements.txt, and makes the project importable in the
+    kernel and in every process it starts; when none is there it says in one line what to do.
     """
-    return (f'!python -c "import google.colab" 2>/dev/null && (test -d {COLAB_CHECKOUT} || git clone -q --depth 1 '
-            f"{REPO_URL} {COLAB_CHECKOUT}) && pip install -q -r {COLAB_CHECKOUT}/requirements.txt -e {COLAB_CHECKOUT}\n"
-            f'import sys; sys.path.insert(0, "{COLAB_CHECKOUT}")  # Colab: importable now, without a restart')
+    return _INSTALL_CELL.format(repo_url=repo_url or REPO_URL, drive_folder=drive_folder or DRIVE_FOLDER)
 
 
-def colab_badge(notebook: str) -> str:
+def colab_badge(notebook: str, repo_url: str | None = None) -> str:
     """Markdown of an "Open in Colab" badge for notebooks/<notebook>.ipynb on the main branch."""
-    repository = REPO_URL.removeprefix("https://github.com/").removesuffix(".git")
+    repository = (repo_url or REPO_URL).removeprefix("https://github.com/").removesuffix(".git")
     return (f"[![Open in Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
             f"(https://colab.research.google.com/github/{repository}/blob/main/notebooks/{notebook}.ipynb)")
+
+
+def github_url(remote: str) -> str:
+    """https://github.com/<owner>/<name> of a GitHub remote (https or ssh form), else a UserError."""
+    match = re.fullmatch(r"(?:https://github\.com/|git@github\.com:|ssh://git@github\.com/)([\w.-]+)/([\w.-]+?)"
+                         r"(?:\.git)?/?", remote.strip())
+    if not match:
+        raise UserError(f"{remote!r} is not a GitHub repository URL (Colab opens notebooks from GitHub): expected "
+                        f"https://github.com/<owner>/<name>")
+    return f"https://github.com/{match[1]}/{match[2]}"
+
+
+def point_at_repository(repo_url: str | None = None, project: Path = PROJECT_ROOT) -> list[Path]:
+    """Point the Colab install cells and badges of the checkout `project` at `repo_url` (default: its
+    `origin` remote).
+
+    Rewrites REPO_URL in dnnls_tf/notebook.py, each notebook's install cell and badge (nothing else
+    of the notebooks, outputs included) and the README's badges; returns the files it changed.
+    """
+    import json
+    import subprocess
+
+    if repo_url is None:
+        found = subprocess.run(["git", "remote", "get-url", "origin"], cwd=project, capture_output=True, text=True)
+        if found.returncode:
+            raise UserError("this checkout has no `origin` remote: name your fork, e.g. "
+                            "`python -m dnnls_tf fork https://github.com/<you>/dnnls_tf`")
+        repo_url = found.stdout
+    new, old = github_url(repo_url), REPO_URL
+    old_path, new_path = (f"colab.research.google.com/github/{url.removeprefix('https://github.com/')}/"
+                          for url in (old, new))
+    changed = []
+
+    def rewrite(path: Path, text: str) -> None:
+        if text != path.read_text():
+            path.write_text(text)
+            changed.append(path)
+
+    module = project / "dnnls_tf" / "notebook.py"
+    rewrite(module, module.read_text().replace(f'REPO_URL = "{old}"', f'REPO_URL = "{new}"', 1))
+    for name in NOTEBOOKS:
+        path = project / "notebooks" / f"{name}.ipynb"
+        content = json.loads(path.read_text())
+        for cell in content["cells"]:
+            source = "".join(cell["source"])
+            if cell["cell_type"] == "code" and source == install_cell(old):
+                cell["source"] = install_cell(new).splitlines(keepends=True)
+            elif cell["cell_type"] == "markdown" and source.startswith(colab_badge(name, old)):
+                cell["source"] = (colab_badge(name, new) + source[len(colab_badge(name, old)):]).splitlines(
+                    keepends=True)
+        rewrite(path, json.dumps(content, indent=1, ensure_ascii=False) + "\n")  # as Jupyter writes it
+    readme = project / "README.md"
+    rewrite(readme, readme.read_text().replace(old_path, new_path))
+    return changed
 
 
 def in_colab() -> bool:
@@ -150,11 +242,15 @@ def start(profile: str | None = None, *, drive: bool = False, root: str | Path |
     pools = runtime.start(config.compute)
     drive_root = mount_drive() if drive else None  # None outside Colab: `drive` is then ignored
     if drive_root is not None and root is None and not os.environ.get("DNNLS_ROOT"):
-        root = drive_root
+        # the project folder itself when it lies on Drive (the install cell found it there), else DRIVE_ROOT
+        root = PROJECT_ROOT if PROJECT_ROOT.is_relative_to(Path(DRIVE_MOUNT).resolve()) else drive_root
     study = Study(config, root=root, data_dir=data_dir)
     log_runs()
     gpus = gpu_names()
-    study.splits  # read and check the data now: a bad source stops here, with one line
+    from dnnls_tf.core.data import downloads_allowed
+
+    with downloads_allowed():  # a notebook gets its data wherever it runs (Colab: a download, once)
+        study.splits  # read and check the data now: a bad source stops here, with one line
     print_banner(study, gpus, pools)
     if study.profile == "full" and not gpus:
         print("warning   : the full profile is meant for a GPU (Colab: Runtime > Change runtime type > GPU)")
@@ -162,13 +258,16 @@ def start(profile: str | None = None, *, drive: bool = False, root: str | Path |
 
 
 def data_source(study: Study) -> str:
-    """Where the profile's images come from, in words."""
-    kind, location = study.source
+    """Where the profile's images come from, in words (after the data was read: a download is named by
+    where it landed, a carved subset by its rule)."""
+    kind, location = study.splits.data.source.partition(":")[::2]
+    location, _, carved = location.partition(" (")
     location = shown_path(location) if location else location
-    return {"folder": f"CIFAR-10 folder {location}",
-            "archive": f"CIFAR-10 archive {location} (checked, extracted once)",
-            "tfds": "tensorflow_datasets cifar10 (downloaded once)",
-            "synthetic": "synthetic images (no CIFAR-10 found; code paths only)"}[kind]
+    words = {"folder": f"CIFAR-10 folder {location}",
+             "archive": f"CIFAR-10 archive {location} (checked, extracted once)",
+             "tfds": "tensorflow_datasets cifar10 (downloaded once)",
+             "synthetic": "synthetic images (no CIFAR-10 found; code paths only)"}.get(kind, study.splits.data.source)
+    return f"{words}, {carved.rstrip(')')}" if carved else words
 
 
 def print_banner(study: Study, gpus: list[str] | None = None, pools: dict | None = None) -> None:
@@ -216,9 +315,12 @@ def run(study: Study, experiment: str):
     writable = study.writable
     study.writable = True  # only while the store is locked: reading helpers never write
     try:
+        from dnnls_tf.experiments.expected import expected_runs
         from dnnls_tf.tools.tensorboard import live_events
 
-        outcome = complete_experiments(study, REGISTRY, names, experiment, observer=live_events)
+        # a bar per experiment, whatever `progress` says: the notebook's one view of how far training is
+        outcome = complete_experiments(study, REGISTRY, names, experiment, observer=live_events,
+                                       expected=expected_runs(study.config), bars=True)
     finally:
         study.writable = writable
     print(describe_outcome(study, experiment, outcome))

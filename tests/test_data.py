@@ -300,7 +300,8 @@ def tfds():
 def test_tfds_source_reads_and_checks_cifar10(tfds, tmp_path):
     config = tiny_config(data__source="tfds")
     assert resolve_source(config) == ("tfds", None)
-    with tfds.testing.mock_data(num_examples=120):  # random images; seeded labels cover all 10 classes
+    # random images, seeded labels that cover all 10 classes; a download, so only where downloads are allowed
+    with tfds.testing.mock_data(num_examples=120), data.downloads_allowed():
         loaded = load_cifar10(config)
     assert loaded.source == "tfds:cifar10"
     assert loaded.images.shape == (120, 32, 32, 3) and loaded.images.dtype == np.uint8

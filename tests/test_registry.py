@@ -31,7 +31,7 @@ def settings(root) -> list[str]:
 def test_status_run_the_summary_and_the_report_table_pick_up_a_new_experiment(toy, tmp_path, capsys):
     assert cli.main(["status", *settings(tmp_path)]) == 0
     line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("toy"))
-    assert "2 planned: 0 done, 0 unstable, 2 missing" in line
+    assert "2 planned, 1 of them baseline's: 0 done, 0 unstable, 2 missing" in line  # its seed-0 run is the baseline
     assert cli.main(["run", "toy", *settings(tmp_path)]) == 0
     assert "toy [quick]: trained 2 run(s)" in capsys.readouterr().out
     assert cli.main(["status", *settings(tmp_path)]) == 0

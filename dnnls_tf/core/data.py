@@ -7,12 +7,21 @@ $DNNLS_DATA_DIR (a `cifar-10-batches-py` folder, or the official
 `cifar-10-python.tar.gz`), the shared subset beside the project, Keras' cache
 (`~/.keras/datasets`: an extracted folder or the downloaded archive), then
 tensorflow_datasets.
+
+The subset profile's data is a rule, not a folder: the first 1,017 images of each official
+batch. Where the shared subset is absent, it is carved from the full official CIFAR-10
+(Keras' archive keeps the official order; tensorflow_datasets' does not) and checked against
+the shared subset's fingerprint. Only `run` and the notebooks download (inside
+`downloads_allowed()`); every other reader of a missing source gets one line at once.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import hashlib
 import logging
 import os
+from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -20,9 +29,10 @@ import numpy as np
 
 from dnnls_tf.errors import DataError
 from dnnls_tf.paths import SHARED_DATA
-from dnnls_tf.core.sources import (BATCHES_FOLDER, NUM_CLASSES, CifarData, held_out_test_arrays, is_archive,
-                              keras_cache_archive, keras_cache_folder, keras_datasets_dir, load_archive, load_folder,
-                              load_tfds, make_synthetic, tfds_data_dir)
+from dnnls_tf.core.sources import (BATCHES_FOLDER, NUM_CLASSES, TRAIN_BATCHES, CifarData, download_archive,
+                              held_out_test_arrays, is_archive, keras_cache_archive, keras_cache_folder,
+                              keras_datasets_dir, load_archive, load_folder, load_tfds, make_synthetic,
+                              tfds_data_dir, tfds_prepared)
 
 log = logging.getLogger(__name__)
 
@@ -30,15 +40,31 @@ SHARED_SUBSET = SHARED_DATA / "cifar10-subset" / BATCHES_FOLDER
 SPLITS = ("holdout_train", "holdout_val", "half_a", "half_b")
 TRAIN_EVAL_SEED = 2023
 COLLAPSE_ACCURACY = 2 / NUM_CLASSES  # DESIGN: a run whose best validation accuracy stays below is unstable
+OFFICIAL_BATCH = 10_000  # images in each official batch: data_batch_1..5 and test_batch
+# Subsets carved from the official batches: {training images: SHA-256 (`data_digest`) of the shared subset's
+# arrays}. 5,085 = the first 1,017 images of each of the five training batches (and of the test batch).
+CARVED_SUBSETS = {5_085: "dc2b3e91969cd7b6aad0dc08ebe916fc352c23ee84a6f70e56f2b68157de0af7"}
+_DOWNLOADS = contextvars.ContextVar("dnnls_tf_downloads", default=False)
+
+
+@contextlib.contextmanager
+def downloads_allowed():
+    """Within this block, reading the data may download it (`run` and the notebooks); elsewhere never."""
+    token = _DOWNLOADS.set(True)
+    try:
+        yield
+    finally:
+        _DOWNLOADS.reset(token)
 
 
 # ------------------------------------------------------------------ choosing and loading
 def resolve_source(config, data_dir: str | Path | None = None) -> tuple[str, str | None]:
     """Which source the profile will read, decided without reading it.
 
-    Returns ("folder", path), ("archive", path), ("tfds", None) or ("synthetic", None).
+    Returns ("folder", path), ("archive", path), ("keras", None), ("tfds", None) or ("synthetic", None).
     `source: auto` tries --data-dir, $DNNLS_DATA_DIR, the shared subset, Keras' cache
-    (folder, then archive), then synthetic images if the profile allows it, else
+    (folder, then archive), then synthetic images if the profile allows it, else a download:
+    Keras' official archive ("keras") for a profile carved from the official batches, else
     tensorflow_datasets. `folder` takes local files only; `tfds` and `synthetic` use
     that source only.
     """
@@ -60,6 +86,8 @@ def resolve_source(config, data_dir: str | Path | None = None) -> tuple[str, str
     if config.data.synthetic_fallback:
         log.warning("no CIFAR-10 folder found: using synthetic images (quick profile only)")
         return "synthetic", None
+    if config.data.expected_train in CARVED_SUBSETS:  # carved by position: only the official order will do
+        return "keras", None
     return "tfds", None
 
 
@@ -75,14 +103,24 @@ def _load_source(kind: str, location: str | None) -> CifarData:
 
 
 def load_cifar10(config, data_dir: str | Path | None = None) -> CifarData:
-    """The profile's data from its source (`resolve_source`), capped at `max_train` / `max_test`."""
+    """The profile's data from its source (`resolve_source`), carved where the profile is a subset of the
+    official batches (`carve_subset`), capped at `max_train` / `max_test`.
+
+    A source that must be downloaded is downloaded only inside `downloads_allowed()`; elsewhere
+    it is one DataError line, at once.
+    """
     kind, location = resolve_source(config, data_dir)
+    if kind == "keras" or (kind == "tfds" and not tfds_prepared()):
+        if not _DOWNLOADS.get():
+            raise DataError(missing_source(config))
+        if kind == "keras":
+            kind, location = "archive", str(download_archive())
     if kind == "tfds":
         from dnnls_tf.core import runtime
 
         runtime.start(config.compute)  # tf.data runs TensorFlow ops: size the thread pools first
         location = str(tfds_data_dir())
-    data = _load_source(kind, location)
+    data = carve_subset(_load_source(kind, location), config.data.expected_train)
     expected = config.data.expected_train
     if expected is not None and data.num_train != expected:
         raise DataError(f"profile {config.profile} expects {expected:,} training images, but {data.source} has "
@@ -91,6 +129,57 @@ def load_cifar10(config, data_dir: str | Path | None = None) -> CifarData:
     test_images, test_labels = data._test
     return CifarData(data.images[:max_train], data.labels[:max_train], data.source,
                      (test_images[:max_test], test_labels[:max_test]))
+
+
+def missing_source(config) -> str:
+    """The one line a command that never downloads says when the profile's data is not on this machine."""
+    if config.data.source == "tfds":
+        where, what = f"tensorflow_datasets has no cifar10 in {tfds_data_dir()}", "it"
+    else:
+        where = f"no {SHARED_SUBSET}, nothing in {keras_datasets_dir()}"
+        what = ("Keras' official archive (163 MiB; the subset is carved from it)"
+                if config.data.expected_train in CARVED_SUBSETS else "CIFAR-10 through tensorflow_datasets")
+    return (f"no CIFAR-10 for profile {config.profile} on this machine ({where}): `python -m dnnls_tf run all "
+            f"--profile {config.profile}` downloads {what} once, or pass --data-dir (a {BATCHES_FOLDER} folder "
+            f"or cifar-10-python.tar.gz)")
+
+
+def data_digest(data: CifarData) -> str:
+    """SHA-256 of a data set's training and test arrays (shapes and bytes), in order."""
+    digest = hashlib.sha256()
+    for array in (data.images, data.labels, *held_out_test_arrays(data)):
+        digest.update(str(array.shape).encode())
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
+
+
+def carve_subset(data: CifarData, expected_train: int | None) -> CifarData:
+    """The subset a profile expects, cut from the full official CIFAR-10 by its rule; other data unchanged.
+
+    A profile whose `expected_train` is in CARVED_SUBSETS takes the first expected_train / 5
+    images of each of the five official training batches and as many of the test batch. Only a
+    folder or archive in the official layout keeps the batches' order (tensorflow_datasets'
+    does not), and the result must have the shared subset's fingerprint, else one DataError line.
+    """
+    official = len(TRAIN_BATCHES) * OFFICIAL_BATCH
+    if expected_train not in CARVED_SUBSETS or data.num_train != official:
+        return data
+    if not data.source.startswith(("folder:", "archive:")):
+        raise DataError(f"{data.source} does not keep CIFAR-10's official order, so the {expected_train:,}-image "
+                        f"subset cannot be carved from it: set DNNLS_DATA_DIR to the official "
+                        f"cifar-10-python.tar.gz or its {BATCHES_FOLDER} folder")
+    per_batch = expected_train // len(TRAIN_BATCHES)
+    rows = np.concatenate([np.arange(start, start + per_batch) for start in range(0, official, OFFICIAL_BATCH)])
+    test_images, test_labels = held_out_test_arrays(data)
+    carved = replace(data, images=data.images[rows], labels=data.labels[rows],
+                     source=f"{data.source} (the first {per_batch:,} images of each batch)",
+                     _test=(test_images[:per_batch], test_labels[:per_batch]))
+    found = data_digest(carved)
+    if found != CARVED_SUBSETS[expected_train]:
+        raise DataError(f"the {expected_train:,} images carved from {data.source} differ from the shared subset "
+                        f"(SHA-256 {found[:16]}..., expected {CARVED_SUBSETS[expected_train][:16]}...): not the "
+                        f"official CIFAR-10 batches in their official order")
+    return carved
 
 
 # ------------------------------------------------------------------ splits

@@ -32,7 +32,8 @@ IMAGE_SHAPE = (32, 32, 3)
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_BATCH = "test_batch"
 BATCHES_FOLDER = "cifar-10-batches-py"
-# The official cifar-10-python.tar.gz (163 MiB), as keras.datasets.cifar10 checks it.
+# The official cifar-10-python.tar.gz (163 MiB), where keras.datasets.cifar10 downloads it and how it checks it.
+ARCHIVE_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 ARCHIVE_SHA256 = "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce"
 # Names the archive has in Keras' cache: the official one, Keras 3's download, Keras 2's.
 KERAS_ARCHIVES = ("cifar-10-python.tar.gz", "cifar-10-batches-py-target_archive", "cifar-10-batches-py.tar.gz")
@@ -258,10 +259,39 @@ def load_archive(archive: Path) -> CifarData:
     return replace(load_folder(target), source=f"archive:{archive}")
 
 
+def download_archive() -> Path:
+    """Download the official cifar-10-python.tar.gz into Keras' cache (once) and return its path.
+
+    `keras.utils.get_file`, as `keras.datasets.cifar10` does, checked against ARCHIVE_SHA256;
+    a failed download leaves no file and is one DataError line. Imports TensorFlow (quietly).
+    """
+    datasets = keras_datasets_dir()
+    try:
+        from dnnls_tf.core.runtime import import_tensorflow
+
+        import_tensorflow()
+        import keras
+
+        log.warning("downloading CIFAR-10 (%s, 163 MiB) into %s (once)", ARCHIVE_URL, datasets)
+        path = keras.utils.get_file(KERAS_ARCHIVES[0], origin=ARCHIVE_URL, file_hash=ARCHIVE_SHA256,
+                                    cache_dir=str(datasets.parent), cache_subdir=datasets.name)
+    except Exception as error:
+        message = (str(error).strip().splitlines() or [""])[0][:160]
+        raise DataError(f"could not download CIFAR-10 from {ARCHIVE_URL} ({type(error).__name__}: {message}); "
+                        f"without internet, set DNNLS_DATA_DIR to a {BATCHES_FOLDER} folder or "
+                        f"cifar-10-python.tar.gz") from None
+    return Path(path)
+
+
 # ------------------------------------------------------------------ tensorflow_datasets source
 def tfds_data_dir() -> Path:
     """Where tensorflow_datasets keeps its data: $TFDS_DATA_DIR, else ~/tensorflow_datasets."""
     return Path(os.environ.get("TFDS_DATA_DIR") or Path.home() / "tensorflow_datasets")
+
+
+def tfds_prepared(data_dir: str | Path | None = None) -> bool:
+    """Whether tensorflow_datasets has cifar10 prepared in `data_dir` (reading it then downloads nothing)."""
+    return any((Path(data_dir) if data_dir else tfds_data_dir()).glob("cifar10/*/dataset_info.json"))
 
 
 def _entries(folder: Path, depth: int = 3) -> set[Path]:

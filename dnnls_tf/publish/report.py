@@ -377,9 +377,17 @@ def _first_error(log: Path, output: str) -> str:
     return complaints[0] if complaints else "latexmk failed"
 
 
+# The PDF's dates (pdfTeX's CreationDate, ModDate and the /ID it derives from them) when the environment sets
+# none: fixed, so that the same store gives the same PDF byte for byte (`make study` leaves a checkout clean).
+# 2026-11-25 00:00 UTC, the day the committed subset store was trained; the PDF shows no date otherwise.
+SOURCE_DATE_EPOCH = "1795564800"
+
+
 def _run_latexmk(folder: Path, log: Path) -> tuple[int, str]:
     """latexmk in its own process group, so a timeout or an interrupt ends pdflatex and bibtex too."""
-    environment = {**os.environ, "max_print_line": "10000"}  # one log line per error
+    environment = {"SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH, **os.environ,
+                   "FORCE_SOURCE_DATE": "1",  # pdfTeX takes its dates from SOURCE_DATE_EPOCH, not the clock
+                   "max_print_line": "10000"}  # one log line per error
     process = subprocess.Popen(["latexmk", "main.tex"], cwd=folder, stdin=subprocess.DEVNULL,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environment,
                                start_new_session=True)

@@ -9,6 +9,7 @@ checked once, here, for its type and range; the rest of the library trusts it.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import os
 import stat
@@ -202,7 +203,8 @@ def _build_section(cls, values: dict, section: str, origin: str):
     known = {f.name for f in dataclasses.fields(cls)}
     for key in values:
         if key not in known:
-            raise ConfigError(f"{origin}: unknown key {quote(f'{section}.{key}')}")
+            raise ConfigError(f"{origin}: unknown key {quote(f'{section}.{key}')}"
+                              f"{_suggestion(key, known, section + '.')}")
     missing = [key for key in known if key not in values]
     if missing:
         raise ConfigError(f"{origin}: '{section}.{missing[0]}' is not set (base.yaml must set every key)")
@@ -222,7 +224,7 @@ def _build(tree: dict, profile: str, origin: str, section_types: Mapping[str, ty
     schema = {**CORE_SECTIONS, **section_types}
     for key in tree:
         if key not in schema and key != "description":
-            raise ConfigError(f"{origin}: unknown key {quote(key)}")
+            raise ConfigError(f"{origin}: unknown key {quote(key)}{_suggestion(key, [*schema, 'description'])}")
     sections = {}
     for section, cls in schema.items():
         values = tree.get(section)
@@ -308,12 +310,20 @@ def _read_yaml(path: Path) -> dict:
     return content
 
 
+def _suggestion(key: str, known, prefix: str = "") -> str:
+    """The hint " (did you mean 'section.key'?)" for the known key closest to a mistyped one (difflib), or ""."""
+    if len(str(key)) > 100:  # a huge value is no typo of a key (and difflib would take long on it)
+        return ""
+    close = difflib.get_close_matches(str(key), [str(name) for name in known], n=1, cutoff=0.6)
+    return f" (did you mean '{prefix}{close[0]}'?)" if close else ""
+
+
 def _merge(tree: dict, override: dict, origin: str, prefix: str = "") -> None:
     """Overlay `override` onto `tree` in place; keys must exist in `tree`."""
     for key, value in override.items():
         name = f"{prefix}{key}"
         if key not in tree:
-            raise ConfigError(f"{origin}: unknown key {quote(name)}")
+            raise ConfigError(f"{origin}: unknown key {quote(name)}{_suggestion(key, tree, prefix)}")
         if isinstance(tree[key], dict):
             if not isinstance(value, dict):
                 raise ConfigError(f"{origin}: {quote(name)} must be a mapping")

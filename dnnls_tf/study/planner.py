@@ -6,6 +6,8 @@ registry order, handing each plan the plans of the experiments it needs (so expe
 """
 from __future__ import annotations
 
+from collections import Counter
+
 from dnnls_tf.errors import UserError
 from dnnls_tf.study.plan import Plan, Registry, stored
 
@@ -42,32 +44,58 @@ def groups_stored(study, plan: Plan) -> dict[tuple, list]:
 STATUSES = ("done", "unstable", "missing", "damaged")
 
 
-def run_counts(study, registry: Registry) -> dict[str, dict]:
-    """Per experiment: runs planned so far and how many are done, unstable, missing, damaged; what waits."""
-    counts = {}
+def _plans_or_problem(study, registry: Registry) -> tuple[dict[str, Plan], str]:
     try:
-        plans = plan_all(study, registry, registry.names)
+        return plan_all(study, registry, registry.names), ""
     except UserError as error:  # a plan that cannot go on (no stable rate, ...): said on every row
-        plans, problem = {}, str(error)
+        return {}, str(error)
+
+
+def _count(study, specs) -> dict:
+    row = {"planned": 0, **{status: 0 for status in STATUSES}}
+    for spec in specs:
+        row["planned"] += 1
+        row[study.store.status(spec.run_id)] += 1
+    return row
+
+
+def run_counts(study, registry: Registry) -> dict[str, dict]:
+    """Per experiment: runs planned so far and how many are done, unstable, missing, damaged; what waits.
+
+    A run that two experiments share counts in both rows (`status_lines` says how many are shared)."""
+    return _rows(study, registry, *_plans_or_problem(study, registry))
+
+
+def _rows(study, registry: Registry, plans: dict[str, Plan], problem: str) -> dict[str, dict]:
+    counts = {}
     for name in registry.names:
         if name not in plans:
-            counts[name] = {"planned": 0, **{status: 0 for status in STATUSES}, "waiting": problem}
+            counts[name] = {**_count(study, []), "waiting": problem}
             continue
-        row = {"planned": 0, **{status: 0 for status in STATUSES}}
-        for spec in plans[name].specs():
-            row["planned"] += 1
-            row[study.store.status(spec.run_id)] += 1
-        row["waiting"] = "; ".join(w.what for w in plans[name].waiting)
-        counts[name] = row
+        counts[name] = {**_count(study, plans[name].specs()),
+                        "waiting": "; ".join(w.what for w in plans[name].waiting)}
     return counts
 
 
 def status_lines(study, registry: Registry) -> list[str]:
-    """Per experiment: runs planned so far, done / unstable / missing / damaged, and what waits."""
+    """Per experiment: runs planned so far, done / unstable / missing / damaged, and what waits; each row
+    names the runs it shares with an earlier experiment. Then all experiments, each distinct run once."""
+    plans, problem = _plans_or_problem(study, registry)
+    owner: dict[str, str] = {}  # run id -> the first experiment (registry order) whose plan names it
+    for name, plan in plans.items():
+        for spec in plan.specs():
+            owner.setdefault(spec.run_id, name)
     lines = []
-    for name, row in run_counts(study, registry).items():
+    for name, row in _rows(study, registry, plans, problem).items():
         row = dict(row)
         waiting, planned = row.pop("waiting"), row.pop("planned")
-        line = f"{name:9s} {planned:3d} planned: " + ", ".join(f"{v} {k}" for k, v in row.items())
+        shared = Counter(owner[spec.run_id] for spec in plans[name].specs()) if name in plans else Counter()
+        shared.pop(name, None)
+        of_others = "".join(f", {count} of them {other}'s" for other, count in shared.items())
+        line = f"{name:9s} {planned:3d} planned{of_others}: " + ", ".join(f"{v} {k}" for k, v in row.items())
         lines.append(line + (f"; waiting for {waiting}" if waiting else ""))
+    unique = {spec.run_id: spec for plan in plans.values() for spec in plan.specs()}
+    total = _count(study, unique.values())
+    lines.append(f"{'all':9s} {total.pop('planned'):3d} distinct runs: " + ", ".join(f"{v} {k}" for k, v in total.items())
+                 + " (a run that experiments share is counted once here, and in each of their rows above)")
     return lines

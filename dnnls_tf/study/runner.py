@@ -42,14 +42,30 @@ class Task:
     cost: float  # training images, weighted (frozen conv layers cost less)
     experiment: str = ""
     kind: str = "range_test"
+    group: tuple = ()  # the key of the plan's first group that holds the run, e.g. ("dropout", 0.2)
 
     @property
     def run_id(self) -> str:
         return self.spec.run_id if isinstance(self.spec, RunSpec) else self.spec.stage_id
 
+    def describe(self) -> str:
+        """What the task trains, in words: experiment, group, dropout and batch norm where set, rate, seed."""
+        if not isinstance(self.spec, RunSpec):
+            return self.experiment
+        spec, parts = self.spec, [f"{self.experiment} {self.kind.replace('_', ' ')}"]
+        keyed_by_dropout = len(self.group) == 2 and isinstance(self.group[1], float) and self.group[1] == spec.dropout
+        if spec.dropout or keyed_by_dropout:  # a group keyed by its dropout rate names it, 0 included
+            parts.append(f"dropout {spec.dropout:g}")
+        if spec.batch_norm:
+            parts.append("batch norm")
+        rate = spec.learning_rate
+        parts += [f"lr {rate:g}" if isinstance(rate, float) else f"lr {rate.describe()}", f"seed {spec.seed}"]
+        return ", ".join(parts)
+
 
 def execute(spec, study: Study, pools: dict, progress: bool = False, observer=None) -> str:
-    """Train one run and store it, or execute a plan's stage; returns a one-line description.
+    """Train one run and store it, or execute a plan's stage; returns a one-line description of the outcome
+    (a run's: its status, validation accuracy, seconds and id; the runner prefixes what the run is).
 
     `observer(study, spec)`, if given, is a context manager yielding an `on_epoch` hook that
     watches the run train (tools.tensorboard.live_events: TensorBoard events as it goes).
@@ -69,8 +85,9 @@ def execute(spec, study: Study, pools: dict, progress: bool = False, observer=No
     recorded = {**pools, "workers": study.config.compute.workers, "data_source": study.splits.data.source}
     run = study.store.save(spec, result, recorded)
     accuracy = run.metrics.get("val_accuracy")
-    return (f"run {spec.run_id}: {run.metrics['status']}{'' if run.stable else ' (unstable)'}, val "
-            f"{'n/a' if accuracy is None else f'{accuracy:.3f}'} ({time.perf_counter() - start:.0f} s)")
+    return (f"{run.metrics['status']}{'' if run.stable else ' (unstable)'}, val "
+            f"{'n/a' if accuracy is None else f'{accuracy:.3f}'} ({time.perf_counter() - start:.0f} s) "
+            f"[run {spec.run_id}]")
 
 
 # ---------------------------------------------------------------- workers
@@ -173,10 +190,20 @@ class WorkerPool:
 
 
 class Runner:
-    """Trains what the plans of `names` lack until they are complete; returns the final plans."""
+    """Trains what the plans of `names` lack until they are complete; returns the final plans.
 
-    def __init__(self, study: Study, pools: dict, registry: Registry, observer=None):
+    Progress: one bar per experiment (shown when `bars`, default the profile's `compute.progress`)
+    whose total is known up front (`expected`: {experiment: runs}, see experiments/expected.py;
+    it grows only if the plan outgrows it), and one logged line per finished run that names its
+    experiment, group, rate and seed.
+    """
+
+    def __init__(self, study: Study, pools: dict, registry: Registry, observer=None,
+                 expected: dict[str, int] | None = None, bars: bool | None = None):
         self.study, self.pools, self.registry, self.observer = study, pools, registry, observer
+        self.expected = dict(expected or {})
+        self.show_bars = study.config.compute.progress if bars is None else bars
+        self.bars: dict[str, object] = {}  # experiment -> its tqdm bar, once it has something to train
         self.trained: list[str] = []
         self.read: set[str] = set()
         self.timeline: list[dict] = []  # one entry per trained task: worker, start, end (s since the start)
@@ -209,15 +236,36 @@ class Runner:
                     if store.get(spec.init_from) is not None:  # a fresh clone: stored runs, no weights
                         store.discard(spec.init_from, "its weights are missing and a transfer run needs them")
                     continue  # the source is planned again by its own experiment
-                tasks[run_id] = Task(spec, plan.priority(spec), self._cost(spec), plan.experiment, plan.kind(spec))
+                group = next(key for key, specs in plan.groups.items() if spec in specs)
+                tasks[run_id] = Task(spec, plan.priority(spec), self._cost(spec), plan.experiment, group[0], group)
         return sorted(tasks.values(), key=lambda task: (task.priority, -task.cost, task.run_id))
 
-    def complete(self, names: list[str]) -> list:
-        from dnnls_tf.core.training import progress_bar
+    def _show_progress(self, plans: list) -> None:
+        """Each experiment's bar: its runs in the store of the runs it trains (a shared run counts for the
+        first plan that names it, as in `_missing`), out of the larger of `expected` and its plan so far
+        (out of its plan's runs once the plan is complete)."""
+        from tqdm.auto import tqdm
 
+        seen: set[str] = set()
+        for plan in plans:
+            own = [spec.run_id for spec in plan.specs() if spec.run_id not in seen]
+            seen.update(own)
+            stored_runs = sum(1 for run_id in own if self.study.store.get(run_id) is not None)
+            # a complete plan names all its runs (fewer than expected where a schedule's peak is a grid rate)
+            total = len(own) if plan.complete else max(self.expected.get(plan.experiment, 0), len(own))
+            bar = self.bars.get(plan.experiment)
+            if bar is None:
+                if plan.complete and stored_runs == len(own):
+                    continue  # nothing to train here: no bar
+                title = self.registry.get(plan.experiment).title
+                bar = self.bars[plan.experiment] = tqdm(total=total, initial=stored_runs, unit="run", leave=True,
+                                                        desc=f"{plan.experiment} ({title})", dynamic_ncols=True)
+            bar.total, bar.n = max(total, stored_runs), stored_runs
+            bar.refresh()
+
+    def complete(self, names: list[str]) -> list:
         workers = self.study.config.compute.workers
         running: dict[str, Task] = {}
-        bar = None  # shown once there is something to train
         try:
             while True:
                 plans = list(plan_all(self.study, self.registry, names).values())
@@ -228,16 +276,16 @@ class Runner:
                         raise UserError(f"{stuck[0].what}: the plan cannot go on (is a run damaged?)")
                     planned = {spec.run_id for plan in plans for spec in plan.specs()}
                     self.read = planned - set(self.trained)
+                    if self.bars:
+                        self._show_progress(plans)
                     return plans
-                if bar is None:
-                    bar = progress_bar(0, self.study.config.compute.progress, "runs", unit="run", leave=True)
-                bar.total = len(self.trained) + len(running) + len(tasks)
-                bar.refresh()
+                if self.show_bars:
+                    self._show_progress(plans)
                 if workers == 1:
                     started = self._now()
                     message = execute(tasks[0].spec, self.study, self.pools, observer=self.observer,
                                       progress=self.study.config.compute.progress)
-                    self._report(bar, tasks[0], 0, started, message)
+                    self._report(tasks[0], 0, started, message)
                     continue
                 wanted = min(workers, len(running) + len(tasks))  # no idle processes: tasks ready, at most
                 if self._pool is None:
@@ -258,9 +306,9 @@ class Runner:
                     raise UserError(message)
                 if kind == "crash":
                     raise RuntimeError(f"a worker failed on run {task.run_id}:\n{message}")
-                self._report(bar, task, worker, started, message)
+                self._report(task, worker, started, message)
         finally:
-            if bar is not None:
+            for bar in self.bars.values():
                 bar.close()
             if self._pool is not None:
                 self._pool.close() if not running else self._pool.kill()
@@ -269,7 +317,7 @@ class Runner:
     def _now(self) -> float:
         return time.perf_counter() - self._started
 
-    def _report(self, bar, task: Task, worker: int, started: float, message: str) -> None:
+    def _report(self, task: Task, worker: int, started: float, message: str) -> None:
         entry = {"run_id": task.run_id, "experiment": task.experiment, "kind": task.kind, "worker": worker,
                  "start": round(started, 3), "end": round(self._now(), 3)}
         if isinstance(task.spec, RunSpec):
@@ -277,9 +325,7 @@ class Runner:
             run = self.study.store.get(task.run_id)  # also reads the new run into the store's cache
             entry.update(cpu_seconds=run.metrics["cpu_seconds"], images=run.metrics["images_trained"])
         self.timeline.append(entry)
-        log.info(message)
-        bar.update(1)
-        bar.set_postfix_str(message.split(":")[0], refresh=True)
+        log.info(f"{task.describe()}: {message}")
 
 
 def describe_timeline(timeline: list[dict], workers: int, wall_seconds: float) -> dict:
@@ -345,14 +391,15 @@ def check_runs_match_data(study: Study, plan) -> None:
 
 
 def complete_experiments(study: Study, registry: Registry, names: list[str], label: str | None = None,
-                         observer=None) -> RunOutcome:
+                         observer=None, expected: dict[str, int] | None = None,
+                         bars: bool | None = None) -> RunOutcome:
     """Train what the plans of `names` (and of the experiments they need) lack, under the store's
     lock, then write their summaries.
 
     The one implementation behind `python -m dnnls_tf run` and the notebooks' `run()`. The
     study must be writable (the runner then executes the plans' stages). When runs were
     trained, their timeline goes to results/<profile>/timeline/run-<label>.json. `observer`
-    watches each run train (see `execute`).
+    watches each run train (see `execute`); `expected` and `bars` set the progress bars (see `Runner`).
     """
     from dnnls_tf.atomic import write_json
     from dnnls_tf.core import runtime
@@ -364,7 +411,7 @@ def complete_experiments(study: Study, registry: Registry, names: list[str], lab
         removed = study.store.remove_orphans()
         if removed:
             print(f"removed {removed} partial file(s) left by a killed process")
-        runner = Runner(study, runtime.start(study.config.compute), registry, observer)
+        runner = Runner(study, runtime.start(study.config.compute), registry, observer, expected, bars)
         began = time.perf_counter()
         plans = runner.complete(list(names))
         write_summaries(study, registry, plans)

@@ -50,6 +50,8 @@ def _oracle(space: ScheduleSpace, budget: int, seed: int, directory: str):
     hp.Choice("final_fraction", list(FINAL_FRACTIONS))
     oracle = keras_tuner.oracles.RandomSearchOracle(
         objective=keras_tuner.Objective("val_accuracy", "max"), max_trials=budget, seed=seed, hyperparameters=hp)
+    # No display: in IPython its on_trial_end calls clear_output(), which wiped the notebook cell's run lines.
+    oracle.verbose = 0
     oracle._set_project_dir(directory, "schedule")
     return oracle
 
