@@ -186,7 +186,7 @@ class Runner:
     def _cost(self, spec) -> float:
         if not isinstance(spec, RunSpec):
             return 0.0
-        images = self.study.splits.sizes()[spec.train_split] * spec.epochs
+        images = self.study.splits.size(spec.train_split) * spec.epochs  # subsamples too
         return images * (0.2 if spec.frozen else 1.0)  # frozen conv layers are computed once
 
     def _missing(self, plans: list, running: set[str]) -> list[Task]:
