@@ -220,6 +220,8 @@ class Runner:
         bar = None  # shown once there is something to train
         try:
             while True:
+                if self.study.store.lease is not None:  # workers save runs: the parent checks its lease for them
+                    self.study.store.lease.check()
                 plans = list(plan_all(self.study, self.registry, names).values())
                 tasks = self._missing(plans, set(running))
                 if not tasks and not running:
@@ -350,17 +352,19 @@ def complete_experiments(study: Study, registry: Registry, names: list[str], lab
     lock, then write their summaries.
 
     The one implementation behind `python -m dnnls_tf run` and the notebooks' `run()`. The
-    study must be writable (the runner then executes the plans' stages). When runs were
+    study must be writable (the runner then executes the plans' stages). A store on Google
+    Drive is flushed when it returns or fails (drive.flush). When runs were
     trained, their timeline goes to results/<profile>/timeline/run-<label>.json. `observer`
     watches each run train (see `execute`).
     """
     from dnnls_tf.atomic import write_json
     from dnnls_tf.core import runtime
+    from dnnls_tf.study.drive import flushed_when_done
     from dnnls_tf.study.store import StoreLock
 
     if not study.writable:
         raise UserError("complete_experiments needs a writable Study (Study(..., writable=True))")
-    with StoreLock(study.store):
+    with flushed_when_done(study.store.on_drive), StoreLock(study.store):
         removed = study.store.remove_orphans()
         if removed:
             print(f"removed {removed} partial file(s) left by a killed process")
