@@ -240,7 +240,7 @@ def load_mirror(archive: str | Path | None = None) -> CifarData:
     path = cache_path(sha256)
     arrays = _read_cache(path, sha256)
     if arrays is None:
-        log.warning("decoding %s into %s (once; about 10 s)", archive, path)
+        log.warning("decoding %s into %s (once; 15-20 s on 2 cores)", archive, path)
         arrays = read_archive(archive, PER_CLASS)
         _write_cache(path, sha256, arrays)
     checked = {}
