@@ -118,7 +118,8 @@ def _read_run(folder: Path, run_id: str, data=None) -> StoredRun:
         expected = held_out_test_arrays(data.data)[1]
     check_predictions(predictions, metrics["best_epoch"] is not None, expected)
     if metrics["best_epoch"] is not None:
-        if int(history["val_accuracy"].to_numpy().argmax()) + 1 != metrics["best_epoch"]:
+        # nanargmax: a run that diverged after a finite epoch has a NaN last row (argmax would pick it)
+        if int(np.nanargmax(history["val_accuracy"].to_numpy())) + 1 != metrics["best_epoch"]:
             raise ValueError("metrics.json's best_epoch is not the epoch of the best validation accuracy")
         if metrics["stable"] != (done and metrics["val_accuracy"] >= COLLAPSE_ACCURACY):
             raise ValueError("metrics.json's 'stable' contradicts its status and validation accuracy")
