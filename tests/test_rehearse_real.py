@@ -42,7 +42,11 @@ def test_every_kind_trains_as_a_checked_run_and_the_study_is_predicted(small_mir
     plan = rehearse.planned_runs(small_mirror_config)
     timing = {"seconds_per_step": 0.01, "overhead_seconds": 1.0}
     rows = rehearse_real.predict_study(small_mirror_config, runs, timing, plan)
-    holdout = runs["end_to_end_holdout"]
-    assert rows["end_to_end_holdout"]["run_seconds"] == pytest.approx(
-        holdout["overhead_seconds"] + small_mirror_config.training.epochs * holdout["epoch_wall_seconds"])
+    holdout, epochs, count = runs["end_to_end_holdout"], small_mirror_config.training.epochs, \
+        sum(plan["end_to_end_holdout"].values())
+    assert holdout["reused_overhead_seconds"] >= 0
+    steady = epochs * holdout["epoch_wall_seconds"]
+    assert rows["end_to_end_holdout"]["run_seconds"] == pytest.approx(holdout["reused_overhead_seconds"] + steady)
+    assert rows["end_to_end_holdout"]["total_seconds"] == pytest.approx(  # one worker: one first run per kind
+        holdout["overhead_seconds"] + steady + (count - 1) * (holdout["reused_overhead_seconds"] + steady))
     assert rows["range_test"]["run_seconds"] == pytest.approx(1.0 + 36 * small_mirror_config.exp1.range_test_epochs * 0.01)

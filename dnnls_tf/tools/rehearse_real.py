@@ -17,14 +17,17 @@ batch, a prediction per test image; the transfer's frozen kernels are its source
 Timing: an `on_epoch` hook stamps wall and CPU time at each epoch's end (training and
 that epoch's validation). The last epoch is the steady cost of an epoch; everything
 else in the run (building, tracing, the first epoch's extra, the final evaluation,
-saving) is its fixed overhead. The prediction for this machine: per kind, runs x
-(overhead + epochs x epoch seconds), the LR range test as the synthetic rehearsal
-times it, summed and divided over `compute.workers` (each worker as fast as this one
-process: true on an idle machine with a core per worker). It is a prediction, not a
-measurement.
+saving) is its fixed cost. A second run of each kind (the next seed, one epoch; a
+schedule its full length, as its length is compiled in) measures the fixed cost of a run
+that reuses the kind's compiled functions. The prediction for this machine: per kind,
+each worker's first run at the first fixed cost, the others at the reused one, plus
+epochs x the steady epoch; the LR range test as the synthetic rehearsal times it;
+summed and divided over `compute.workers` (each worker as fast as this one process:
+true on an idle machine with a core per worker). It is a prediction, not a measurement.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import resource
@@ -81,7 +84,9 @@ def rehearse_runs(config: Config, root: Path, failures: dict, epochs: int = REHE
     from dnnls_tf.core import training
     from dnnls_tf.core.sources import held_out_test_arrays
 
-    study = Study(config.override({"training.epochs": epochs}, "rehearse"), root=root, writable=True)
+    studies = {count: Study(config.override({"training.epochs": count}, "rehearse"), root=root, writable=True)
+               for count in {epochs, 1}}
+    study = studies[epochs]
     splits = study.splits
     results, sources = {}, {}
     for kind in KINDS:
@@ -111,11 +116,24 @@ def rehearse_runs(config: Config, root: Path, failures: dict, epochs: int = REHE
             sources[kind.name] = (spec.run_id, _kernels(result.model, [layer.name for layer in result.model.layers]))
         epoch_wall = stamps[-1][0] - stamps[-2][0] if len(stamps) >= 2 else math.nan
         epoch_cpu = stamps[-1][1] - stamps[-2][1] if len(stamps) >= 2 else math.nan
+        # A second run of the kind (next seed) in the same process: the fixed cost of a run whose compiled
+        # functions are reused. One epoch, except a schedule, whose length is part of what is compiled.
+        again_epochs = epochs if kind.schedule else 1
+        again = dataclasses.replace(kind_spec(studies[again_epochs], kind, source_id), seed=spec.seed + 1)
+        again_start = time.perf_counter()
+        try:
+            training.train_run(again, splits, study.store.weights_path(source_id) if source_id else None)
+            again_wall = time.perf_counter() - again_start
+        except Exception as error:  # noqa: BLE001
+            failures[f"{kind.name} (second run)"] = f"{type(error).__name__}: {str(error).strip()[:300]}"
+            again_wall = math.nan
         results[kind.name] = {
             "run_id": spec.run_id, "train_images": num_train, "val_images": splits.size(spec.val_split),
             "steps_per_epoch": math.ceil(num_train / spec.batch_size), "epochs": epochs,
             "run_wall_seconds": wall, "run_cpu_seconds": cpu, "epoch_wall_seconds": epoch_wall,
             "epoch_cpu_seconds": epoch_cpu, "overhead_seconds": max(wall - epochs * epoch_wall, 0.0),
+            "reused_overhead_seconds": max(again_wall - again_epochs * epoch_wall, 0.0) if again_wall == again_wall
+            else math.nan,
             "images_per_second": num_train / epoch_wall, "images_per_cpu_second": num_train / epoch_cpu,
             "val_accuracy": run.metrics.get("val_accuracy"), "test_accuracy": run.metrics.get("test_accuracy"),
             "problems": problems}
@@ -127,8 +145,12 @@ def rehearse_runs(config: Config, root: Path, failures: dict, epochs: int = REHE
 
 
 def predict_study(config: Config, runs: dict[str, dict], range_test: dict | None, plan: dict) -> dict[str, dict]:
-    """Seconds the planned runs of each kind take here: runs x (overhead + epochs x steady epoch)."""
-    rows = {}
+    """Seconds the planned runs of each kind take here.
+
+    A run is its fixed cost + epochs x the steady epoch. Each worker process pays the first
+    run's fixed cost (tracing included) once per kind, the reused one for the kind's other runs.
+    """
+    rows, workers = {}, config.compute.workers
     for name, groups in plan.items():
         count = sum(groups.values())
         if name == RANGE_TEST:
@@ -137,11 +159,18 @@ def predict_study(config: Config, runs: dict[str, dict], range_test: dict | None
             steps = math.ceil(runs.get("end_to_end_holdout", {}).get("train_images", 0) / config.training.batch_size)
             seconds = range_test["overhead_seconds"] + steps * config.exp1.range_test_epochs * \
                 range_test["seconds_per_step"]
+            total = seconds * count
         elif name in runs:
-            seconds = runs[name]["overhead_seconds"] + config.training.epochs * runs[name]["epoch_wall_seconds"]
+            run = runs[name]
+            steady = config.training.epochs * run["epoch_wall_seconds"]  # the epochs of one run
+            first = min(workers, count)
+            reused = run["reused_overhead_seconds"] if math.isfinite(run["reused_overhead_seconds"]) \
+                else run["overhead_seconds"]
+            seconds = reused + steady
+            total = first * (run["overhead_seconds"] + steady) + (count - first) * seconds
         else:
             continue
-        rows[name] = {"runs": count, "run_seconds": seconds, "total_seconds": count * seconds}
+        rows[name] = {"runs": count, "run_seconds": seconds, "total_seconds": total}
     return rows
 
 
@@ -181,7 +210,7 @@ def main(config: Config, plan: dict[str, dict[str, int]]) -> dict:
 def format_report(result: dict) -> str:
     """The table and the prediction `rehearse` prints for a rehearsal on real data."""
     header = (f"{'kind':20s}{'runs':>5s}{'images':>8s}{'s/epoch':>9s}{'CPU s/ep':>9s}{'img/s':>7s}"
-              f"{'img/CPU-s':>10s}{'fixed s':>8s}{'val acc':>8s}{'h/run':>7s}{'total h':>8s}")
+              f"{'img/CPU-s':>10s}{'fixed s':>8s}{'reused':>7s}{'val acc':>8s}{'h/run':>7s}{'total h':>8s}")
     lines = ["", f"Rehearsal of the {result['profile']} profile ({result['description']}) on this machine: "
              f"{result['cpu']}, {result['cpu_count']} cores, TensorFlow {result['tensorflow']}, pools "
              f"{result['threads']['intra_op_threads']}/{result['threads']['inter_op_threads']} intra/inter-op, "
@@ -194,11 +223,12 @@ def format_report(result: dict) -> str:
         elif run is None:  # the range test
             timing = result["range_test"]
             lines.append(f"{name:20s}{row['runs']:5d}{'':8s}{timing['seconds_per_step']:>9.4f} s/step (synthetic "
-                         f"batches){'':22s}{row['run_seconds'] / 3600:7.2f}{row['total_seconds'] / 3600:8.2f}")
+                         f"batches){'':29s}{row['run_seconds'] / 3600:7.2f}{row['total_seconds'] / 3600:8.2f}")
         else:
             lines.append(f"{name:20s}{row['runs']:5d}{run['train_images']:8,d}{run['epoch_wall_seconds']:9.1f}"
                          f"{run['epoch_cpu_seconds']:9.1f}{run['images_per_second']:7,.0f}"
                          f"{run['images_per_cpu_second']:10,.0f}{run['overhead_seconds']:8.1f}"
+                         f"{run['reused_overhead_seconds']:7.1f}"
                          f"{run['val_accuracy']:8.3f}{row['run_seconds'] / 3600:7.2f}{row['total_seconds'] / 3600:8.2f}")
     load, runs = result["load_average"], sum(row["runs"] for row in result["prediction"].values())
     lines += ["", f"PREDICTION for THIS machine (not a measurement): the {result['profile']} study, {runs} runs of the "
