@@ -303,3 +303,12 @@ def test_the_real_mirror_matches_the_official_subset_image_by_image(real_mirror,
     shifted = np.abs(mirror_images[positions + 10].astype(float) - official_images).mean(axis=(1, 2, 3))
     # the mirror's README: mean absolute error 5.8 / 255, worst image 11.8; a neighbour is far off
     assert 5.0 < error.mean() < 6.5 and error.max() < 13 and shifted.mean() > 40
+
+
+def test_the_notebook_banner_names_the_mirror():
+    from types import SimpleNamespace
+
+    from dnnls_tf.notebook import data_source
+
+    line = data_source(SimpleNamespace(source=("mirror", str(mirror.DEFAULT_ARCHIVE))))
+    assert line.startswith("CIFAR-10 (JPEG mirror) ") and "not the official pixels" in line
