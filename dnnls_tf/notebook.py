@@ -25,6 +25,7 @@ import warnings
 from pathlib import Path
 
 from dnnls_tf import __version__
+from dnnls_tf.core.mirror import MIRROR_NAME
 from dnnls_tf.experiments import REGISTRY, load_config
 from dnnls_tf.study.config import PROFILES, Config
 from dnnls_tf.errors import UserError
@@ -265,6 +266,7 @@ def data_source(study: Study) -> str:
     location = shown_path(location) if location else location
     words = {"folder": f"CIFAR-10 folder {location}",
              "archive": f"CIFAR-10 archive {location} (checked, extracted once)",
+             MIRROR_NAME: f"{MIRROR_NAME} {location} (re-encoded JPEG, not the official pixels)",
              "tfds": "tensorflow_datasets cifar10 (downloaded once)",
              "synthetic": "synthetic images (no CIFAR-10 found; code paths only)"}.get(kind, study.splits.data.source)
     return f"{words}, {carved.rstrip(')')}" if carved else words

@@ -146,3 +146,22 @@ def test_range_tests_are_stored_whole(tiny_study):
     path = tiny_study.store.range_test_path(spec)
     path.write_text("step,lr,loss\n1,0.1,2.3\n2,")
     assert tiny_study.store.range_test(spec) is None
+
+
+def test_a_run_that_diverged_after_a_finite_epoch_is_stored_and_reads_back(trained_study, tmp_path):
+    """Its last history row is NaN; the best epoch is the best finite one (numpy's argmax would pick the NaN)."""
+    from types import SimpleNamespace
+
+    run = trained_study.store.get(trained_study.spec(0, 0.05).run_id)
+    history = run.history.copy()
+    history.loc[1, ["loss", "accuracy", "val_loss", "val_accuracy", "train_eval_loss", "train_eval_accuracy"]] = np.nan
+    steps = run.steps.copy()
+    steps.loc[steps["epoch"] == 2, "loss"] = np.nan
+    metrics = {key: value for key, value in run.metrics.items() if key != "weights_sha256"}
+    metrics.update(status="diverged", stable=False, best_epoch=1, diverged_epoch=2,
+                   val_accuracy=float(history["val_accuracy"][0]))
+    result = SimpleNamespace(history=history, steps=steps, gradients=run.gradients, predictions=run.predictions,
+                             metrics=metrics, model=None)
+    store = RunStore(tmp_path / "other", trained_study.profile)
+    stored = store.save(run.spec, result, {})
+    assert stored.diverged and not stored.stable and store.status(run.run_id) == "unstable"

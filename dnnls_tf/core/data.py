@@ -6,13 +6,18 @@ device. Sources (`sources.py`), in this order (`resolve_source`): `--data-dir` /
 $DNNLS_DATA_DIR (a `cifar-10-batches-py` folder, or the official
 `cifar-10-python.tar.gz`), the shared subset beside the project, Keras' cache
 (`~/.keras/datasets`: an extracted folder or the downloaded archive), then
-tensorflow_datasets.
+tensorflow_datasets. The JPEG mirror (`mirror.py`) is read only by profiles that ask
+for it (`data.source: mirror`), never in place of the official pixels.
 
 The subset profile's data is a rule, not a folder: the first 1,017 images of each official
 batch. Where the shared subset is absent, it is carved from the full official CIFAR-10
 (Keras' archive keeps the official order; tensorflow_datasets' does not) and checked against
 the shared subset's fingerprint. Only `run` and the notebooks download (inside
 `downloads_allowed()`); every other reader of a missing source gets one line at once.
+
+A training split can be subsampled (`SplitData.subsample`): "holdout_train@2500" names
+2,500 images of holdout_train, class-balanced and nested (each smaller subsample lies
+inside every larger one), fixed by the split seed; a run spec names it like any split.
 """
 from __future__ import annotations
 
@@ -29,6 +34,7 @@ import numpy as np
 
 from dnnls_tf.errors import DataError
 from dnnls_tf.paths import SHARED_DATA
+from dnnls_tf.core import mirror
 from dnnls_tf.core.sources import (BATCHES_FOLDER, NUM_CLASSES, TRAIN_BATCHES, CifarData, download_archive,
                               held_out_test_arrays, is_archive, keras_cache_archive, keras_cache_folder,
                               keras_datasets_dir, load_archive, load_folder, load_tfds, make_synthetic,
@@ -38,6 +44,8 @@ log = logging.getLogger(__name__)
 
 SHARED_SUBSET = SHARED_DATA / "cifar10-subset" / BATCHES_FOLDER
 SPLITS = ("holdout_train", "holdout_val", "half_a", "half_b")
+SUBSAMPLE = "@"  # "<split>@<images>": a class-balanced, nested subsample of a split
+SUBSAMPLE_STREAM = 1  # the subsamples' random stream, apart from make_splits' (seeded by the split seed alone)
 TRAIN_EVAL_SEED = 2023
 COLLAPSE_ACCURACY = 2 / NUM_CLASSES  # DESIGN: a run whose best validation accuracy stays below is unstable
 OFFICIAL_BATCH = 10_000  # images in each official batch: data_batch_1..5 and test_batch
@@ -61,18 +69,28 @@ def downloads_allowed():
 def resolve_source(config, data_dir: str | Path | None = None) -> tuple[str, str | None]:
     """Which source the profile will read, decided without reading it.
 
-    Returns ("folder", path), ("archive", path), ("keras", None), ("tfds", None) or ("synthetic", None).
-    `source: auto` tries --data-dir, $DNNLS_DATA_DIR, the shared subset, Keras' cache
-    (folder, then archive), then synthetic images if the profile allows it, else a download:
+    Returns ("folder", path), ("archive", path), ("mirror", path), ("keras", None), ("tfds", None) or
+    ("synthetic", None). `source: auto` tries --data-dir, $DNNLS_DATA_DIR, the shared subset, Keras'
+    cache (folder, then archive), then synthetic images if the profile allows it, else a download:
     Keras' official archive ("keras") for a profile carved from the official batches, else
-    tensorflow_datasets. `folder` takes local files only; `tfds` and `synthetic` use
-    that source only.
+    tensorflow_datasets. `folder` takes local files only; `tfds` and `synthetic` use that source
+    only; `mirror` takes the JPEG mirror named by --data-dir or $DNNLS_DATA_DIR, else the shared
+    one. Only `mirror` reads the mirror: given to another source, it is refused in one line (its
+    pixels are not CIFAR-10's).
     """
     source = config.data.source
     if source in ("synthetic", "tfds"):
         return source, None
     given = data_dir or os.environ.get("DNNLS_DATA_DIR")
+    if source == "mirror":
+        if given and not mirror.is_mirror(given):
+            raise DataError(f"profile {config.profile} reads the {mirror.MIRROR_NAME} ({mirror.ARCHIVE_NAME} or "
+                            f"the folder holding it), but --data-dir / DNNLS_DATA_DIR names {given}")
+        return "mirror", str(mirror.archive_path(given))
     if given:
+        if mirror.is_mirror(given):
+            raise DataError(f"{given} is the {mirror.MIRROR_NAME}, not CIFAR-10's official pixels: profile "
+                            f"{config.profile} does not read it (use --profile mirror)")
         return ("archive" if is_archive(Path(given)) else "folder"), str(given)
     for candidate in (SHARED_SUBSET, keras_cache_folder()):
         if candidate is not None and Path(candidate).is_dir():
@@ -99,6 +117,8 @@ def _load_source(kind: str, location: str | None) -> CifarData:
         return load_folder(Path(location))
     if kind == "archive":
         return load_archive(Path(location))
+    if kind == "mirror":
+        return mirror.load_mirror(location)
     return load_tfds(location)
 
 
@@ -202,20 +222,70 @@ def make_splits(num_images: int, seed: int = 2023, val_fraction: float = 0.2) ->
     return splits
 
 
+def subsample_index(index: np.ndarray, labels: np.ndarray, size: int, seed: int) -> np.ndarray:
+    """`size` positions of `index` (sorted), class-balanced and nested across sizes.
+
+    The split's members are shuffled once (seeded), then dealt class by class: the
+    first image of every class, then the second of every class, and so on. A subsample
+    is the first `size` of that deal, so it holds size/10 images of each class (while
+    every class has that many) and lies inside every larger subsample of the same seed.
+    """
+    order = np.random.default_rng([seed, SUBSAMPLE_STREAM]).permutation(len(index))
+    classes = labels[index[order]]
+    rank = np.empty(len(order), dtype=np.int64)
+    for label in np.unique(classes):
+        members = classes == label
+        rank[members] = np.arange(members.sum())
+    dealt = order[np.lexsort((classes, rank))]  # by rank, then class
+    return np.sort(index[dealt[:size]])
+
+
+def parse_split(name: str) -> tuple[str, int | None]:
+    """("holdout_train", 2500) for "holdout_train@2500"; (name, None) for a whole split; else a DataError."""
+    base, marker, count = name.partition(SUBSAMPLE)
+    if base not in SPLITS or (marker and not (count.isdigit() and int(count) > 0 and str(int(count)) == count)):
+        raise DataError(f"unknown split '{name}': expected one of {', '.join(SPLITS)}, or one of them with "
+                        f"{SUBSAMPLE}<images> (e.g. holdout_train{SUBSAMPLE}2500)")
+    return base, int(count) if marker else None
+
+
 class SplitData:
     """The profile's data cut into named splits, with fingerprints of what each run reads."""
 
     def __init__(self, data: CifarData, split_seed: int, val_fraction: float):
         self.data = data
+        self.split_seed = split_seed
         self.index = make_splits(data.num_train, split_seed, val_fraction)
         self._digests: dict[str, str] = {}
 
+    def _positions(self, split: str) -> np.ndarray:
+        base, size = parse_split(split)
+        index = self.index[base]
+        if size is None:
+            return index
+        if size >= len(index):
+            raise DataError(f"split '{split}': {base} has {len(index):,} images, so a subsample must be smaller "
+                            f"(name the whole split '{base}')")
+        return subsample_index(index, self.data.labels, size, self.split_seed)
+
+    def subsample(self, split: str, size: int) -> str:
+        """The name of `size` images of `split` (the split's own name when `size` is all of it).
+
+        E.g. `splits.subsample("holdout_train", 2500)` -> "holdout_train@2500", which a run
+        spec takes as its train_split; its fingerprint covers exactly those images.
+        """
+        name = split if size == len(self.index[parse_split(split)[0]]) else f"{split}{SUBSAMPLE}{size}"
+        self._positions(name)  # a bad name or size: one DataError line now
+        return name
+
     def arrays(self, split: str) -> tuple[np.ndarray, np.ndarray]:
         """Images and labels of one named training split (never the test split)."""
-        if split not in SPLITS:
-            raise DataError(f"unknown split '{split}': expected one of {', '.join(SPLITS)}")
-        index = self.index[split]
+        index = self._positions(split)
         return self.data.images[index], self.data.labels[index]
+
+    def size(self, split: str) -> int:
+        """Images in one named training split (subsamples included) or in the test split ("test")."""
+        return self.data.num_test if split == "test" else len(self._positions(split))
 
     def sizes(self) -> dict[str, int]:
         return {**{name: len(index) for name, index in self.index.items()}, "test": self.data.num_test}

@@ -24,8 +24,8 @@ import yaml
 from dnnls_tf.errors import ConfigError, quote, shorten
 from dnnls_tf.paths import CONFIG_DIR, PROJECT_ROOT  # noqa: F401 (PROJECT_ROOT: re-exported for now)
 
-PROFILES = ("full", "subset", "quick")
-SOURCES = ("auto", "folder", "tfds", "synthetic")
+PROFILES = ("full", "subset", "quick", "mirror")
+SOURCES = ("auto", "folder", "tfds", "synthetic", "mirror")
 SEED_LIMIT = 2**32  # NumPy's legacy seeding (Keras' set_random_seed) takes seeds below 2^32
 MAX_WORKERS = 64    # training processes; each holds TensorFlow and a copy of the data
 CONFIG_FILE_LIMIT = 1 << 20  # bytes: a settings file is a few kB; anything larger is not one

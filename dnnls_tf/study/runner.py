@@ -213,7 +213,7 @@ class Runner:
     def _cost(self, spec) -> float:
         if not isinstance(spec, RunSpec):
             return 0.0
-        images = self.study.splits.sizes()[spec.train_split] * spec.epochs
+        images = self.study.splits.size(spec.train_split) * spec.epochs  # subsamples too
         return images * (0.2 if spec.frozen else 1.0)  # frozen conv layers are computed once
 
     def _missing(self, plans: list, running: set[str]) -> list[Task]:
@@ -268,6 +268,8 @@ class Runner:
         running: dict[str, Task] = {}
         try:
             while True:
+                if self.study.store.lease is not None:  # workers save runs: the parent checks its lease for them
+                    self.study.store.lease.check()
                 plans = list(plan_all(self.study, self.registry, names).values())
                 tasks = self._missing(plans, set(running))
                 if not tasks and not running:
@@ -397,17 +399,19 @@ def complete_experiments(study: Study, registry: Registry, names: list[str], lab
     lock, then write their summaries.
 
     The one implementation behind `python -m dnnls_tf run` and the notebooks' `run()`. The
-    study must be writable (the runner then executes the plans' stages). When runs were
+    study must be writable (the runner then executes the plans' stages). A store on Google
+    Drive is flushed when it returns or fails (drive.flush). When runs were
     trained, their timeline goes to results/<profile>/timeline/run-<label>.json. `observer`
     watches each run train (see `execute`); `expected` and `bars` set the progress bars (see `Runner`).
     """
     from dnnls_tf.atomic import write_json
     from dnnls_tf.core import runtime
+    from dnnls_tf.study.drive import flushed_when_done
     from dnnls_tf.study.store import StoreLock
 
     if not study.writable:
         raise UserError("complete_experiments needs a writable Study (Study(..., writable=True))")
-    with StoreLock(study.store):
+    with flushed_when_done(study.store.on_drive), StoreLock(study.store):
         removed = study.store.remove_orphans()
         if removed:
             print(f"removed {removed} partial file(s) left by a killed process")

@@ -6,12 +6,15 @@ Layout (DESIGN.md):
     results/<profile>/range_tests/<id>.csv
     weights/<profile>/<run_id>.weights.h5
 A run directory is written under a temporary name and renamed when complete, so a
-directory with the final name is a finished run. A run whose files do not parse, break
+directory with the final name is a finished run. A store on Google Drive (or with
+$DNNLS_STAGING_DIR set) stages each run on local disk and copies it whole (drive.py). A
+run whose files do not parse, break
 their schema (`run_schema.py`: types, ranges, dtypes, shapes), disagree with each other
 or with its id, or whose weights fail their checksum is *damaged*: reading commands
 report it, only `run` removes and retrains it (a file or link in a run's place is set
 aside, never deleted or followed). Run ids are checked before they become paths.
-Writers hold `StoreLock`, so two `run` commands never write one store at once.
+Writers hold `StoreLock`, so two `run` commands never write one store at once: `flock`
+for processes of one machine, a lease (lease.py) for machines sharing the store.
 NumPy and pandas only: no TensorFlow.
 """
 from __future__ import annotations
@@ -39,6 +42,8 @@ from dnnls_tf.core.data import COLLAPSE_ACCURACY
 from dnnls_tf.core.sources import held_out_test_arrays
 from dnnls_tf.core.spec import RangeTestSpec, RunSpec, spec_dict
 from dnnls_tf.errors import StoreError, quote, shorten
+from dnnls_tf.study import drive
+from dnnls_tf.study.lease import Lease
 from dnnls_tf.study.run_schema import (  # noqa: F401 (column names: re-exported for writers and tests)
     GRADIENT_KEYS, HISTORY_COLUMNS, STEP_COLUMNS, check_config, check_gradients, check_history, check_metrics,
     check_numeric_table, check_predictions, check_steps, is_run_id, load_npz)
@@ -113,7 +118,8 @@ def _read_run(folder: Path, run_id: str, data=None) -> StoredRun:
         expected = held_out_test_arrays(data.data)[1]
     check_predictions(predictions, metrics["best_epoch"] is not None, expected)
     if metrics["best_epoch"] is not None:
-        if int(history["val_accuracy"].to_numpy().argmax()) + 1 != metrics["best_epoch"]:
+        # nanargmax: a run that diverged after a finite epoch has a NaN last row (argmax would pick it)
+        if int(np.nanargmax(history["val_accuracy"].to_numpy())) + 1 != metrics["best_epoch"]:
             raise ValueError("metrics.json's best_epoch is not the epoch of the best validation accuracy")
         if metrics["stable"] != (done and metrics["val_accuracy"] >= COLLAPSE_ACCURACY):
             raise ValueError("metrics.json's 'stable' contradicts its status and validation accuracy")
@@ -126,9 +132,13 @@ READ_ERRORS = (OSError, ValueError, KeyError, TypeError, IndexError, AttributeEr
 
 
 class RunStore:
-    """Runs of one profile under `root` (results/<profile>/ and weights/<profile>/)."""
+    """Runs of one profile under `root` (results/<profile>/ and weights/<profile>/).
 
-    def __init__(self, root: Path, profile: str):
+    `staging`: a local folder where runs are written before being copied whole into the
+    store (default `drive.staging_root(root)`: set for a store on Google Drive).
+    """
+
+    def __init__(self, root: Path, profile: str, staging: Path | None = None):
         self.root = Path(root)
         if self.root.exists() and not self.root.is_dir():
             raise StoreError(f"--root {self.root} is a file, expected a folder")
@@ -137,6 +147,8 @@ class RunStore:
         self.runs_dir = self.results_dir / "runs"
         self.range_tests_dir = self.results_dir / "range_tests"
         self.weights_dir = self.root / "weights" / profile
+        self.staging = Path(staging) if staging else drive.staging_root(self.root)
+        self.lease: Lease | None = None  # while StoreLock holds the store: `save` checks it is still ours
         self._cache: dict[str, StoredRun] = {}
         self.data = None  # the study's SplitData once it is read (`expect_data`)
         self._check_format()
@@ -146,6 +158,16 @@ class RunStore:
         exactly its test labels (reads from now on check it)."""
         self.data = data
         self._cache.clear()
+
+    @property
+    def on_drive(self) -> bool:
+        return drive.on_drive(self.root)
+
+    @property
+    def live_dir(self) -> Path:
+        """Where files that change while a run trains go (live TensorBoard events): results/<profile>/
+        of the local staging folder when there is one, else of the store."""
+        return self.staging / "results" / self.profile if self.staging else self.results_dir
 
     # ------------------------------------------------------------ format
     def _check_format(self) -> None:
@@ -289,14 +311,26 @@ class RunStore:
         numbers (thread pools, data source, versions) and goes into metrics.json.
         """
         run_id = spec.run_id
+        if self.lease is not None:
+            self.lease.check()  # another machine took the store over: write nothing
         self._write_marker()
         self.runs_dir.mkdir(parents=True, exist_ok=True)
         metrics = dict(result.metrics, **recorded, library_version=__version__)
         if result.model is not None and metrics.get("best_epoch") is not None:
-            with replacing(self.weights_path(run_id)) as temporary:
-                result.model.save_weights(temporary)
-                metrics["weights_sha256"] = file_sha256(temporary)
-        staging = self.runs_dir / f"{TEMP_PREFIX}{os.getpid()}-{run_id}"
+            if self.staging:
+                local = self._staging_dirs()[1] / f"{TEMP_PREFIX}{os.getpid()}-{run_id}.weights.h5"
+                try:
+                    result.model.save_weights(local)
+                    metrics["weights_sha256"] = file_sha256(local)
+                    drive.copy_whole(local, self.weights_path(run_id))  # local disk -> the store, whole
+                finally:
+                    local.unlink(missing_ok=True)
+            else:
+                with replacing(self.weights_path(run_id)) as temporary:
+                    result.model.save_weights(temporary)
+                    metrics["weights_sha256"] = file_sha256(temporary)
+        workspace = self._staging_dirs()[0] if self.staging else self.runs_dir
+        staging = workspace / f"{TEMP_PREFIX}{os.getpid()}-{run_id}"
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir()
         try:
@@ -312,7 +346,11 @@ class RunStore:
                 self.set_aside(final)  # a file or link where the run goes: kept, out of the way
             elif final.exists():  # a damaged earlier copy
                 shutil.rmtree(final)
-            os.replace(staging, final)
+            if self.staging:
+                drive.copy_whole(staging, final)  # local disk -> the store, whole or not at all
+                shutil.rmtree(staging)
+            else:
+                os.replace(staging, final)
         except BaseException:  # disk full, Ctrl-C: no half-written run stays behind
             shutil.rmtree(staging, ignore_errors=True)
             raise
@@ -327,20 +365,34 @@ class RunStore:
         with replacing(self.range_test_path(spec)) as temporary:
             table.to_csv(temporary, index=False)
 
+    def _staging_dirs(self) -> tuple[Path, Path]:
+        """The local staging folders of runs and weights (made when first needed)."""
+        folders = (self.staging / "results" / self.profile / "runs", self.staging / "weights" / self.profile)
+        for folder in folders:
+            folder.mkdir(parents=True, exist_ok=True)
+        return folders
+
     def remove_orphans(self) -> int:
-        """Delete staging leftovers of processes that are gone (never those of live ones)."""
-        return sum(remove_orphans(folder) for folder in (self.runs_dir, self.weights_dir, self.range_tests_dir))
+        """Delete staging leftovers of processes that are gone (never those of live ones), here and locally."""
+        folders = [self.runs_dir, self.weights_dir, self.range_tests_dir]
+        if self.staging:
+            folders += [self.staging / "results" / self.profile / "runs", self.staging / "weights" / self.profile]
+        return sum(remove_orphans(folder) for folder in folders)
 
 
 class StoreLock:
     """An exclusive lock on one profile's store for the writing command (`run`).
 
-    A second writer waits for the first (and says so once); readers do not lock.
+    A second writer on this machine waits for the first (and says so once); a writer on
+    another machine sharing the store is refused in one line (the lease, lease.py).
+    Readers do not lock.
     """
 
     def __init__(self, store: RunStore, wait: bool = True):
+        self.store = store
         self.path = store.results_dir / ".lock"
         self.wait = wait
+        self.lease = Lease(store.results_dir)
         self._handle = None
 
     def __enter__(self):
@@ -365,10 +417,22 @@ class StoreLock:
         self._handle.truncate()
         self._handle.write(f"pid {os.getpid()}\n")
         self._handle.flush()
+        try:
+            self.lease.acquire()
+        except BaseException:
+            self._unlock()
+            raise
+        self.store.lease = self.lease
         return self
 
     def __exit__(self, *exc):
+        self.store.lease = None
+        with contextlib.suppress(OSError):
+            self.lease.release()
+        self._unlock()
+        return False
+
+    def _unlock(self) -> None:
         with contextlib.suppress(OSError):
             fcntl.flock(self._handle, fcntl.LOCK_UN)
             self._handle.close()
-        return False

@@ -204,6 +204,9 @@ def _one_line(error: Exception) -> str:
 def main(profile: str = "full", steps: int | None = None, quick: bool = False) -> dict:
     """Rehearse the profile on synthetic data, print a table and a prediction; returns the result.
 
+    A profile whose data is the JPEG mirror (available offline) is rehearsed on that real data
+    instead, each kind trained as whole runs of full epochs (rehearse_real.py), unless `quick`.
+
     Args:
         profile: whose settings and plan are rehearsed (`full` is what this is for).
         steps: timed training steps per kind (default 50; --quick 6), after as many warm-up steps;
@@ -218,6 +221,10 @@ def main(profile: str = "full", steps: int | None = None, quick: bool = False) -
          "peak_memory_bytes", "training_peak_memory_bytes", "settings", "load_average",
          "failures": {"kind (pass)": message}, ...}
     """
+    if load_config(profile).data.source == "mirror" and not quick:  # real images here: whole runs, full epochs
+        from dnnls_tf.tools import rehearse_real
+
+        return rehearse_real.main(load_config(profile), planned_runs(load_config(profile)))
     wall_start, load_before = time.perf_counter(), os.getloadavg()[0]
     config = load_config(profile).override({"data.source": "synthetic"}, "rehearse")
     pools = runtime.start(config.compute)

@@ -244,8 +244,9 @@ def export_store(study, force: bool = False) -> Path:
 
 # ------------------------------------------------------------------ live, while a run trains
 def live_events(study, spec: RunSpec) -> LiveWriter:
-    """The runner's observer: TensorBoard events of a run as it trains (`runner.execute`)."""
-    return LiveWriter(run_folder(study, spec))
+    """The runner's observer: TensorBoard events of a run as it trains (`runner.execute`), under the
+    store's live folder (local disk when the store is on Google Drive: `RunStore.live_dir`)."""
+    return LiveWriter(study.store.live_dir / "tensorboard" / run_folder_name(spec, study.config))
 
 
 class LiveWriter:
