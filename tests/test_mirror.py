@@ -313,3 +313,22 @@ def test_the_notebook_banner_names_the_mirror():
     data = SimpleNamespace(source=f"{mirror.MIRROR_NAME}:{mirror.DEFAULT_ARCHIVE}")
     line = data_source(SimpleNamespace(splits=SimpleNamespace(data=data)))
     assert line.startswith("CIFAR-10 (JPEG mirror) ") and "not the official pixels" in line
+
+
+def test_a_run_on_a_subsample_is_stored_and_reads_back(trained_study, tmp_path):
+    """The store's schema takes a subsample's split name (its config.json names it)."""
+    import dataclasses
+    from types import SimpleNamespace
+
+    from dnnls_tf.core.data import is_split_name
+    from dnnls_tf.study.store import RunStore
+
+    assert is_split_name("holdout_train@2500") and not is_split_name("holdout_train@0") and not is_split_name(3)
+    run = trained_study.store.get(trained_study.spec(0, 0.05).run_id)
+    spec = dataclasses.replace(run.spec, train_split=trained_study.splits.subsample("holdout_train", 100))
+    metrics = {key: value for key, value in run.metrics.items() if key != "weights_sha256"}
+    result = SimpleNamespace(history=run.history, steps=run.steps, gradients=run.gradients,
+                             predictions=run.predictions, metrics=metrics, model=None)
+    store = RunStore(tmp_path / "other", trained_study.profile)
+    assert store.save(spec, result, {}).spec.train_split == "holdout_train@100"
+    assert store.status(spec.run_id) == "done"

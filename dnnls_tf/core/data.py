@@ -249,6 +249,15 @@ def parse_split(name: str) -> tuple[str, int | None]:
     return base, int(count) if marker else None
 
 
+def is_split_name(name) -> bool:
+    """Whether `name` names a training split or a subsample of one ("holdout_train@2500")."""
+    try:
+        parse_split(name)
+    except (DataError, AttributeError):
+        return False
+    return True
+
+
 class SplitData:
     """The profile's data cut into named splits, with fingerprints of what each run reads."""
 

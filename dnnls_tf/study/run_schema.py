@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dnnls_tf.core.data import SPLITS
+from dnnls_tf.core.data import is_split_name
 from dnnls_tf.core.sources import NUM_CLASSES
 from dnnls_tf.core.spec import CONV_LAYERS, FROZEN_WITH_BN, RunSpec
 from dnnls_tf.errors import quote
@@ -62,7 +62,7 @@ def check_config(config: dict) -> None:
     """Every field of a stored run spec has its type and range; names that become paths are ids."""
     checks = {
         "data_fingerprint": lambda v: isinstance(v, str) and FINGERPRINT.fullmatch(v) is not None,
-        "train_split": lambda v: v in SPLITS, "val_split": lambda v: v in SPLITS,
+        "train_split": is_split_name, "val_split": is_split_name,  # subsamples too (data.parse_split)
         "seed": lambda v: _is_int(v) and is_seed(v), "optimizer": lambda v: v in ("sgd", "adam"),
         "momentum": lambda v: _is_number(v, 0.0, 1.0), "dropout": lambda v: _is_number(v, 0.0, 1.0),
         "filters": lambda v: isinstance(v, list) and len(v) == 3 and all(_is_int(n, 1) for n in v),
