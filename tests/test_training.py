@@ -10,7 +10,7 @@ import tensorflow as tf
 from conftest import tiny_config
 from dnnls_tf.core import runtime
 from dnnls_tf.study.gradients import window_epochs, window_measures
-from dnnls_tf.core.models import LAYER_NAMES, build_model
+from dnnls_tf.core.models import build_model, captured_layers
 from dnnls_tf.core.spec import WarmupCosine
 from dnnls_tf.study.study import Study
 from dnnls_tf.core.trainer import epoch_order, make_learning_rate, make_optimizer
@@ -30,7 +30,7 @@ def _eager_gradients(spec, study):
     steps_per_epoch = math.ceil(len(labels) / spec.batch_size)
     optimizer = make_optimizer(spec.optimizer, spec.momentum,
                                make_learning_rate(spec.learning_rate, steps_per_epoch, spec.epochs))
-    kernels = [model.get_layer(name).kernel for name in LAYER_NAMES]
+    kernels = [layer.kernel for layer in captured_layers(model)]
     steps, weights = [], []
     for epoch in range(1, spec.epochs + 1):
         epoch_steps = []
@@ -59,7 +59,7 @@ def four_epochs(study):
 def test_captured_sums_equal_numpy_on_the_same_steps(four_epochs):
     spec, result, (steps, weights) = four_epochs
     for epoch, epoch_steps in enumerate(steps):
-        for layer in range(len(LAYER_NAMES)):
+        for layer in range(len(result.gradients["layer_names"])):
             values = np.concatenate([step[layer].ravel() for step in epoch_steps])
             captured = [result.gradients[key][epoch, layer] for key in ("count", "sum", "sum_sq", "sum_abs")]
             expected = [values.size, values.sum(), (values**2).sum(), np.abs(values).sum()]
@@ -76,7 +76,7 @@ def test_window_measures_equal_numpy_on_the_same_per_step_gradients(four_epochs)
     first, last = window_epochs(spec.epochs, spec.gradient_window)
     assert list(first) == [0, 1] and list(last) == [2, 3]
     for name, index in (("first", first), ("last", last)):
-        for layer in range(len(LAYER_NAMES)):
+        for layer in range(len(result.gradients["layer_names"])):
             per_step = np.stack([step[layer] for e in index for step in steps[e]])  # (T, *kernel)
             values = per_step.ravel()
             np.testing.assert_allclose(measures[name]["mean"][layer], values.mean(), atol=1e-5 * np.abs(values).mean())
