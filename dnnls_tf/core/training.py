@@ -4,7 +4,9 @@
 with `trainer.Trainer` (frozen conv layers computed once, `frozen_features`),
 validates after every epoch in inference mode, restores the epoch with the best
 validation accuracy and evaluates it on train, validation and test. `lr_range_test`
-is experiment 1's range test.
+is experiment 1's range test. `gradient_arrays` says what gradients.npz holds: the
+kernels' per-layer sums (the contract) and, per parameter (kernels, biases, BN's gamma
+and beta), the same sums, the angle between gradient and weights and the weights' norms.
 
 Per-run costs paid once: the trainer, its compiled functions and the model they run
 are kept per kind of run (`compiled_for`; a kind is the spec without the fields each

@@ -1,6 +1,6 @@
 """Per-run fixed CPU-seconds of the study's runs (build, trace, final evaluation), over fresh processes.
 
-    python -m dnnls_tf.tools.run_costs [--processes 3] [--runs 4] [--json FILE]
+    python -m dnnls_tf.tools.run_costs [--processes 3] [--runs 4] [--json FILE] [--full-settings]
 
 Each fresh process trains `runs` runs of one kind (the subset baseline: holdout split,
 the subset profile's settings, data and thread pools; seeds 0, 1, ...) one after another,
@@ -9,6 +9,9 @@ minus its epochs x its median epoch (epochs 3 and later), i.e. what a run costs 
 its epochs. The first epoch carries the building and tracing, the end the selection and
 the final evaluation. Only `train_run`'s public `on_epoch` hook is used, so this file
 measures older code as well (`PYTHONPATH=<older checkout> python dnnls_tf/tools/run_costs.py`).
+`--full-settings` trains with the full profile's step instead (batch 128, XLA, mixed
+precision; 4 epochs) on the same data: its fixed cost holds the XLA compilations
+(on the CPU backend here, which stands in for a GPU's).
 """
 from __future__ import annotations
 
@@ -22,13 +25,17 @@ import time
 from pathlib import Path
 
 
-def measure(runs: int) -> dict:
+FULL_SETTINGS = {"training.batch_size": 128, "training.jit_compile": True, "training.mixed_precision": True,
+                 "training.epochs": 4}
+
+
+def measure(runs: int, full_settings: bool = False) -> dict:
     """This process' runs: per run its CPU-seconds, median epoch and fixed cost (seconds)."""
     from dnnls_tf.core import runtime
     from dnnls_tf.experiments import load_config
     from dnnls_tf.study.study import Study
 
-    config = load_config("subset")
+    config = load_config("subset", settings=FULL_SETTINGS if full_settings else None)
     runtime.start(config.compute)
     from dnnls_tf.core.training import train_run
 
@@ -45,7 +52,7 @@ def measure(runs: int) -> dict:
         rows.append({"seed": seed, "cpu_seconds": end - start, "epochs": len(epochs), "median_epoch": steady,
                      "first_epoch_excess": epochs[0] - steady, "after_last_epoch": end - marks[-1],
                      "fixed_cpu_seconds": (end - start) - len(epochs) * steady})
-    return {"runs": rows, "cpu": runtime.cpu_description()["cpu_identity"],
+    return {"runs": rows, "cpu": runtime.cpu_description()["cpu_identity"], "full_settings": full_settings,
             "threads": runtime.configure_threads(config.compute.intra_op_threads, config.compute.inter_op_threads)}
 
 
@@ -65,17 +72,18 @@ def main(argv=None) -> dict:
     parser.add_argument("--processes", type=int, default=3)
     parser.add_argument("--runs", type=int, default=4)
     parser.add_argument("--json")
+    parser.add_argument("--full-settings", action="store_true")
     parser.add_argument("--one-process", help=argparse.SUPPRESS)  # a child: write this process' runs here
     args = parser.parse_args(argv)
     if args.one_process:
-        Path(args.one_process).write_text(json.dumps(measure(args.runs)))
+        Path(args.one_process).write_text(json.dumps(measure(args.runs, args.full_settings)))
         return {}
     results = []
     with tempfile.TemporaryDirectory(prefix="dnnls_run_costs_") as folder:
         for index in range(args.processes):
             path = Path(folder) / f"process{index}.json"
-            subprocess.run([sys.executable, __file__, "--runs", str(args.runs), "--one-process", str(path)],
-                           check=True)
+            subprocess.run([sys.executable, __file__, "--runs", str(args.runs), "--one-process", str(path),
+                            *(["--full-settings"] if args.full_settings else [])], check=True)
             results.append(json.loads(path.read_text()))
             print(f"process {index + 1}: fixed CPU-s per run " +
                   ", ".join(f"{run['fixed_cpu_seconds']:.2f}" for run in results[-1]["runs"]), flush=True)
