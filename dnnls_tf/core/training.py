@@ -80,7 +80,7 @@ PARAM_KEYS = {"param_count": 0, **{f"param_{name}": index + 1 for index, name in
 # length): every other field, one added later included, selects the compiled functions.
 PER_RUN_FIELDS = ("data_fingerprint", "train_split", "val_split", "train_eval_sample", "seed", "init_from",
                   "gradient_window", "epochs", "learning_rate")
-CACHE_SIZE = 16  # kinds kept per process (a study has about 20; the oldest is dropped)
+CACHE_SIZE = 32  # kinds kept per process (the full plan has about 25; beyond, the least recently used is dropped)
 
 
 @dataclass

@@ -4,10 +4,11 @@
 
 Each fresh process trains `runs` runs of one kind (the subset baseline: holdout split,
 the subset profile's settings, data and thread pools; seeds 0, 1, ...) one after another,
-as a worker of `run` does, and times each with `time.process_time`: the run's CPU-seconds
-minus its epochs x its median epoch (epochs 3 and later), i.e. what a run costs beyond
-its epochs. The first epoch carries the building and tracing, the end the selection and
-the final evaluation. Only `train_run`'s public `on_epoch` hook is used, so this file
+as a worker of `run` does, and times each with `time.process_time`. A run's fixed cost is
+what its first epoch costs beyond its median epoch (epochs 3 and later; the first carries
+the building, placing and tracing) plus what follows its last epoch (restoring the best
+epoch, the final evaluation of train, validation and test, the result). Subtracting
+epochs x median epoch from the whole run would say the same with twenty epochs' noise. Only `train_run`'s public `on_epoch` hook is used, so this file
 measures older code as well (`PYTHONPATH=<older checkout> python dnnls_tf/tools/run_costs.py`).
 `--full-settings` trains with the full profile's step instead (batch 128, XLA, mixed
 precision; 4 epochs) on the same data: its fixed cost holds the XLA compilations
@@ -51,7 +52,7 @@ def measure(runs: int, full_settings: bool = False) -> dict:
         steady = statistics.median(epochs[2:])
         rows.append({"seed": seed, "cpu_seconds": end - start, "epochs": len(epochs), "median_epoch": steady,
                      "first_epoch_excess": epochs[0] - steady, "after_last_epoch": end - marks[-1],
-                     "fixed_cpu_seconds": (end - start) - len(epochs) * steady})
+                     "fixed_cpu_seconds": (epochs[0] - steady) + (end - marks[-1])})
     return {"runs": rows, "cpu": runtime.cpu_description()["cpu_identity"], "full_settings": full_settings,
             "threads": runtime.configure_threads(config.compute.intra_op_threads, config.compute.inter_op_threads)}
 
