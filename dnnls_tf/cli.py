@@ -89,13 +89,16 @@ def build_parser() -> argparse.ArgumentParser:
                               "views them.")
     add_common(tensorboard, data=False)
     tensorboard.add_argument("--force", action="store_true", help="rewrite runs already exported")
-    bench = add_command("bench", "training throughput: our loop vs Keras fit (plain and tuned)",
-                        "Interleaved rounds in several fresh processes, pooled; medians and bootstrap intervals.")
+    bench = add_command("bench", "training speed: the study's run vs one Keras fit call, and a per-epoch breakdown",
+                        "Whole runs in pairs of fresh processes (ours, one model.fit call), then interleaved "
+                        "per-epoch rounds in several fresh processes, pooled; medians and bootstrap intervals.")
     bench.add_argument("--json", help="write the results to this JSON file")
     bench.add_argument("--rounds", type=int, default=8,
                        help="measured rounds per process, after its warm-up round (default 8)")
     bench.add_argument("--processes", type=int, default=3,
                        help="fresh processes whose rounds are pooled (default 3)")
+    bench.add_argument("--runs", type=int, default=3,
+                       help="pairs of whole runs (ours, one fit call), each in a fresh process (default 3)")
     bench.add_argument("--threads", type=int, nargs=2, metavar=("INTRA", "INTER"),
                        help="TensorFlow intra-op and inter-op pool sizes (default: the subset profile's; "
                             "0 0 = TensorFlow's default)")
@@ -223,12 +226,14 @@ def command_bench(args) -> None:
         raise UserError("--rounds must be a positive integer")
     if args.processes < 1:
         raise UserError("--processes must be a positive integer")
+    if args.runs < 1:
+        raise UserError("--runs must be a positive integer")
     if args.threads and min(args.threads) < 0:
         raise UserError("--threads takes two non-negative integers")
     _check_json_folder(args.json)
     from dnnls_tf.tools.bench import main as bench_main
 
-    bench_main(args.json, args.rounds, tuple(args.threads) if args.threads else None, args.processes)
+    bench_main(args.json, args.rounds, tuple(args.threads) if args.threads else None, args.processes, args.runs)
 
 
 def _check_json_folder(path: str | None) -> None:

@@ -13,7 +13,7 @@ from dnnls_tf.core import runtime
 from dnnls_tf.tools import bench
 from dnnls_tf.tools.bench import CONTENDERS, cluster_median_interval, format_table, median_interval, pool, summarize_rounds
 from dnnls_tf.tools.bench_process import GradientCaptureModel, compile_fit, run_rounds
-from dnnls_tf.core.models import LAYER_NAMES, build_cnn
+from dnnls_tf.core.models import build_cnn, layer_names
 from dnnls_tf.core.trainer import Trainer, make_optimizer
 
 IMAGES = 1000
@@ -187,10 +187,12 @@ def test_tuned_fit_captures_the_loops_gradient_sums_for_the_same_first_step():
     labels = (np.arange(32) % 10).astype(np.int32)
     model = build_cnn(filters=(4, 8, 8), fc_units=16, seed=0)
     initial = model.get_weights()
-    trainer = Trainer(model, make_optimizer("sgd", 0.9, 0.05))
+    trainer = Trainer(model, make_optimizer("sgd", 0.9, 0.05), batch_size=32)
     outside = tf.constant(False)
-    loop_sums = trainer.train_epoch(tf.constant(images), tf.constant(labels), tf.range(32), 32, outside, outside)[2]
-    loop_sums, loop_weights = loop_sums.numpy(), model.get_weights()
+    loop = trainer.train_epoch(tf.constant(images), tf.constant(labels, tf.int64), tf.range(32, dtype=tf.int64),
+                               outside, outside)
+    loop = {name: value.numpy() for name, value in loop.items()}
+    loop_weights = model.get_weights()
 
     model.set_weights(initial)  # the tuned model shares the layers: the same weights, the same batch
     tuned = compile_fit(GradientCaptureModel(model.inputs, model.outputs), make_optimizer("sgd", 0.9, 0.05),
@@ -198,11 +200,47 @@ def test_tuned_fit_captures_the_loops_gradient_sums_for_the_same_first_step():
     tuned.fit(tf.data.Dataset.from_tensors((images, labels)), epochs=1, shuffle=False, verbose=0)
     sums = tuned.take_gradient_sums()
 
-    assert sums.shape == (len(LAYER_NAMES), 4) and sums.dtype == np.float64
-    np.testing.assert_array_equal(sums[:, 0], loop_sums[:, 0])  # count: one step of every kernel element
-    np.testing.assert_allclose(sums[:, 2:], loop_sums[:, 2:], rtol=1e-5)  # sum of squares, of |g|
-    # The signed sum cancels: its tolerance is relative to the layer's sum of |g|.
-    np.testing.assert_array_less(np.abs(sums[:, 1] - loop_sums[:, 1]), 1e-5 * loop_sums[:, 3])
+    assert sums["gradients"].shape == (len(layer_names(model)), 4) and sums["gradients"].dtype == np.float64
+    assert sums["params"].shape == loop["params"].shape == (len(trainer.param_names), 6)
+    for name, expected in (("gradients", loop["gradients"]), ("params", loop["params"])):
+        np.testing.assert_array_equal(sums[name][:, 0], expected[:, 0])  # count: one step of every element
+        np.testing.assert_allclose(sums[name][:, 2:4], expected[:, 2:4], rtol=1e-5)  # sum of squares, of |g|
+        # The signed sum cancels: its tolerance is relative to the sum of |g|.
+        np.testing.assert_array_less(np.abs(sums[name][:, 1] - expected[:, 1]), 1e-5 * expected[:, 3] + 1e-12)
+    np.testing.assert_allclose(sums["params"][:, 4:], loop["params"][:, 4:], rtol=1e-4, atol=1e-6)  # cos(g, w)
     for trained, expected in zip(model.get_weights(), loop_weights):
         np.testing.assert_allclose(trained, expected, rtol=1e-5, atol=1e-6)
-    assert not tuned.take_gradient_sums().any()  # taking the sums resets them
+    assert not any(value.any() for value in tuned.take_gradient_sums().values())  # taking the sums resets them
+
+
+def _whole_run(contender, cpu, wall, accuracy=0.5):
+    return {"contender": contender, "cpu_seconds": cpu, "wall_seconds": wall, "epochs": 20, "test_accuracy": accuracy,
+            "setting": {"epochs": 20}}
+
+
+def test_whole_runs_give_the_median_over_pairs_of_fits_time_over_ours_with_an_interval():
+    runs = [_whole_run("ours", 10.0, 8.0), _whole_run("fit", 12.0, 8.0),
+            _whole_run("ours", 20.0, 10.0), _whole_run("fit", 20.0, 9.0),  # a slower machine: the pair still compares
+            _whole_run("ours", 10.0, 10.0, 0.6), _whole_run("fit", 9.0, 12.0, 0.4)]
+    summary = bench.summarize_whole_runs(runs)
+    assert summary["run_pairs"] == 3
+    assert summary["run_speedup_vs_fit_pairs"] == [1.2, 1.0, 0.9]
+    assert summary["run_speedup_vs_fit"] == 1.0  # the median of the pairs' ratios, not a ratio of medians
+    assert summary["run_speedup_vs_fit_wall_pairs"] == [1.0, 0.9, 1.2] and summary["run_speedup_vs_fit_wall"] == 1.0
+    assert summary["run_speedup_vs_fit_ci95"] == median_interval([1.2, 1.0, 0.9])
+    low, high = summary["run_speedup_vs_fit_ci95"]
+    assert 0.9 <= low <= 1.0 <= high <= 1.2
+    assert summary["run_ours_cpu_seconds"] == 10.0 and summary["run_fit_cpu_seconds"] == 12.0
+    assert summary["run_ours_test_accuracy"] == 0.5 and summary["run_fit_epochs"] == 20
+    with pytest.raises(ValueError, match="pairs"):
+        bench.summarize_whole_runs(runs[:3])
+
+
+def test_the_table_leads_with_the_whole_run_ratio():
+    runs = [_whole_run("ours", 10.0, 8.0), _whole_run("fit", 12.0, 8.0)]
+    result = summarize_rounds(_timings(), IMAGES)
+    result.update(bench.summarize_whole_runs(runs), batch_size=64, images_per_epoch=IMAGES)
+    lines = format_table(result).splitlines()
+    assert lines[0].startswith("whole runs (1 pairs") and "one model.fit call" in lines[2]
+    assert lines[3].startswith("run_speedup_vs_fit    1.200  95% CI 1.200..1.200 (CPU)")
+    assert any(line.startswith("breakdown per epoch") for line in lines)

@@ -2,12 +2,14 @@ import dataclasses
 
 import numpy as np
 
-from dnnls_tf.core.models import LAYER_NAMES, build_cnn, build_model, count_parameters, training_flops_per_image
+from dnnls_tf.core.layout import cnn_layout
+from dnnls_tf.core.models import (build_cnn, build_model, captured_layers, count_parameters, layer_names,
+                                  parameters, training_flops_per_image)
 
 
 def test_layers_shapes_and_logits():
     model = build_cnn()
-    assert [layer.name for layer in model.layers if layer.name in LAYER_NAMES] == list(LAYER_NAMES)
+    assert layer_names(model) == ("conv1", "conv2", "conv3", "fc1", "fc2")  # layer numbers 1..5
     assert model.output_shape == (None, 10)
     assert model.get_layer("conv3").output.shape[1:] == (8, 8, 64)
     logits = model(np.zeros((2, 32, 32, 3), dtype=np.uint8))
@@ -44,3 +46,28 @@ def test_a_frozen_spec_freezes_conv_and_bn_and_reinitialises_the_head(tiny_study
     np.testing.assert_array_equal(frozen.get_layer("conv2").kernel.numpy(), plain.get_layer("conv2").kernel.numpy())
     assert not np.array_equal(frozen.get_layer("fc1").kernel.numpy(), plain.get_layer("fc1").kernel.numpy())
     np.testing.assert_array_equal(frozen.get_layer("fc1").kernel.numpy(), build_model(spec).get_layer("fc1").kernel.numpy())
+
+
+def test_captured_layers_and_parameters_come_from_the_built_model_and_agree_with_its_layout():
+    for filters, batch_norm in (((16, 32, 64), False), ((4, 8), True), ((4, 8, 8, 8), False)):
+        model = build_cnn(filters=filters, batch_norm=batch_norm)
+        layout = cnn_layout(filters, batch_norm)
+        assert layer_names(model) == layout.kernel_layers
+        assert [layer.kernel for layer in captured_layers(model)] == [model.get_layer(n).kernel for n in layout.kernel_layers]
+        assert {n for n in layout.features} <= {layer.name for layer in model.layers}
+    names = [name for name, _ in parameters(build_cnn(batch_norm=True))]
+    assert names == ["conv1/kernel", "bn1/gamma", "bn1/beta", "conv2/kernel", "bn2/gamma", "bn2/beta", "conv3/kernel",
+                     "bn3/gamma", "bn3/beta", "fc1/kernel", "bn4/gamma", "bn4/beta", "fc2/kernel", "fc2/bias"]
+    assert [name for name, _ in parameters(build_cnn())] == [f"{layer}/{kind}" for layer in layer_names(build_cnn())
+                                                            for kind in ("kernel", "bias")]
+
+
+def test_a_frozen_models_parameters_are_listed_and_it_stays_frozen(tiny_study):
+    spec = tiny_study.spec(0, 0.05, batch_norm=True, frozen=True)
+    model = build_model(spec)
+    trainable_before = [variable.path for variable in model.trainable_variables]
+    listed = [name for name, _ in parameters(model)]
+    assert listed == [name for name, _ in parameters(build_model(dataclasses.replace(spec, frozen=())))]
+    assert "conv1/kernel" in listed and "bn1/gamma" in listed
+    assert [variable.path for variable in model.trainable_variables] == trainable_before
+    assert not model.get_layer("conv1").trainable and not model.get_layer("bn2").trainable

@@ -165,3 +165,16 @@ def test_a_run_that_diverged_after_a_finite_epoch_is_stored_and_reads_back(train
     store = RunStore(tmp_path / "other", trained_study.profile)
     stored = store.save(run.spec, result, {})
     assert stored.diverged and not stored.stable and store.status(run.run_id) == "unstable"
+
+
+def test_parameter_gradients_are_checked_when_present_and_older_runs_without_them_still_read(trained_study):
+    run_id = trained_study.spec(0, 0.05).run_id
+    path = trained_study.store.run_dir(run_id) / "gradients.npz"
+    with np.load(path) as archive:
+        arrays = {name: archive[name] for name in archive.files}
+    assert arrays["param_cosine_sum"].shape == (2, len(arrays["param_names"])) == arrays["param_weight_sq"].shape
+    np.savez(path, **{name: value for name, value in arrays.items() if not name.startswith("param_")})
+    assert RunStore(trained_study.root, trained_study.profile).get(run_id) is not None  # as stored before
+    np.savez(path, **{**arrays, "param_cosine_sum": arrays["param_cosine_sum"][:1]})
+    reader = RunStore(trained_study.root, trained_study.profile)
+    assert reader.status(run_id) == "damaged" and "param_cosine_sum" in reader.problem(run_id)

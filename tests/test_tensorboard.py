@@ -77,7 +77,7 @@ def test_folder_names_tell_the_kind_role_and_settings(tiny_study):
 def test_live_writer_writes_each_epoch_during_a_run(tiny_study, tmp_path):
     spec = tiny_study.spec(0, 0.05)
     seen = []
-    with tensorboard.LiveWriter(tmp_path / "live") as writer:
+    with tensorboard.LiveWriter(tmp_path / "live", spec.layout.kernel_layers) as writer:
         def hook(epoch, row, step_losses, sums):
             writer(epoch, row, step_losses, sums)
             seen.append(len(tensorboard.read_scalars(tmp_path / "live" / "validation")["epoch_loss"]))

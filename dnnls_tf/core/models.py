@@ -6,11 +6,10 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from dnnls_tf.core.layout import FEATURE_OUTPUT, cnn_layout
 from dnnls_tf.core.sources import IMAGE_SHAPE, NUM_CLASSES
 from dnnls_tf.core.spec import RunSpec
 
-LAYER_NAMES = ("conv1", "conv2", "conv3", "fc1", "fc2")  # layer numbers 1..5
-FC_LAYERS = LAYER_NAMES[3:]
 # Per-channel mean and standard deviation of the CIFAR-10 training images (0..1 scale).
 CIFAR_MEAN = np.array([0.4914, 0.4822, 0.4465])
 CIFAR_STD = np.array([0.2470, 0.2435, 0.2616])
@@ -32,6 +31,7 @@ def build_cnn(batch_norm: bool = False, dropout: float = 0.0, filters=(16, 32, 6
         An uncompiled model taking uint8-valued images (N, 32, 32, 3) and
         returning 10 float32 logits.
     """
+    layout = cnn_layout(filters, batch_norm)
     init_seeds = iter(range(seed * 10, seed * 10 + 10))
 
     def kernel_init():
@@ -46,33 +46,65 @@ def build_cnn(batch_norm: bool = False, dropout: float = 0.0, filters=(16, 32, 6
     scale, offset = (np.broadcast_to(v, IMAGE_SHAPE).copy()
                      for v in (1.0 / (255.0 * CIFAR_STD), -CIFAR_MEAN / CIFAR_STD))
     x = keras.layers.Rescaling(scale, offset, name="normalize", **extra)(inputs)
-    for index, width in enumerate(filters, start=1):
+    norms = iter(layout.conv_norms)
+    for index, (width, conv) in enumerate(zip(filters, layout.conv), start=1):
         x = keras.layers.Conv2D(width, 3, padding="same", use_bias=not batch_norm,
-                                kernel_initializer=kernel_init(), name=f"conv{index}", **extra)(x)
+                                kernel_initializer=kernel_init(), name=conv, **extra)(x)
         if batch_norm:
-            x = keras.layers.BatchNormalization(name=f"bn{index}", **extra)(x)
+            x = keras.layers.BatchNormalization(name=next(norms), **extra)(x)
         x = keras.layers.ReLU(name=f"relu{index}", **extra)(x)
         x = keras.layers.MaxPooling2D(2, name=f"pool{index}", **extra)(x)
-    x = keras.layers.Flatten(name="flatten", **extra)(x)
+    x = keras.layers.Flatten(name=FEATURE_OUTPUT, **extra)(x)
+    hidden, logits = layout.head
     if dropout > 0:
         x = keras.layers.Dropout(dropout, name="dropout1", **extra)(x)
-    x = keras.layers.Dense(fc_units, use_bias=not batch_norm, kernel_initializer=kernel_init(), name="fc1", **extra)(x)
+    x = keras.layers.Dense(fc_units, use_bias=not batch_norm, kernel_initializer=kernel_init(), name=hidden, **extra)(x)
     if batch_norm:
-        x = keras.layers.BatchNormalization(name="bn4", **extra)(x)
-    x = keras.layers.ReLU(name="relu4", **extra)(x)
+        x = keras.layers.BatchNormalization(name=layout.head_norm, **extra)(x)
+    x = keras.layers.ReLU(name=f"relu{layout.conv_blocks + 1}", **extra)(x)
     if dropout > 0:
         x = keras.layers.Dropout(dropout, name="dropout2", **extra)(x)
     x = keras.layers.Dense(NUM_CLASSES, kernel_initializer=keras.initializers.GlorotUniform(seed=next(init_seeds)),
-                           name="fc2", **extra)(x)
+                           name=logits, **extra)(x)
     outputs = keras.layers.Activation("linear", dtype="float32", name="logits")(x)
     return keras.Model(inputs, outputs, name="cnn_bn" if batch_norm else "cnn")
 
 
-def reinitialize_fc_layers(model: keras.Model, seed: int) -> None:
-    """Give fc1 and fc2 fresh weights from new initialisers seeded with `seed`."""
-    for offset, name in enumerate(FC_LAYERS):
+def captured_layers(model: keras.Model) -> list:
+    """The layers whose gradients are captured: every layer with a kernel, in the model's order
+    (conv1..conv3, fc1, fc2 for the study's CNN: layer numbers 1..L)."""
+    return [layer for layer in model.layers if getattr(layer, "kernel", None) is not None]
+
+
+def layer_names(model: keras.Model) -> tuple[str, ...]:
+    """Names of `captured_layers(model)`, in order."""
+    return tuple(layer.name for layer in captured_layers(model))
+
+
+def parameters(model: keras.Model) -> list[tuple[str, object]]:
+    """("layer/variable", variable) of every parameter, in the model's order: what training
+    updates when no layer is frozen (kernels, biases, BN's gamma and beta; not BN's moving
+    statistics nor dropout's seed state). Frozen layers' parameters are listed too (Keras
+    marks them untrainable), so a model's list is the same whether or not it is frozen."""
+    result = []
+    for layer in model.layers:
+        if not layer.weights:
+            continue
+        frozen = not layer.trainable
+        layer.trainable = True  # Keras lists a frozen layer's would-be-trainable variables only while trainable
+        try:
+            result += [(f"{layer.name}/{variable.name}", variable) for variable in layer.trainable_weights]
+        finally:
+            layer.trainable = not frozen
+    return result
+
+
+def reinitialize_head(model: keras.Model, names, seed: int) -> None:
+    """Give the head's layers `names` (fc1, fc2) fresh weights from new initialisers seeded with
+    `seed`: He-uniform for the hidden layer, Glorot-uniform for the logits, as `build_cnn` does."""
+    for offset, name in enumerate(names):
         layer = model.get_layer(name)
-        initializer = (keras.initializers.HeUniform if name == "fc1" else keras.initializers.GlorotUniform)(
+        initializer = (keras.initializers.HeUniform if offset < len(names) - 1 else keras.initializers.GlorotUniform)(
             seed=10_000 + seed * 10 + offset)
         layer.kernel.assign(initializer(layer.kernel.shape))
         if layer.bias is not None:
@@ -97,7 +129,7 @@ def build_model(spec: RunSpec, source_weights: Path | None = None) -> keras.Mode
     if spec.frozen:
         for name in spec.frozen:
             model.get_layer(name).trainable = False
-        reinitialize_fc_layers(model, spec.seed)
+        reinitialize_head(model, spec.layout.head, spec.seed)
     return model
 
 

@@ -1,7 +1,8 @@
 """Process-wide TensorFlow set-up, done once at each entry point (CLI, worker, notebook, bench).
 
-`start(compute)` imports TensorFlow quietly and sizes its thread pools before its
-first operation; `seed_run(seed, jit_compile)` seeds one run. Nothing else in the
+`start(compute)` imports TensorFlow quietly, sizes its thread pools before its
+first operation and turns GPU memory growth on (several workers can then share one
+GPU); `seed_run(seed, jit_compile)` seeds one run. Nothing else in the
 library touches process-wide TensorFlow state. Importing this module does not
 import TensorFlow.
 """
@@ -16,6 +17,7 @@ import sys
 import warnings
 from pathlib import Path
 
+from dnnls_tf.errors import UserError
 
 log = logging.getLogger(__name__)
 _REFUSED_POOLS: set[tuple[int, int]] = set()  # pool requests already warned about
@@ -85,9 +87,40 @@ def configure_threads(intra_op: int, inter_op: int) -> dict:
             "inter_op_threads": threading.get_inter_op_parallelism_threads()}
 
 
+def configure_gpus() -> dict:
+    """Memory growth on every GPU, before TensorFlow initialises them.
+
+    Without it the first process to touch a GPU reserves nearly all of its memory and a
+    second worker process on the same card runs out. Returns {"gpus": n, "memory_growth":
+    whether it is on for all of them} (False when TensorFlow had already initialised a
+    GPU in this process: growth can then no longer be set).
+    """
+    tf = import_tensorflow()
+    gpus = tf.config.list_physical_devices("GPU")
+    growing = True
+    for gpu in gpus:
+        try:
+            tf.config.experimental.set_memory_growth(gpu, True)
+        except RuntimeError:  # the GPU is initialised already: its allocator is fixed
+            growing = growing and bool(tf.config.experimental.get_memory_growth(gpu))
+    return {"gpus": len(gpus), "memory_growth": growing}
+
+
 def start(compute) -> dict:
-    """Import TensorFlow quietly and size its pools from the profile; returns the pools in effect."""
-    return configure_threads(compute.intra_op_threads, compute.inter_op_threads)
+    """Import TensorFlow quietly, size its pools from the profile and let GPU memory grow; returns
+    the pools in effect.
+
+    `compute.workers` > 1 on a GPU needs memory growth in every process (each worker sets
+    it when it starts); if this process initialised its GPU without it, it would hold the
+    card's memory while the workers train, so that is refused in one line.
+    """
+    pools = configure_threads(compute.intra_op_threads, compute.inter_op_threads)
+    gpus = configure_gpus()
+    if gpus["gpus"] and not gpus["memory_growth"] and compute.workers > 1:
+        raise UserError(f"compute.workers = {compute.workers} share the GPU only if TensorFlow lets GPU memory grow, "
+                        f"and this process has already reserved the GPU without it: restart it (or the notebook's "
+                        f"runtime) before any TensorFlow work, or use --set compute.workers=1")
+    return pools
 
 
 def seed_run(seed: int, jit_compile: bool = False) -> None:

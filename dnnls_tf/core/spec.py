@@ -19,16 +19,16 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 
+from dnnls_tf.core.layout import CnnLayout, cnn_layout
 from dnnls_tf.errors import StoreError
 
 SPEC_VERSION = 2  # bump when the meaning of a field or of the training changes
-CONV_LAYERS = ("conv1", "conv2", "conv3")
-FROZEN_WITH_BN = ("bn1", "bn2", "bn3")  # a frozen conv block freezes its BN layer too
 
 
-def frozen_layers(batch_norm: bool) -> tuple[str, ...]:
-    """The layers a transfer or frozen-random run does not train: conv1..conv3 (and bn1..bn3)."""
-    return CONV_LAYERS + (FROZEN_WITH_BN if batch_norm else ())
+def frozen_layers(batch_norm: bool, filters) -> tuple[str, ...]:
+    """The layers a transfer or frozen-random run does not train: the model's conv layers and their
+    BN layers (conv1..conv3, bn1..bn3 for the study's CNN), from `layout.cnn_layout`."""
+    return cnn_layout(filters, batch_norm).features
 
 
 @dataclass(frozen=True)
@@ -88,6 +88,11 @@ class RunSpec:
     @property
     def run_id(self) -> str:
         return hash_of(self)
+
+    @property
+    def layout(self) -> CnnLayout:
+        """The names of the run's layers (which are captured, which a transfer freezes)."""
+        return cnn_layout(self.filters, self.batch_norm)
 
     @property
     def kind(self) -> str:

@@ -77,17 +77,16 @@ def settings_table(study: Study, experiment: str, learning_rate: tuple[float, st
 
 def print_model(study: Study) -> None:
     """The CNN's layers (number, kernel, output, parameters), with and without batch norm."""
-    from dnnls_tf.core.models import LAYER_NAMES, build_cnn, count_parameters
+    from dnnls_tf.core.models import build_cnn, captured_layers, count_parameters
 
     model_config = study.config.model
     plain, normed = (build_cnn(batch_norm=bn, filters=model_config.filters, fc_units=model_config.fc_units)
                      for bn in (False, True))
     print(f"{'layer':8s}{'no.':>4s}  {'kernel':16s}{'output':14s}{'parameters':>11s}")
-    for layer in plain.layers:
-        if layer.name in LAYER_NAMES:
-            print(f"{layer.name:8s}{LAYER_NAMES.index(layer.name) + 1:4d}  "
-                  f"{'x'.join(map(str, layer.kernel.shape)):16s}{'x'.join(map(str, layer.output.shape[1:])):14s}"
-                  f"{layer.count_params():11,d}")
+    for number, layer in enumerate(captured_layers(plain), start=1):
+        print(f"{layer.name:8s}{number:4d}  "
+              f"{'x'.join(map(str, layer.kernel.shape)):16s}{'x'.join(map(str, layer.output.shape[1:])):14s}"
+              f"{layer.count_params():11,d}")
     for name, model in (("without batch norm", plain), ("with batch norm", normed)):
         counts = count_parameters(model)
         print(f"{name}: {counts['params']:,} parameters ({counts['trainable_params']:,} trainable)")

@@ -16,7 +16,7 @@ import pandas as pd
 
 from dnnls_tf.core.data import is_split_name
 from dnnls_tf.core.sources import NUM_CLASSES
-from dnnls_tf.core.spec import CONV_LAYERS, FROZEN_WITH_BN, RunSpec
+from dnnls_tf.core.spec import RunSpec, frozen_layers
 from dnnls_tf.errors import quote
 from dnnls_tf.study.config import is_seed
 
@@ -31,7 +31,11 @@ FINAL_METRICS = ("train_accuracy", "val_accuracy", "test_accuracy", "test_loss",
 RUN_ID = re.compile(r"[0-9a-f]{12}")       # spec.hash_of: 12 hex digits
 FINGERPRINT = re.compile(r"[0-9a-f]{16}")  # data.SplitData.fingerprint: 16 hex digits
 LAYER_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
-FROZEN_NAMES = set(CONV_LAYERS + FROZEN_WITH_BN)
+PARAMETER_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}/[a-z][a-z0-9_]{0,31}")  # "conv1/kernel", "bn1/gamma"
+# Per parameter of the network (P: biases and BN's gamma/beta beside the kernels; core/training.py
+# `gradient_arrays`), written since this code; runs stored before have none and read as before.
+PARAMETER_KEYS = ("param_count", "param_sum", "param_sum_sq", "param_sum_abs", "param_cosine_sum",
+                  "param_cosine_steps", "param_weight_sq")
 
 
 def is_run_id(name) -> bool:
@@ -67,7 +71,7 @@ def check_config(config: dict) -> None:
         "momentum": lambda v: _is_number(v, 0.0, 1.0), "dropout": lambda v: _is_number(v, 0.0, 1.0),
         "filters": lambda v: isinstance(v, list) and len(v) == 3 and all(_is_int(n, 1) for n in v),
         "init_from": lambda v: v is None or is_run_id(v),
-        "frozen": lambda v: isinstance(v, list) and all(isinstance(n, str) and n in FROZEN_NAMES for n in v),
+        "frozen": lambda v: isinstance(v, list) and all(isinstance(n, str) and LAYER_NAME.fullmatch(n) for n in v),
         "spec_version": lambda v: _is_int(v, 1),
         **{key: lambda v: _is_int(v, 1) for key in ("train_eval_sample", "epochs", "batch_size", "eval_batch_size",
                                                        "fc_units", "gradient_window")},
@@ -77,6 +81,10 @@ def check_config(config: dict) -> None:
     for key, check in checks.items():
         if key in config and not check(config[key]):
             raise ValueError(f"config.json: {key!r} has a value out of its range or type ({quote(config[key], 30)})")
+    if "frozen" in config and "filters" in config:  # only the model's conv blocks (and their BN) can be frozen
+        allowed = frozen_layers(bool(config.get("batch_norm")), config["filters"])
+        if not set(config["frozen"]) <= set(allowed):
+            raise ValueError(f"config.json: 'frozen' names layers outside {', '.join(allowed)}")
     _check_rate(config.get("learning_rate"))
 
 
@@ -171,6 +179,29 @@ def check_gradients(gradients: dict, epochs: int) -> None:
             raise ValueError(f"gradients.npz '{key}' has negative values")
     if not np.isfinite(gradients["count"]).all() or not (gradients["kernel_size"] > 0).all():
         raise ValueError("gradients.npz: counts must be finite and kernel sizes positive")
+    check_parameter_gradients(gradients, epochs)
+
+
+def check_parameter_gradients(gradients: dict, epochs: int) -> None:
+    """The per-parameter arrays, if the run has them: param_names (P,) ("conv1/kernel", "bn1/gamma", ...),
+    param_size (P,) and PARAMETER_KEYS (E, P), float64 (sums over every element and captured step of
+    each epoch; param_cosine_sum / param_cosine_steps is the mean cos(g, w)). A run stored without
+    any of them (older code) reads as before; one with some of them is damaged."""
+    present = {"param_names", "param_size", *PARAMETER_KEYS} & set(gradients)
+    if not present:
+        return
+    names = gradients.get("param_names")
+    if names is None or names.dtype.kind != "U" or names.ndim != 1 or not len(names) or \
+            not all(PARAMETER_NAME.fullmatch(str(name)) for name in names):
+        raise ValueError("gradients.npz has parameter arrays but no 'param_names' list of layer/variable names")
+    for key in ("param_size", *PARAMETER_KEYS):
+        expected = (len(names),) if key == "param_size" else (epochs, len(names))
+        values = gradients.get(key)
+        if values is None or values.shape != expected or values.dtype != np.float64:
+            shape = "missing" if values is None else f"{values.dtype} {values.shape}"
+            raise ValueError(f"gradients.npz '{key}' is {shape}, expected float64 {expected}")
+    if (gradients["param_cosine_steps"] > gradients["param_count"]).any():
+        raise ValueError("gradients.npz: more cosine steps than gradient values for a parameter")
 
 
 def check_predictions(predictions: dict, completed: bool, expected_labels: np.ndarray | None) -> None:

@@ -78,6 +78,6 @@ class Study:
             learning_rate=learning_rate if not isinstance(learning_rate, (int, float)) else float(learning_rate),
             filters=model.filters, fc_units=model.fc_units, dropout=float(dropout), batch_norm=batch_norm,
             init_from=init_from,
-            frozen=frozen_layers(batch_norm) if (frozen or init_from) else (),
+            frozen=frozen_layers(batch_norm, model.filters) if (frozen or init_from) else (),
             capture_gradients=training.capture_gradients, gradient_window=self.config.window_epochs,
             jit_compile=training.jit_compile, mixed_precision=training.mixed_precision)

@@ -1,7 +1,26 @@
-"""Training throughput: the project's loop against Keras `fit`, plain and tuned, over fresh processes.
+"""Training speed: the study's run against one Keras `fit` call, over fresh processes.
 
-Four contenders train the same baseline CNN (one model: same architecture, seed and
-weight variables) on the subset profile's holdout split at its batch size, each
+The headline compares whole runs, as a user would run them (`bench_process.measure_whole_run`):
+
+  ours   the study's run (`training.train_run`) of the subset baseline: build, train the
+         profile's epochs, validate after every epoch, restore the best epoch, evaluate
+  fit    what a Keras user runs for the same: one `model.fit(epochs=E)` call on the NumPy
+         arrays with `steps_per_execution` = an epoch's steps and validation every epoch,
+         EarlyStopping(restore_best_weights) as the model selection, `evaluate` on test
+
+Both train the same CNN (seed, optimizer, batch size, epochs) on the same data and pay
+their own set-up (building, tracing); ours also captures gradient sums of every
+parameter at every step, logs every step, evaluates the 1,000-image training sample
+each epoch and the whole training split at the end (`whole_run_setting` states it).
+Each whole run is one fresh process, timed from building the model to the last
+evaluation (TensorFlow's import and the data's loading excluded, the same for both);
+runs come in pairs (ours, fit) whose order alternates, so a drift in the machine's
+speed hits both. `run_speedup_vs_fit` is the median over pairs of fit's CPU-seconds over
+ours (> 1: ours is faster), with a percentile-bootstrap 95 % interval over the pairs
+(processes); `_wall` the same on the wall clock.
+
+The per-epoch breakdown (the earlier benchmark) stays beside it: four contenders train
+the same baseline CNN (one model) on the subset profile's holdout split, each
 validating after every epoch:
 
   loop            the project's compiled epoch (`trainer.Trainer`), gradient capture on,
@@ -9,31 +28,29 @@ validating after every epoch:
                   validation split and the fixed inference-mode training sample)
   loop_nocapture  the same with capture off (the same model and optimizer as loop)
   fit             `model.compile` + `model.fit(images, labels, validation_data=..., epochs=1)`
-                  on the NumPy arrays, as a user would write it
-  tuned_fit       Keras at its best here: `compile(steps_per_execution=<steps of an epoch>,
-                  jit_compile=False)`, a tf.data pipeline over the cached uint8 tensors
-                  (seeded shuffle of indices -> batch -> gather -> prefetch), validation
-                  in batches of eval_batch_size, and a `train_step` override that captures
-                  the loop's per-layer gradient sums (count, sum, sum of squares, sum of
-                  |g| of every kernel, float64, on the device; read once per epoch)
+                  on the NumPy arrays
+  tuned_fit       `compile(steps_per_execution=<steps of an epoch>, jit_compile=False)`, a
+                  tf.data pipeline over the cached uint8 tensors (seeded shuffle of indices
+                  -> batch -> gather -> prefetch), validation in batches of eval_batch_size,
+                  and a `train_step` override with the loop's gradient capture
+                  (`trainer.GradientCapture`: the same code)
 
-Every contender does the same work per epoch: it trains, evaluates the validation
-split and evaluates the fixed 1,000-image training sample in inference mode (the
-study's gap curves; the fits call `evaluate` on it, as a user would from a
-callback). The loop accumulates no per-weight window sums (epochs outside the
-study's first/last gradient windows), as the fits have no counterpart for them.
+Every breakdown contender does the same work per epoch: it trains, evaluates the
+validation split and evaluates the fixed 1,000-image training sample in inference mode.
+The loop accumulates no per-weight window sums (epochs outside the study's first/last
+gradient windows). The fits pay Keras' per-call set-up every epoch here (`fit(epochs=1)`),
+which a user calling `fit` once does not: that is why the headline is the whole run.
 
-In each process the contenders run in interleaved rounds, one epoch each with the
-order rotated every round, after a warm-up round that is not counted (tracing, first
-allocations), so a drift in machine speed hits all of them alike. Several fresh
-processes (`bench_process.py`, default 3 x 8 rounds) are pooled: the same code in 15
-separate processes here gave loop / tuned-fit ratios from 1.09 to 1.17 while each
-process' own interval was about +-0.02 wide (each traced function's buffers land
-differently in memory in each process), so one process' interval understated the
-uncertainty. Rates count training images: images per CPU-second (`time.process_time`,
-every thread of the process) are the targets; wall-clock rates stand beside them.
-Ratios are medians of the pooled per-round ratios; their 95 % intervals come from a
-two-level percentile bootstrap (processes, then rounds within each process).
+In each breakdown process the contenders run in interleaved rounds, one epoch each with
+the order rotated every round, after a warm-up round that is not counted (tracing, first
+allocations). Several fresh processes (`bench_process.py`, default 3 x 8 rounds) are
+pooled: the same code in 15 separate processes here gave loop / tuned-fit ratios from
+1.09 to 1.17 while each process' own interval was about +-0.02 wide (each traced
+function's buffers land differently in memory in each process). Rates count training
+images: images per CPU-second (`time.process_time`, every thread of the process) are the
+targets; wall-clock rates stand beside them. Ratios are medians of the pooled per-round
+ratios; their 95 % intervals come from a two-level percentile bootstrap (processes, then
+rounds within each process).
 """
 from __future__ import annotations
 
@@ -129,7 +146,19 @@ def format_table(result: dict) -> str:
         return (f"{key:<22}{result[key]:{sign}.3f}  95% CI {low:{sign}.3f}..{high:{sign}.3f} (CPU)"
                 f"   {result[f'{key}_wall']:{sign}.3f} (wall)")
 
-    lines = [f"{'contender':<16}{'':<28}{'img/CPU-s':>10}{'img/wall-s':>12}",
+    lines = []
+    if "run_speedup_vs_fit" in result:
+        low, high = result["run_speedup_vs_fit_ci95"]
+        wall_low, wall_high = result["run_speedup_vs_fit_wall_ci95"]
+        lines += [f"whole runs ({result['run_pairs']} pairs of fresh processes, {result['run_ours_epochs']} epochs):",
+                  f"  ours (train_run)      {result['run_ours_cpu_seconds']:7.1f} CPU-s {result['run_ours_wall_seconds']:7.1f} s"
+                  f"   test accuracy {result['run_ours_test_accuracy']:.3f}",
+                  f"  one model.fit call    {result['run_fit_cpu_seconds']:7.1f} CPU-s {result['run_fit_wall_seconds']:7.1f} s"
+                  f"   test accuracy {result['run_fit_test_accuracy']:.3f}",
+                  f"run_speedup_vs_fit    {result['run_speedup_vs_fit']:.3f}  95% CI {low:.3f}..{high:.3f} (CPU)"
+                  f"   {result['run_speedup_vs_fit_wall']:.3f}  95% CI {wall_low:.3f}..{wall_high:.3f} (wall)",
+                  "", "breakdown per epoch (interleaved rounds):"]
+    lines += [f"{'contender':<16}{'':<28}{'img/CPU-s':>10}{'img/wall-s':>12}",
              *(f"{name:<16}{LABELS[name]:<28}{result[f'{name}_images_per_second']:>10.0f}"
                f"{result[f'{name}_wall_images_per_second']:>12.0f}" for name in CONTENDERS),
              "", ratio("speedup_vs_fit"), ratio("speedup_vs_tuned_fit"), ratio("capture_overhead", "+")]
@@ -156,6 +185,58 @@ def format_table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def summarize_whole_runs(runs: list[dict]) -> dict:
+    """The headline from whole-run processes in pairs (ours, fit) in their order.
+
+    Returns run_speedup_vs_fit (median over pairs of fit's CPU-seconds / ours) and its
+    `_ci95` (percentile bootstrap over the pairs), `_wall` twins, each side's median CPU and
+    wall seconds and test accuracy, and the pairs' ratios.
+    """
+    ours = [run for run in runs if run["contender"] == "ours"]
+    fits = [run for run in runs if run["contender"] == "fit"]
+    if not ours or len(ours) != len(fits):
+        raise ValueError("whole runs come in pairs: one of ours and one fit each")
+    summary: dict = {"run_pairs": len(ours)}
+    for key, suffix in (("cpu_seconds", ""), ("wall_seconds", "_wall")):
+        ratios = [fit[key] / our[key] for our, fit in zip(ours, fits)]
+        summary[f"run_speedup_vs_fit{suffix}"] = statistics.median(ratios)
+        summary[f"run_speedup_vs_fit{suffix}_ci95"] = median_interval(ratios)
+        summary[f"run_speedup_vs_fit{suffix}_pairs"] = ratios
+        for name, side in (("ours", ours), ("fit", fits)):
+            summary[f"run_{name}_{key}"] = statistics.median(run[key] for run in side)
+    for name, side in (("ours", ours), ("fit", fits)):
+        summary[f"run_{name}_test_accuracy"] = statistics.median(run["test_accuracy"] for run in side)
+        summary[f"run_{name}_epochs"] = side[0]["epochs"]
+    return summary
+
+
+def run_whole_runs(pairs: int, threads: tuple[int, int] | None = None) -> list[dict]:
+    """`pairs` pairs of fresh processes, each one whole run (ours, fit; the order alternates)."""
+    results = []
+    with tempfile.TemporaryDirectory(prefix="dnnls_bench_") as folder:
+        for pair in range(pairs):
+            for contender in (("ours", "fit") if pair % 2 == 0 else ("fit", "ours")):
+                path = Path(folder) / f"run{pair}-{contender}.json"
+                command = [sys.executable, "-m", "dnnls_tf.tools.bench_process", "--whole-run", contender,
+                           "--json", str(path)]
+                _run_process(command + (["--threads", *map(str, threads)] if threads else []),
+                             f"whole run {pair + 1} ({contender})")
+                results.append(json.loads(path.read_text()))
+                run = results[-1]
+                print(f"pair {pair + 1}/{pairs}, {contender}: {run['cpu_seconds']:.1f} CPU-s, "
+                      f"{run['wall_seconds']:.1f} s, test accuracy {run['test_accuracy']:.3f}", flush=True)
+    ours = [run for run in results if run["contender"] == "ours"]
+    fits = [run for run in results if run["contender"] == "fit"]
+    return [run for pair in zip(ours, fits) for run in pair]  # (ours, fit) per pair
+
+
+def _run_process(command: list[str], what: str) -> None:
+    done = subprocess.run(command, check=False, capture_output=True, text=True)
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise RuntimeError(f"benchmark process {what} failed (exit {done.returncode}): {last}")
+
+
 def run_processes(rounds: int, processes: int, threads: tuple[int, int] | None = None) -> list[dict]:
     """`processes` fresh processes of `bench_process`, one after another, each measuring `rounds` rounds."""
     results = []
@@ -165,10 +246,7 @@ def run_processes(rounds: int, processes: int, threads: tuple[int, int] | None =
             command = [sys.executable, "-m", "dnnls_tf.tools.bench_process", "--rounds", str(rounds), "--json", str(path)]
             if threads:
                 command += ["--threads", *map(str, threads)]
-            done = subprocess.run(command, check=False, capture_output=True, text=True)
-            if done.returncode != 0:
-                last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-                raise RuntimeError(f"benchmark process {index + 1} failed (exit {done.returncode}): {last}")
+            _run_process(command, str(index + 1))
             results.append(json.loads(path.read_text()))
             run = results[-1]
             print(f"process {index + 1}/{processes}: speedup_vs_tuned_fit {run['speedup_vs_tuned_fit']:.3f}, "
@@ -206,16 +284,20 @@ def pool(runs: list[dict]) -> dict:
 
 
 def main(json_path: str | None = None, rounds: int = 8, threads: tuple[int, int] | None = None,
-         processes: int = 3) -> dict:
-    """Run the benchmark in `processes` fresh processes of `rounds` rounds each, print its table,
-    optionally write JSON; returns the pooled result.
+         processes: int = 3, run_pairs: int = 3) -> dict:
+    """Run the benchmark: `run_pairs` pairs of whole-run processes (the headline), then
+    `processes` fresh processes of `rounds` rounds each (the per-epoch breakdown); print its
+    table, optionally write JSON; returns the pooled result.
 
     `threads` (intra-op, inter-op) overrides the subset profile's thread pools, which
     the study trains with (0: TensorFlow's default); every contender runs with the same pools.
     """
-    if rounds < 1 or processes < 1:
-        raise ValueError("rounds and processes must be at least 1")
+    if rounds < 1 or processes < 1 or run_pairs < 1:
+        raise ValueError("rounds, processes and run pairs must be at least 1")
+    whole_runs = run_whole_runs(run_pairs, threads)
     result = pool(run_processes(rounds, processes, threads))
+    result.update(summarize_whole_runs(whole_runs), whole_runs=whole_runs,
+                  whole_run_setting=whole_runs[0]["setting"])
     print(format_table(result))
     if json_path:
         atomic.write_json(Path(json_path), result)

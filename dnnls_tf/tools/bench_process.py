@@ -1,8 +1,9 @@
-"""One process of the benchmark: the four contenders in interleaved rounds (TensorFlow side).
+"""One process of the benchmark (TensorFlow side): one whole run, or the per-epoch breakdown.
 
-`python -m dnnls_tf bench` runs this module in several fresh processes
-(`python -m dnnls_tf.tools.bench_process --rounds R --json FILE [--threads INTRA INTER]`)
-and pools their rounds; `bench.py` describes the contenders and the statistics.
+`python -m dnnls_tf bench` runs this module in fresh processes and pools them
+(`bench.py` describes the contenders and the statistics):
+    python -m dnnls_tf.tools.bench_process --whole-run {ours,fit} --json FILE [--threads INTRA INTER]
+    python -m dnnls_tf.tools.bench_process --rounds R --json FILE [--threads INTRA INTER]
 """
 from __future__ import annotations
 
@@ -28,52 +29,52 @@ from dnnls_tf.core.data import SplitData, load_cifar10, train_eval_indices
 tf = runtime.import_tensorflow()
 import keras  # noqa: E402  (after TensorFlow's quiet import)
 
-from dnnls_tf.core.models import LAYER_NAMES, build_cnn, count_parameters, training_flops_per_image  # noqa: E402
-from dnnls_tf.core.trainer import Trainer, epoch_order, kernel_sums, make_optimizer  # noqa: E402
+from dnnls_tf.core.models import build_cnn, count_parameters, training_flops_per_image  # noqa: E402
+from dnnls_tf.core.trainer import GradientCapture, Trainer, epoch_order, make_optimizer  # noqa: E402
+from dnnls_tf.core.training import place_arrays  # noqa: E402
 
 SEED = 0
 
 
 # ------------------------------------------------------------ the tuned fit
 class GradientCaptureModel(keras.Model):
-    """A functional model whose `fit` also sums dL/dw of every kernel, like the loop's capture.
+    """A functional model whose `fit` also captures the loop's gradient sums (`trainer.GradientCapture`,
+    the same code as the loop's).
 
     Build it over another model's graph (`GradientCaptureModel(model.inputs, model.outputs)`)
-    to share that model's layers and weights. `gradient_sums` (L, 4) float64 holds, per
-    layer of LAYER_NAMES: count, sum, sum of squares and sum of |g| over every kernel
-    element and training step since the last `take_gradient_sums()`.
+    to share that model's layers and weights. `gradient_sums` (P, 6) float64 holds, per
+    parameter: count, then `trainer.PARAM_COLUMNS` (sum, sum of squares, sum of |g|, the sum
+    of cos(g, w) and its steps) over every training step since the last `take_gradient_sums()`.
     """
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        position = {id(v): i for i, v in enumerate(self.trainable_variables)}
-        self.kernel_index = [position[id(self.get_layer(name).kernel)] for name in LAYER_NAMES]
-        self.kernel_sizes = [float(np.prod(self.get_layer(name).kernel.shape)) for name in LAYER_NAMES]
-        self.gradient_sums = tf.Variable(tf.zeros([len(LAYER_NAMES), 4], tf.float64), trainable=False)
+        self.capture = GradientCapture(self, self.trainable_variables)
+        self.gradient_sums = tf.Variable(tf.zeros([len(self.capture.param_names), 6], tf.float64), trainable=False)
 
     def train_step(self, data):
         # Keras' default train_step in its public API (the Keras guide "Customizing what
-        # happens in fit()"), plus the capture: five small reductions and one assign_add.
+        # happens in fit()"), plus the capture: the loop's reductions and one assign_add.
         images, labels = data
         with tf.GradientTape() as tape:
             logits = self(images, training=True)
             loss = self.compute_loss(x=images, y=labels, y_pred=logits, training=True)
         gradients = tape.gradient(loss, self.trainable_variables)
+        sums = self.capture.step_sums(self.capture.captured_gradients(gradients))  # at the step's weights
         self.optimizer.apply(gradients, self.trainable_variables)
-        sums = tf.reshape(tf.cast(tf.stack([value for index in self.kernel_index
-                                            for value in kernel_sums(gradients[index])]), tf.float64),
-                          [len(LAYER_NAMES), 3])
-        self.gradient_sums.assign_add(tf.concat([tf.constant(self.kernel_sizes, tf.float64)[:, None], sums], 1))
+        sizes = tf.constant(self.capture.param_sizes, tf.float64)[:, None]
+        self.gradient_sums.assign_add(tf.concat([sizes, sums], 1))
         for metric in self.metrics:
             if metric.name == "loss":
                 metric.update_state(loss, sample_weight=tf.shape(images)[0])
         return self.compute_metrics(images, labels, logits)
 
-    def take_gradient_sums(self) -> np.ndarray:
-        """(L, 4) sums since the last call (one host transfer), then zeros them."""
+    def take_gradient_sums(self) -> dict[str, np.ndarray]:
+        """The sums since the last call (one host transfer), then zeros them: {"params": (P, 6),
+        "gradients": (L, 4) the kernels' rows (count, sum, sum of squares, sum of |g|)}."""
         sums = self.gradient_sums.numpy()
         self.gradient_sums.assign(tf.zeros_like(self.gradient_sums))
-        return sums
+        return {"params": sums, "gradients": sums[self.capture.kernel_param, :4]}
 
 
 def compile_fit(model: keras.Model, optimizer, steps_per_execution: int = 1) -> keras.Model:
@@ -122,19 +123,21 @@ def make_contenders(config: Config) -> tuple[dict[str, Callable[[int], None]], d
 
     # (a), (b): train_run's epoch body (no gradient window: the fits have no per-weight sums).
     loop_optimizer = optimizer()
-    train_tensors = (tf.convert_to_tensor(train_arrays[0]), tf.convert_to_tensor(train_arrays[1]))
+    train_tensors, val_tensors, sample_tensors = (place_arrays(arrays) for arrays in (train_arrays, val_arrays,
+                                                                                      sample_arrays))
     outside_windows = tf.constant(False)
 
     def loop_epoch(capture: bool) -> Callable[[int], None]:
-        trainer = Trainer(model, loop_optimizer, capture=capture, eval_batch_size=training.eval_batch_size)
+        trainer = Trainer(model, loop_optimizer, capture=capture, eval_batch_size=training.eval_batch_size,
+                          batch_size=training.batch_size)
 
         def run_epoch(epoch: int) -> None:
-            outputs = trainer.train_epoch(*train_tensors, epoch_order(num_train, SEED, epoch), training.batch_size,
+            outputs = trainer.train_epoch(*train_tensors, epoch_order(num_train, SEED, epoch),
                                           outside_windows, outside_windows)
-            [t.numpy() for t in outputs]
+            {name: t.numpy() for name, t in outputs.items()}
             trainer.current_learning_rate()
-            trainer.evaluate_arrays(val_arrays)
-            trainer.evaluate_arrays(sample_arrays)
+            trainer.evaluate_arrays(val_tensors)
+            trainer.evaluate_arrays(sample_tensors)
         return run_epoch
 
     # (c): the plain call on NumPy arrays (validation at fit's default batch size).
@@ -178,6 +181,65 @@ def make_contenders(config: Config) -> tuple[dict[str, Callable[[int], None]], d
                "fit": {"steps_per_execution": 1, "input": "NumPy arrays",
                        "validation_batch_size": training.batch_size}}
     return contenders, setting
+
+
+# -------------------------------------------------------------- whole runs
+def whole_run_setting(config: Config, splits: SplitData) -> dict:
+    """What both sides of the whole-run comparison compute, and what only ours adds."""
+    training = config.training
+    return {"epochs": training.epochs, "batch_size": training.batch_size, "optimizer": training.optimizer,
+            "momentum": training.momentum, "learning_rate": training.learning_rate,
+            "filters": list(config.model.filters), "fc_units": config.model.fc_units, "seed": SEED,
+            "images_per_epoch": len(splits.arrays("holdout_train")[1]), "data_source": splits.data.source,
+            "both": "build the baseline CNN, train `epochs` epochs on the holdout split (shuffled, batches of "
+                    "batch_size), evaluate the validation split after every epoch, restore the weights of the "
+                    "best validation epoch, evaluate the test split",
+            "ours": "dnnls_tf.core.training.train_run (the study's run), which also captures gradient sums of "
+                    "every parameter at every step (and per-weight sums in the first and last windows), logs every "
+                    "step's loss and rate, evaluates the fixed 1,000-image training sample after every epoch and "
+                    "the whole training split at the end",
+            "fit": "one model.fit(images, labels, epochs=epochs, batch_size, validation_data=(validation arrays), "
+                   "shuffle=True) call on NumPy arrays, compiled with steps_per_execution = the steps of an epoch "
+                   "(jit_compile=False), EarlyStopping(monitor='val_accuracy', patience=epochs, "
+                   "restore_best_weights=True) as the model selection, then model.evaluate on the test split"}
+
+
+def measure_whole_run(contender: str, config: Config | None = None) -> dict:
+    """One whole run of `contender` ("ours" or "fit") in this process: CPU and wall seconds from
+    building the model to its final evaluation (TensorFlow's import and the data's loading excluded,
+    as for both), its epochs and test accuracy."""
+    from dnnls_tf.core.sources import held_out_test_arrays
+    from dnnls_tf.core.training import train_run
+    from dnnls_tf.study.study import Study
+
+    config = config or load_config("subset")
+    training = config.training
+    study = Study(config)  # read only: its splits
+    splits = study.splits
+    (train_images, train_labels), validation = splits.arrays("holdout_train"), splits.arrays("holdout_val")
+    test_images, test_labels = held_out_test_arrays(splits.data)
+    steps_per_epoch = math.ceil(len(train_labels) / training.batch_size)
+    cpu_start, wall_start = time.process_time(), time.perf_counter()
+    if contender == "ours":
+        result = train_run(study.spec(SEED, training.learning_rate), splits)
+        epochs, test_accuracy = len(result.history), result.metrics["test_accuracy"]
+    elif contender == "fit":
+        runtime.seed_run(SEED)
+        model = compile_fit(build_cnn(filters=tuple(config.model.filters), fc_units=config.model.fc_units, seed=SEED),
+                            make_optimizer(training.optimizer, training.momentum, training.learning_rate),
+                            steps_per_execution=steps_per_epoch)
+        selection = keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=training.epochs,
+                                                  restore_best_weights=True)
+        with runtime.native_stderr_silenced():  # the NumPy adapter's harmless C++ error line per call
+            history = model.fit(train_images, train_labels, batch_size=training.batch_size, epochs=training.epochs,
+                                validation_data=validation, shuffle=True, callbacks=[selection], verbose=0)
+            test_accuracy = model.evaluate(test_images, test_labels, verbose=0, return_dict=True)["accuracy"]
+        epochs = len(history.history["loss"])
+    else:
+        raise ValueError(f"unknown contender {contender!r}: ours or fit")
+    return {"contender": contender, "cpu_seconds": time.process_time() - cpu_start,
+            "wall_seconds": time.perf_counter() - wall_start, "epochs": epochs,
+            "test_accuracy": float(test_accuracy), "setting": whole_run_setting(config, splits)}
 
 
 def run_rounds(contenders: dict[str, Callable[[int], None]], rounds: int) -> Timings:
@@ -261,11 +323,26 @@ def measure(rounds: int, threads: tuple[int, int] | None = None) -> dict:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m dnnls_tf.tools.bench_process", description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, required=True)
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--rounds", type=int)
+    what.add_argument("--whole-run", choices=("ours", "fit"))
     parser.add_argument("--json", required=True)
     parser.add_argument("--threads", type=int, nargs=2)
     args = parser.parse_args(argv)
-    atomic.write_json(Path(args.json), measure(args.rounds, tuple(args.threads) if args.threads else None))
+    threads = tuple(args.threads) if args.threads else None
+    if args.whole_run:
+        config = load_config("subset")
+        pools = runtime.configure_threads(*(threads or (config.compute.intra_op_threads,
+                                                        config.compute.inter_op_threads)))
+        result = {**measure_whole_run(args.whole_run, config), "threads": pools, "date": _now(),
+                  "machine": describe_machine(), "load_average": load_average()}
+    else:
+        result = measure(args.rounds, threads)
+    atomic.write_json(Path(args.json), result)
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
 if __name__ == "__main__":

@@ -88,19 +88,19 @@ def _kernels(model, names) -> dict[str, np.ndarray]:
 
 def _save_source(model, spec, study: Study) -> tuple[str, Path, dict]:
     """A source's weights, saved where a transfer run loads them from (the temporary root's store)."""
-    from dnnls_tf.core.models import LAYER_NAMES
+    from dnnls_tf.core.models import layer_names
 
     path = study.store.weights_path(spec.run_id)
     path.parent.mkdir(parents=True, exist_ok=True)
     model.save_weights(path)
-    return spec.run_id, path, _kernels(model, LAYER_NAMES)
+    return spec.run_id, path, _kernels(model, layer_names(model))
 
 
 def rehearse_kind(kind: Kind, study: Study, tensors: dict, steps: int, eval_images: int, sources: dict) -> dict:
     """Set a run of `kind` up, train `steps` steps twice (warm-up, timed), evaluate, check."""
     from dnnls_tf.core import trainer as trainer_lib
     from dnnls_tf.core import training
-    from dnnls_tf.core.models import LAYER_NAMES, build_model
+    from dnnls_tf.core.models import build_model, layer_names
 
     tf = runtime.import_tensorflow()
     source_id, source_path, source_kernels = sources.get("dropout_halves") or (None, None, None)
@@ -115,14 +115,14 @@ def rehearse_kind(kind: Kind, study: Study, tensors: dict, steps: int, eval_imag
         problems.append("op determinism is on for an XLA run (an earlier run in this process left it on): on a "
                         "GPU, XLA has no deterministic max-pool gradient and such runs fail")
     model = build_model(spec, source_path if kind.transfer else None)
-    frozen_before = _kernels(model, [name for name in LAYER_NAMES if name in spec.frozen])
+    frozen_before = _kernels(model, [name for name in layer_names(model) if name in spec.frozen])
     forward, encode = training.frozen_features(model, spec)
     encode_seconds = 0.0
     if forward is model:
-        images, labels = tensors[spec.train_split]
+        images, labels = tensors[spec.train_split][0], tf.cast(tensors[spec.train_split][1], tf.int64)
     else:  # frozen conv layers: their features are computed once, before the first epoch
         start = time.perf_counter()
-        images, labels = (tf.convert_to_tensor(a) for a in encode(study.splits.arrays(spec.train_split)))
+        images, labels = encode(training.place_arrays(study.splits.arrays(spec.train_split)))
         encode_seconds = time.perf_counter() - start
     num_train = int(labels.shape[0])
     optimizer = trainer_lib.make_optimizer(
@@ -130,20 +130,21 @@ def rehearse_kind(kind: Kind, study: Study, tensors: dict, steps: int, eval_imag
         trainer_lib.make_learning_rate(spec.learning_rate, math.ceil(num_train / spec.batch_size), spec.epochs),
         loss_scaling=spec.mixed_precision)
     trainer = trainer_lib.Trainer(forward, optimizer, capture=spec.capture_gradients, jit_compile=spec.jit_compile,
-                               eval_batch_size=spec.eval_batch_size, network=model, input_dtype=images.dtype)
+                               eval_batch_size=spec.eval_batch_size, network=model, input_dtype=images.dtype,
+                               batch_size=spec.batch_size)
     if kind.transfer:
         problems += [f"{name} was not loaded from the source's saved weights" for name in frozen_before
                      if name in source_kernels and not np.array_equal(frozen_before[name], source_kernels[name])]
         if np.array_equal(model.get_layer("fc1").kernel.numpy(), source_kernels["fc1"]):
             problems.append("fc1 kept the source's weights (the head must be re-initialised)")
 
-    order, batch = trainer_lib.epoch_order(num_train, spec.seed, 1), spec.batch_size
+    order, batch = trainer_lib.epoch_order(num_train, spec.seed, 1), spec.batch_size  # int64, as training passes it
     outputs, seconds, cpu_seconds = [], [], 0.0
     for call, first_window in enumerate((True, False)):  # warm-up (traces, compiles, fills the SNR window); timed
         start, cpu_start = time.perf_counter(), time.process_time()
-        outputs.append([t.numpy() for t in trainer.train_epoch(
-            images, labels, order[call * steps * batch:(call + 1) * steps * batch], batch,
-            tf.constant(first_window), tf.constant(False))])
+        outputs.append({name: t.numpy() for name, t in trainer.train_epoch(
+            images, labels, order[call * steps * batch:(call + 1) * steps * batch],
+            tf.constant(first_window), tf.constant(False)).items()})
         seconds.append(time.perf_counter() - start)
         cpu_seconds = time.process_time() - cpu_start
     snr = trainer.window_snr(0)
@@ -186,18 +187,19 @@ def check_outputs(spec, model, outputs: list, snr: np.ndarray, steps: int) -> li
     kernel size (with loss scaling, steps it skipped are not captured), frozen layers 0;
     the temporal SNR finite exactly for the trained layers (once two steps were captured).
     """
-    from dnnls_tf.core.models import LAYER_NAMES
+    from dnnls_tf.core.models import captured_layers
 
     problems = []
-    sizes = np.array([np.prod(model.get_layer(name).kernel.shape) for name in LAYER_NAMES], dtype=float)
-    trained = np.array([name not in spec.frozen for name in LAYER_NAMES])
+    layers = captured_layers(model)
+    sizes = np.array([np.prod(layer.kernel.shape) for layer in layers], dtype=float)
+    trained = np.array([layer.name not in spec.frozen for layer in layers])
     first, captured = int(np.argmax(trained)), []
     for label, output in zip(("warm-up", "timed"), outputs):
-        loss, sums, step_losses, weight_sq = output[0], output[2], output[3], output[-1]  # (.., kernel norms)
+        loss, sums, step_losses, weight_sq = (output[key] for key in ("loss", "gradients", "step_losses", "weight_sq"))
         if len(step_losses) != steps or not np.isfinite(step_losses).all() or not np.isfinite(loss):
             problems.append(f"{label} call: non-finite or missing step losses {step_losses[:4]}")
         if not np.isfinite(sums).all():
-            bad = [name for name, row in zip(LAYER_NAMES, sums) if not np.isfinite(row).all()]
+            bad = [layer.name for layer, row in zip(layers, sums) if not np.isfinite(row).all()]
             problems.append(f"{label} call: non-finite gradient sums for {', '.join(bad)}")
         captured.append(sums[first, 0] / sizes[first])
         allowed = range(steps + 1) if spec.mixed_precision else (steps,)

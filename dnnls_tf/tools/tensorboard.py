@@ -246,27 +246,27 @@ def export_store(study, force: bool = False) -> Path:
 def live_events(study, spec: RunSpec) -> LiveWriter:
     """The runner's observer: TensorBoard events of a run as it trains (`runner.execute`), under the
     store's live folder (local disk when the store is on Google Drive: `RunStore.live_dir`)."""
-    return LiveWriter(study.store.live_dir / "tensorboard" / run_folder_name(spec, study.config))
+    return LiveWriter(study.store.live_dir / "tensorboard" / run_folder_name(spec, study.config),
+                      spec.layout.kernel_layers)
 
 
 class LiveWriter:
     """A `train_run` on_epoch hook that writes each finished epoch to a run's TensorBoard folder.
 
-    `LiveWriter(folder)(epoch, history_row, step_losses, sums)`: step losses at the global
-    step, the history row's scalars, and mean, std and mean |g| per layer from the
+    `LiveWriter(folder, layer_names)(epoch, history_row, step_losses, sums)`: step losses at
+    the global step, the history row's scalars, and mean, std and mean |g| per layer
+    (`layer_names`: the run's kernel layers, `spec.layout.kernel_layers`) from the
     epoch's (L, 4) gradient sums (count, sum, sum_sq, sum_abs). ||g||/||w|| and the spec
     come with the export, which later replaces the folder whole. The first epoch clears
     what an interrupted earlier attempt at the same run left there.
     """
 
-    def __init__(self, folder: str | Path):
-        self.folder = Path(folder)
+    def __init__(self, folder: str | Path, layer_names):
+        self.folder, self.layer_names = Path(folder), tuple(layer_names)
         self.writers: dict[str, ScalarWriter] | None = None
         self.step = 0
 
     def __call__(self, epoch: int, row: dict, step_losses: np.ndarray, sums: np.ndarray) -> None:
-        from dnnls_tf.core.models import LAYER_NAMES
-
         if self.writers is None:
             shutil.rmtree(self.folder, ignore_errors=True)
             self.writers = {name: ScalarWriter(self.folder / name) for name in SUBRUNS}
@@ -277,7 +277,7 @@ class LiveWriter:
                      "sum_abs": sums[None, :, 3], "weight_sq": np.full((1, len(sums)), np.nan),
                      "kernel_size": np.ones(len(sums))}
         measures = {key: values[0] for key, values in per_epoch(gradients).items() if key != "grad_to_weight"}
-        rows = epoch_rows(epoch, row, self.step, measures, LAYER_NAMES)
+        rows = epoch_rows(epoch, row, self.step, measures, self.layer_names)
         rows["train"] = list(zip(("step_loss",) * len(steps), steps, step_losses)) + rows["train"]
         for name, subrun_rows in rows.items():
             self.writers[name].scalars(subrun_rows)
