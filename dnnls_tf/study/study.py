@@ -64,20 +64,23 @@ class Study:
 
     def spec(self, seed: int, learning_rate: LearningRate, *, splits: tuple[str, str] = HOLDOUT,
              dropout: float = 0.0, batch_norm: bool = False, init_from: str | None = None,
-             frozen: bool = False) -> RunSpec:
-        """The run spec of one configuration and seed; `frozen` (or `init_from`) freezes the conv layers."""
+             frozen: bool = False, epochs: int | None = None) -> RunSpec:
+        """The run spec of one configuration and seed; `frozen` (or `init_from`) freezes the conv layers;
+        `epochs` an experiment's own budget (default: training.epochs)."""
         training, model = self.config.training, self.config.model
         train_split, val_split = splits
+        epochs = epochs or training.epochs
         return RunSpec(
             data_fingerprint=self.splits.fingerprint(train_split, val_split),
             train_split=train_split, val_split=val_split,
             train_eval_sample=self.config.data.train_eval_sample,
-            seed=seed, epochs=training.epochs, batch_size=training.batch_size,
+            seed=seed, epochs=epochs, batch_size=training.batch_size,
             eval_batch_size=training.eval_batch_size, optimizer=training.optimizer,
             momentum=training.momentum,
             learning_rate=learning_rate if not isinstance(learning_rate, (int, float)) else float(learning_rate),
             filters=model.filters, fc_units=model.fc_units, dropout=float(dropout), batch_norm=batch_norm,
             init_from=init_from,
             frozen=frozen_layers(batch_norm) if (frozen or init_from) else (),
-            capture_gradients=training.capture_gradients, gradient_window=self.config.window_epochs,
+            capture_gradients=training.capture_gradients,
+            gradient_window=max(1, min(training.window_epochs, epochs // 2)),
             jit_compile=training.jit_compile, mixed_precision=training.mixed_precision)

@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from dnnls_tf.study.stats import last_quarter_gain as saturation_gain  # noqa: F401 (the rule's name)
+
 GRID_SIZE = 5
 
 
@@ -143,22 +145,6 @@ def rungs_needed(verdicts: list[RungVerdict], rule: GridRule) -> int:
     at_the_end = top + len(within) == len(verdicts)
     short = within[-1].rate > verdicts[top].rate / rule.max_span * 1.01
     return max(len(verdicts), top + below + 1) if at_the_end and short else len(verdicts)
-
-
-def saturation_gain(curves: list[tuple[float, ...]]) -> float:
-    """Gain of the mean curve from its second-to-last to its last quarter (quarter means).
-
-    NaN when there is no curve or fewer than two epochs.
-    """
-    if not curves:
-        return math.nan
-    length = min(len(curve) for curve in curves)
-    if length < 2:
-        return math.nan
-    mean = np.mean([curve[:length] for curve in curves], axis=0)
-    quarter = max(1, math.ceil(length / 4))
-    quarter = min(quarter, length // 2)
-    return float(mean[-quarter:].mean() - mean[-2 * quarter:-quarter].mean())
 
 
 def judge_rung(rate: float, probes: list[Outcome], sweep: list[Outcome], sweep_complete: bool) -> RungVerdict:
