@@ -303,7 +303,7 @@ def test_per_class_cells_are_the_summaries(study, loaded):
     (image,) = gid_lines(fig, "per_class:accuracy")
     expected = [block.accuracy for summary in loaded.values() for block in summary.per_class]
     assert np.asarray(image.get_array()) == pytest.approx(100 * np.array(expected, float), nan_ok=True)
-    assert len(expected) == 7  # exp1: best rate, schedule; exp2: dropout and transfer at 0 and best; exp3: BN
+    assert len(expected) == 8  # exp1: best rate, schedule; exp2: dropout, transfer at 0 and best; exp3: BN at both rates
     plt.close(fig)
 
 

@@ -237,7 +237,7 @@ def all_claims(summaries: dict) -> dict[str, str]:
     result = {}
     for name, summary in summaries.items():
         own = REGISTRY.get(name).sentences(summary)
-        result.update({f"{name}_{key}": text for key, text in own.items() if key != "answer"})
+        result.update({f"{name}_{key}": text for key, text in own.items() if key != "answer" and text})
         if "answer" in own:
             result[f"answer_{name.removeprefix('exp')}"] = own["answer"]
     result["abstract"] = abstract_sentence(summaries)

@@ -269,8 +269,11 @@ def _paired(first: list[StoredRun], second: list[StoredRun]) -> bool:
 
 
 def comparison(name: str, first_key: tuple, second_key: tuple, groups: dict, metric: str,
-               headline: bool) -> Comparison:
+               headline: bool, paired: bool | None = None) -> Comparison:
     """first minus second on one metric, over seeds, with the held-out images' own sampling interval.
+
+    `paired`: None pairs the arms when they share seeds and splits; True pairs them by seed even
+    across splits (a transfer run and the source run of its own seed).
 
     `test_set_interval`: for test metrics, a percentile bootstrap over test images of the
     difference of the arms' mean-over-seeds results. `sampling_interval` adds, for the
@@ -279,7 +282,10 @@ def comparison(name: str, first_key: tuple, second_key: tuple, groups: dict, met
     independent: conservative for arms that share the validation images).
     """
     first, second = groups[first_key], groups[second_key]
-    paired = _paired(first, second)
+    if paired is None:
+        paired = _paired(first, second)
+    elif paired and [r.seed for r in first] != [r.seed for r in second]:
+        raise ValueError(f"{name}: a comparison paired by seed needs the same seeds in both arms")
     result = stats.compare(metric_values(first, metric), metric_values(second, metric), paired)
     interval = NO_INTERVAL
     if metric in TEST_SET_METRICS:

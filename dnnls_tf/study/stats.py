@@ -125,6 +125,13 @@ def last_quarter_gain(curves) -> float:
     return float(mean[-quarter:].mean() - mean[-2 * quarter:-quarter].mean())
 
 
+def significant(value: float, digits: int = 3) -> float:
+    """`value` rounded to `digits` significant digits (rates are stored and shown this way)."""
+    if value == 0 or not math.isfinite(value):
+        return value
+    return float(f"{value:.{digits - 1}e}")
+
+
 POWER = 0.8  # the power at which the minimum detectable effect is stated
 
 
@@ -135,7 +142,10 @@ def power_of_t_test(effect: float, standard_error: float, df: float, alpha: floa
         return math.nan
     critical = scipy_stats.t.ppf(1 - alpha / 2, df)
     shift = effect / standard_error
-    return float(1 - scipy_stats.nct.cdf(critical, df, shift) + scipy_stats.nct.cdf(-critical, df, shift))
+    power = float(scipy_stats.nct.sf(critical, df, shift) + scipy_stats.nct.cdf(-critical, df, shift))
+    if not math.isfinite(power):  # scipy's noncentral t gives up far in the tail, where the power is ~1
+        power = float(scipy_stats.norm.sf(critical - abs(shift)))
+    return min(max(power, 0.0), 1.0)
 
 
 def minimum_detectable_effect(standard_error: float, df: float, alpha: float = 0.05, power: float = POWER) -> float:
