@@ -84,6 +84,7 @@ class RunSpec:
     mixed_precision: bool
     spec_version: int = field(default=SPEC_VERSION, metadata={"always_hashed": True})
     # Settings added after version 2: each with the default that reproduces the earlier runs.
+    data_source: str = ""       # "": the profile's own data; "mirror": the JPEG mirror (experiment 4)
 
     @property
     def run_id(self) -> str:

@@ -87,8 +87,10 @@ def kernel_cosines(gradients: dict) -> np.ndarray:
     if "param_cosine_sum" not in gradients or "param_names" not in gradients:
         return np.full((epochs, len(names)), np.nan)
     params = [str(n) for n in gradients["param_names"]]
-    steps = np.asarray(gradients.get("param_cosine_steps", gradients["param_count"] /
-                                     np.maximum(_param_sizes(gradients), 1)), dtype=float)
+    if "param_cosine_steps" in gradients:
+        steps = np.asarray(gradients["param_cosine_steps"], dtype=float)
+    else:
+        steps = np.asarray(gradients["param_count"], dtype=float) / np.maximum(_param_sizes(gradients), 1)
     cosine = np.asarray(gradients["param_cosine_sum"], dtype=float)
     columns = [params.index(f"{name}/kernel") if f"{name}/kernel" in params else None for name in names]
     with np.errstate(invalid="ignore", divide="ignore"):

@@ -355,16 +355,17 @@ def gradient_rows(groups: dict, window: int) -> list[GradientRow]:
 
 # ---------------------------------------------------------------- a summary's common part
 def summary_fields(study, experiment: str, groups: dict, comparisons: list[Comparison],
-                   epochs: int | None = None) -> dict:
+                   epochs: int | None = None, splits=None) -> dict:
     """The fields every summary holds (schema, experiment, profile, data, epochs: the experiment's budget,
     default training.epochs; seeds, groups, comparisons), for `Summary(**summary_fields(...), ...)` or an
     experiment's subclass."""
-    sizes = study.splits.sizes()
+    splits = splits or study.splits  # the data the experiment's runs read (default: the profile's own)
+    sizes = splits.sizes()
     return {"schema": SUMMARY_SCHEMA, "experiment": experiment, "profile": study.profile,
             "description": study.config.description, "library_version": __version__,
             "data": DataSizes(**{name: sizes[name] for name in ("holdout_train", "holdout_val", "half_a", "half_b",
                                                                 "test")},
-                              source=study.splits.data.source.split(":")[0]),
+                              source=splits.data.source.split(":")[0]),
             "epochs": epochs or study.config.training.epochs, "seeds": list(study.seeds),
             "groups": [group_entry(key, runs, study.config.training.plateau_gain) for key, runs in groups.items()],
             "comparisons": comparisons}
