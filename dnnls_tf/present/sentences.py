@@ -272,7 +272,8 @@ def headline_count_sentence(summaries: dict[str, Summary]) -> str:
     verdicts = [verdict(e) for s in summaries.values() for e in s.headline()]
     significant = sum(v.significant for v in verdicts)
     untested = sum(not v.testable for v in verdicts)
-    text = (f"Of the {len(verdicts)} headline comparisons of the {len(summaries)} experiments, {significant} "
+    experiments = sum(bool(s.headline()) for s in summaries.values())
+    text = (f"Of the {len(verdicts)} headline comparisons of the {experiments} experiments, {significant} "
             f"{'is' if significant == 1 else 'are'} significant after Holm's correction and the test-set check")
     return text + (f", and {untested} could not be tested." if untested else ".")
 

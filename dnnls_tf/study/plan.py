@@ -108,6 +108,9 @@ class Experiment:
         needs: experiments whose plans' choices this plan reads (planned first, once per pass).
         section: the dataclass of its config section (settings under `<name>:`), or None.
         priorities: run order of its kinds of group (lower first; unranked kinds last).
+        expected: config -> the runs it trains itself when its plan unfolds with nothing moved (the
+            progress bar's total before the plan is complete; runs shared with an earlier experiment
+            count for that one).
     What the presentation shows of it (every renderer reads these; none knows the experiment):
         label: (group key, summary or None) -> words for a table or a legend.
         noun: group key -> the group in a sentence.
@@ -126,6 +129,7 @@ class Experiment:
     needs: tuple[str, ...] = ()
     section: type | None = None
     priorities: Mapping[str, int] = field(default_factory=dict)
+    expected: Callable[[Any], int] | None = None
     label: Callable[..., str] = lambda key, summary=None: " ".join(str(part) for part in key)
     noun: Callable[[tuple], str] | None = None
     row_label: Callable[[Any], Callable[[tuple], str]] | None = None

@@ -68,7 +68,7 @@ def check_config(config: dict) -> None:
         "filters": lambda v: isinstance(v, list) and len(v) == 3 and all(_is_int(n, 1) for n in v),
         "init_from": lambda v: v is None or is_run_id(v),
         "frozen": lambda v: isinstance(v, list) and all(isinstance(n, str) and n in FROZEN_NAMES for n in v),
-        "spec_version": lambda v: _is_int(v, 1),
+        "spec_version": lambda v: _is_int(v, 1), "data_source": lambda v: v in ("", "mirror"),
         **{key: lambda v: _is_int(v, 1) for key in ("train_eval_sample", "epochs", "batch_size", "eval_batch_size",
                                                        "fc_units", "gradient_window")},
         **{key: lambda v: isinstance(v, bool) for key in ("batch_norm", "capture_gradients", "jit_compile",

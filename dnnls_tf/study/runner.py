@@ -386,7 +386,7 @@ def check_runs_match_data(study: Study, plan) -> None:
         run = study.store.get(spec.run_id)
         if run is None:
             continue  # the summary itself reports a missing run
-        expected = study.splits.fingerprint(run.spec.train_split, run.spec.val_split)
+        expected = study.splits_for(run.spec.data_source).fingerprint(run.spec.train_split, run.spec.val_split)
         if run.spec.data_fingerprint != expected:
             raise StoreError(f"run {spec.run_id} of {plan.experiment} was trained on data with fingerprint "
                              f"{run.spec.data_fingerprint}, not on the data read now ({expected}): no summary "

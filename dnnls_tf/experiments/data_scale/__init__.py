@@ -97,6 +97,13 @@ def plan(study, upstream) -> Plan:
     return result
 
 
+def expected(config) -> int:
+    """The scale curve (three models, curve seeds below the largest size, every seed at it), the schedule at
+    the largest size, and the source and transfer runs on the halves."""
+    seeds, exp4 = len(config.training.seeds), config.exp4
+    return 3 * (len(exp4.sizes) - 1) * exp4.curve_seeds + 3 * seeds + seeds + 2 * seeds
+
+
 def settings(study, upstream) -> list[tuple[str, str, str]]:
     """What experiment 4 varies and what it holds fixed (a notebook's settings table)."""
     exp4 = study.config.exp4
@@ -111,5 +118,5 @@ EXPERIMENT = Experiment("exp4", "data scale", plan, summary.summarize, summary_t
                         needs=("exp1", "exp2", "exp3"), section=Exp4Config,
                         priorities={"source": 4, "constant": 5, "dropout": 5, "batch_norm": 5, "schedule": 5,
                                     "transfer": 6},
-                        label=sentences.label, noun=sentences.noun, figures=figures.FIGURES,
+                        label=sentences.label, expected=expected, noun=sentences.noun, figures=figures.FIGURES,
                         sentences=sentences.sentences, settings=settings)

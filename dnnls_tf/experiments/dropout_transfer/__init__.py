@@ -92,6 +92,14 @@ def plan(study, upstream) -> Plan:
     return result
 
 
+def expected(config) -> int:
+    """The dropout sweep at the first budget, transfer and its two controls on B for both arms, and the holdout
+    control for both arms (at dropout 0 it is experiment 1's run when the budgets agree)."""
+    seeds, exp2 = len(config.training.seeds), config.exp2
+    shared = (exp2.epochs or config.training.epochs) == config.training.epochs
+    return (len(exp2.dropout_rates) + 2 * 3 + (1 if shared else 2)) * seeds
+
+
 def rate_setting(upstream) -> tuple[str, str, str]:
     """The learning rate of experiments 2 and 3: experiment 1's best constant rate, once chosen."""
     rate = upstream["exp1"].choices.get("best_rate")
@@ -118,5 +126,5 @@ EXPERIMENT = Experiment("exp2", "dropout and transfer", plan, summary.summarize,
                         summary_type=summary.DropoutTransferSummary, needs=("exp1",), section=Exp2Config,
                         label=sentences.label, noun=sentences.noun, row_label=sentences.row_label,
                         figures=figures.FIGURES, sentences=sentences.sentences, question=sentences.QUESTION,
-                        settings=settings,
+                        settings=settings, expected=expected,
                         priorities={"dropout": 2, "short_budget": 2, "transfer": 4, "scratch_b": 4, "frozen_random": 4, "holdout": 4})

@@ -65,6 +65,13 @@ def plan(study, upstream) -> Plan:
     return result
 
 
+def expected(config) -> int:
+    """Batch norm at the plain rate (all seeds), at the sweep's other rates (selection seeds), and at its chosen
+    rate when that is another one (the remaining seeds); the dropout models are experiment 2's."""
+    seeds, exp3 = len(config.training.seeds), config.exp3
+    return seeds + (len(exp3.bn_rate_factors) - 1) * exp3.selection_seeds + seeds - exp3.selection_seeds
+
+
 def settings(study, upstream) -> list[tuple[str, str, str]]:
     """What experiment 3 varies and what it holds fixed (its notebook's settings table)."""
     best = upstream["exp2"].choices.get("best_dropout")
@@ -83,4 +90,4 @@ EXPERIMENT = Experiment("exp3", "gradient flow", plan, summary.summarize, summar
                         priorities={"dropout": 2, "batch_norm": 3, "bn_rate": 3, "batch_norm_own": 4},
                         label=sentences.label, noun=sentences.noun, row_label=sentences.row_label,
                         figures=figures.FIGURES, sentences=sentences.sentences, question=sentences.QUESTION,
-                        settings=settings)
+                        settings=settings, expected=expected)

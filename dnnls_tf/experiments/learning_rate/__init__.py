@@ -207,10 +207,16 @@ def settings(study, upstream) -> list[tuple[str, str, str]]:
             ("dropout / batch norm", "0 / no", "fixed")]
 
 
+def expected(config) -> int:
+    """Probes on the first ladder, the grid x seeds, the tuner's trials, the schedule and the ablation x seeds."""
+    seeds, exp1 = len(config.training.seeds), config.exp1
+    return exp1.ladder_rungs * len(exp1.probe_seeds) + grid_lib.GRID_SIZE * seeds + exp1.tuner_trials + 2 * seeds
+
+
 EXPERIMENT = Experiment(
     "exp1", "learning rate", plan, summary.summarize, summary_type=summary.LearningRateSummary, section=Exp1Config,
     # what unlocks later stages (the range test, probes, the sweep) trains first
     priorities={"range_test": 0, "tuner_proposal": 0, "tuner_selection": 0, "probe": 0, "rate": 1, "trial": 2,
                 "schedule": 3, "peak_constant": 3},
-    label=sentences.label, noun=sentences.noun, row_label=sentences.row_label, figures=figures.FIGURES,
+    label=sentences.label, expected=expected, noun=sentences.noun, row_label=sentences.row_label, figures=figures.FIGURES,
     sentences=sentences.sentences, question=sentences.QUESTION, settings=settings)
