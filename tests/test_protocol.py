@@ -151,3 +151,44 @@ def test_weight_norms_angles_and_the_depth_ratio_equal_numpy():
     assert measures.depth_ratio(record, window) == pytest.approx(rms[0] / rms[1])
     del record["param_cosine_sum"]
     assert np.isnan(measures.kernel_cosines(record)).all()  # runs that did not record angles
+
+
+# ------------------------------------------------------------------ experiment 4
+def test_experiment_4_plans_the_scale_curve_and_the_replication_from_the_earlier_choices(tmp_path):
+    """On a fake store: the curve's sizes are nested class-balanced subsamples with more epochs for fewer
+    images, the largest size trains every seed, transfer starts from its own seed's source; without its data
+    the experiment is skipped in one line."""
+    from conftest import tiny_config
+    from dnnls_tf.core.data import parse_split
+    from dnnls_tf.experiments import REGISTRY
+    from dnnls_tf.study.planner import plan_all
+    from dnnls_tf.study.study import Study
+    from fakes import fill_fakes
+
+    study = Study(tiny_config(), root=tmp_path, writable=True)
+    plans = {plan.experiment: plan for plan in fill_fakes(study, ["exp4"])}
+    plan, exp4 = plan_all(study, REGISTRY, ["exp4"])["exp4"], study.config.exp4
+    assert plan.complete and plan.choices["sizes"] == list(exp4.sizes)
+    for size in exp4.sizes:
+        for model in ("constant", "dropout", "batch_norm"):
+            specs = plan.groups[model, size]
+            seeds = study.seeds if size == exp4.sizes[-1] else study.seeds[:exp4.curve_seeds]
+            assert [s.seed for s in specs] == list(seeds)
+            base, count = parse_split(specs[0].train_split)
+            assert base == "holdout_train" and (count or study.splits.size("holdout_train")) == size
+            assert specs[0].epochs == max(exp4.epochs, min(exp4.max_epochs, round(exp4.epochs * exp4.sizes[-1] / size)))
+    assert plan.groups["dropout", exp4.sizes[0]][0].dropout == plans["exp2"].choices["best_dropout"]
+    assert plan.groups["batch_norm", exp4.sizes[0]][0].learning_rate == plans["exp3"].choices["bn_rate"]
+    source, transfer = (next(specs for key, specs in plan.groups.items() if key[0] == kind)
+                        for kind in ("source", "transfer"))
+    assert [t.init_from for t in transfer] == [s.run_id for s in source] and all(t.frozen for t in transfer)
+    summary = REGISTRY.get("exp4").summarize(study, plans["exp4"])
+    assert {c.name for c in summary.headline()} == {"schedule_vs_constant", "dropout_vs_none", "batch_norm_vs_none",
+                                                    "transfer_vs_source"}
+    assert {(r.experiment, r.of) for r in summary.replicates} >= {("exp1", "schedule_vs_best_constant"),
+                                                                  ("exp2", "transfer_vs_source")}
+    mirror = Study(tiny_config(exp4__source="mirror"), root=tmp_path / "mirror")
+    mirror.missing_source = lambda source: "no CIFAR-10 (JPEG mirror) at /nowhere"  # as where there is none
+    skipped = plan_all(mirror, REGISTRY, ["exp4"])
+    assert skipped["exp4"].complete and not skipped["exp4"].groups
+    assert "/nowhere" in skipped["exp4"].choices["skipped"]
