@@ -192,3 +192,26 @@ def test_experiment_4_plans_the_scale_curve_and_the_replication_from_the_earlier
     skipped = plan_all(mirror, REGISTRY, ["exp4"])
     assert skipped["exp4"].complete and not skipped["exp4"].groups
     assert "/nowhere" in skipped["exp4"].choices["skipped"]
+
+
+# ------------------------------------------------------------------ batch norm's moving statistics
+def test_bn_momentum_reaches_every_bn_layer_and_only_bn_runs_carry_it(tmp_path):
+    """The profile's BN momentum is in a BN run's spec (so in its id) and in each of its BN layers; a run
+    without BN has the same id whatever the setting; a stored spec without the field reads back as Keras'
+    default, the value v2's runs trained with."""
+    from conftest import tiny_config
+    from dnnls_tf.core.models import build_model
+    from dnnls_tf.core.spec import RunSpec
+    from dnnls_tf.study.study import Study
+
+    studies = [Study(tiny_config(**{"model__bn_momentum": m}), root=tmp_path / str(m)) for m in (0.9, 0.5)]
+    plain = [s.spec(0, 0.01) for s in studies]
+    normed = [s.spec(0, 0.01, batch_norm=True) for s in studies]
+    assert plain[0].run_id == plain[1].run_id and plain[0].bn_momentum == 0.99
+    assert normed[0].run_id != normed[1].run_id and [s.bn_momentum for s in normed] == [0.9, 0.5]
+    model = build_model(normed[1])
+    momenta = [layer.momentum for layer in model.layers if layer.name.startswith("bn")]
+    assert momenta == [0.5] * 4
+    stored = normed[0].to_dict()
+    del stored["bn_momentum"]
+    assert RunSpec.from_dict(stored).bn_momentum == 0.99

@@ -67,6 +67,7 @@ class DataConfig:
 class ModelConfig:
     filters: tuple[int, ...] = rule(lambda v: len(v) == 3 and min(v) > 0, "three positive integers")
     fc_units: int = rule(_positive, "a positive integer")
+    bn_momentum: float = rule(lambda v: 0 < v < 1, "a number in (0, 1)")
 
 
 @dataclass(frozen=True)

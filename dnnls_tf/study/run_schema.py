@@ -69,6 +69,7 @@ def check_config(config: dict) -> None:
         "init_from": lambda v: v is None or is_run_id(v),
         "frozen": lambda v: isinstance(v, list) and all(isinstance(n, str) and n in FROZEN_NAMES for n in v),
         "spec_version": lambda v: _is_int(v, 1), "data_source": lambda v: v in ("", "mirror"),
+        "bn_momentum": lambda v: _is_number(v, 0.0, 1.0),
         **{key: lambda v: _is_int(v, 1) for key in ("train_eval_sample", "epochs", "batch_size", "eval_batch_size",
                                                        "fc_units", "gradient_window")},
         **{key: lambda v: isinstance(v, bool) for key in ("batch_norm", "capture_gradients", "jit_compile",

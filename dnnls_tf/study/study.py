@@ -97,4 +97,6 @@ class Study:
             frozen=frozen_layers(batch_norm) if (frozen or init_from) else (),
             capture_gradients=training.capture_gradients,
             gradient_window=max(1, min(training.window_epochs, epochs // 2)),
-            jit_compile=training.jit_compile, mixed_precision=training.mixed_precision, data_source=data_source)
+            jit_compile=training.jit_compile, mixed_precision=training.mixed_precision, data_source=data_source,
+            # only BN runs carry it: a network without BN keeps its id whatever the setting
+            **({"bn_momentum": model.bn_momentum} if batch_norm else {}))
