@@ -54,7 +54,7 @@ def complete_root(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("complete")
     study = Study(tiny_config(), root=root, writable=True)
-    write_summaries(study, REGISTRY, fill_fakes(study, ["baseline", "exp1", "exp2", "exp3"]))
+    write_summaries(study, REGISTRY, fill_fakes(study, list(REGISTRY.names)))
     return root
 
 

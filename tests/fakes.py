@@ -94,14 +94,14 @@ def range_table(blow_up_at: float = 0.3) -> pd.DataFrame:
 
 
 def fill_fakes(study, names, outcome=default_outcome, max_rounds: int = 20) -> list:
-    """Drive the plans of `names` to completion with fake runs and fake range tests; keras-tuner's
-    stages are executed for real (they import TensorFlow)."""
+    """Drive the plans of `names` (and of the experiments they need) to completion with fake runs and fake
+    range tests; keras-tuner's stages are executed for real (they import TensorFlow). Returns every plan."""
     from dnnls_tf.experiments import REGISTRY
     from dnnls_tf.experiments.learning_rate import RangeTestStage
     from dnnls_tf.study.planner import plan_all
 
     for _ in range(max_rounds):
-        plans = [plan for name, plan in plan_all(study, REGISTRY, names).items() if name in names]
+        plans = list(plan_all(study, REGISTRY, names).values())  # the experiments named and those they need
         missing = 0
         for plan in plans:
             for stage in plan.stages:

@@ -55,7 +55,7 @@ class _Builder:
         self.values[tuple(key)] = values
         return entry
 
-    def compare(self, name, first, second, metric, headline, paired=True, interval=None):
+    def compare(self, name, first, second, metric, headline, paired=True, interval=None, family=""):
         a, b = self.values[tuple(first)][metric], self.values[tuple(second)][metric]
         result = stats.compare(a, b, paired)
         if interval is None and metric in TEST_SET_METRICS:
@@ -66,12 +66,19 @@ class _Builder:
                                  "test_set_interval": interval or [math.nan, math.nan],
                                  "sampling_interval": interval or [math.nan, math.nan],
                                  "sampling_source": "test images (bootstrap)" if interval else None,
-                                 "family": None})
+                                 "family": family or None})
 
     def base(self, experiment):
-        headline = [c for c in self.comparisons if c["headline"]]
-        for entry, adjusted in zip(headline, stats.holm([c["p"] for c in headline])):
-            entry.update(p_holm=adjusted, family=f"{experiment} ({len(headline)} headline tests, Holm)")
+        families = {}
+        for entry in self.comparisons:
+            if entry["headline"]:
+                families.setdefault(entry["family"] or experiment, []).append(entry)
+        for name, headline in families.items():
+            for entry, adjusted in zip(headline, stats.holm([c["p"] for c in headline])):
+                entry.update(p_holm=adjusted, family=f"{name} ({len(headline)} headline tests, Holm)")
+        for entry in self.comparisons:
+            if not entry["headline"]:
+                entry["family"] = None
         return {"schema": SUMMARY_SCHEMA, "experiment": experiment, "profile": "quick", "description": DESCRIPTION,
                 "library_version": "test", "data": {"holdout_train": 800, "holdout_val": 200, "half_a": 500,
                                                     "half_b": 500, "test": 300, "source": "folder"},
@@ -154,14 +161,19 @@ def synthetic_exp2(effects, best=0.3):
         b.add(("scratch_b", p), scratch, splits=("half_b", "half_a"))
         b.add(("frozen_random", p), [0.30, math.nan, math.nan, math.nan, math.nan], splits=("half_b", "half_a"))
         b.add(("holdout", p), _arm(0.45, 0.0, offset=5), splits=("holdout_train", "holdout_val"))
-    b.compare("dropout_best_vs_none", ("dropout", best), ("dropout", 0.0), "test_accuracy", True)
-    b.compare("dropout_best_vs_none", ("dropout", best), ("dropout", 0.0), "generalization_gap", True)
+    b.compare("dropout_best_vs_none", ("dropout", best), ("dropout", 0.0), "test_accuracy", True,
+              family="exp2 dropout")
+    b.compare("dropout_best_vs_none", ("dropout", best), ("dropout", 0.0), "generalization_gap", True,
+              family="exp2 dropout")
     for p in (0.0, best):
         for control in ("scratch_b", "frozen_random", "holdout"):
             paired = control != "holdout"
-            b.compare(f"transfer_vs_{control}", ("transfer", p), (control, p), "test_accuracy", True, paired)
+            b.compare(f"transfer_vs_{control}", ("transfer", p), (control, p), "test_accuracy", True, paired,
+                      family="exp2 transfer")
             b.compare(f"transfer_vs_{control}", ("transfer", p), (control, p), "train_test_gap", False, paired)
-        b.compare("transfer_vs_source", ("transfer", p), ("dropout", p), "test_accuracy", False, False)
+        for metric in ("test_accuracy", "train_test_gap", "generalization_gap"):
+            b.compare("transfer_vs_source", ("transfer", p), ("dropout", p), metric, True, True,
+                      family="exp2 transfer")
         b.compare("frozen_random_vs_scratch_b", ("frozen_random", p), ("scratch_b", p), "test_accuracy", False)
     b.compare("dropout_best_vs_none", ("dropout", best), ("dropout", 0.0), "train_test_gap", False)
     return {**b.base("exp2"), "learning_rate": 0.016, "best_dropout": best, "dropout_rates": rates,
@@ -174,9 +186,11 @@ def synthetic_exp3(effects, best=0.3):
     b.add(("batch_norm",), np.asarray(none) + effects["batch_norm"] + 0.003 * np.cos(SEEDS))
     b.add(("dropout", 0.0), none)
     b.add(("dropout", best), _arm(0.41, 0.0, offset=2))
-    b.compare("batch_norm_vs_none", ("batch_norm",), ("dropout", 0.0), "test_accuracy", True)
-    b.compare("batch_norm_vs_none", ("batch_norm",), ("dropout", 0.0), "generalization_gap", True)
-    b.compare("batch_norm_vs_none", ("batch_norm",), ("dropout", 0.0), "train_test_gap", False)
+    b.add(("batch_norm_own",), np.asarray(none) + effects["batch_norm"] + 0.01 + 0.003 * np.cos(SEEDS))
+    for name, first in (("batch_norm_vs_none", ("batch_norm",)), ("batch_norm_own_vs_none", ("batch_norm_own",))):
+        b.compare(name, first, ("dropout", 0.0), "test_accuracy", True)
+        b.compare(name, first, ("dropout", 0.0), "generalization_gap", True)
+        b.compare(name, first, ("dropout", 0.0), "train_test_gap", False)
     rows = []
     for m, model in enumerate((["batch_norm"], ["dropout", 0.0], ["dropout", best])):
         for w, window in enumerate(("first", "last")):
@@ -187,8 +201,26 @@ def synthetic_exp3(effects, best=0.3):
                        "grad_to_weight": 0.1 * (1 + m) / (1 + w), "temporal_snr": 0.2 + 0.01 * layer}
                 rows.append({**row, **{f"{k}_ci": 0.1 * v for k, v in row.items()
                                        if k in ("mean", "std", "mean_abs", "grad_to_weight", "temporal_snr")}})
-    return {**b.base("exp3"), "learning_rate": 0.016, "best_dropout": best, "window_epochs": 3, "gradients": rows,
-            "per_class": [_per_class("batch_norm")]}
+    epochs, window, layers = 12, 3, len(LAYERS)
+    trajectories = []
+    for model, fit in ((["dropout", 0.0], 0.15), (["dropout", best], 0.1), (["batch_norm"], 0.3),
+                       (["batch_norm_own"], 0.35)):
+        loss = [2.3 * math.exp(-fit * e) for e in range(1, epochs + 1)]  # the loss falls fastest with BN
+        trajectories.append({
+            "model": model, "layer_names": list(LAYERS), "train_loss": loss, "val_loss": [1.5] * epochs,
+            "grad_to_weight": [[0.1 * value] * layers for value in loss],  # follows the loss ...
+            "weight_norm": [[1.0 + 0.001 * e] * layers for e in range(epochs)],  # ... not the weights
+            "cosine": [[-0.01] * layers for _ in range(epochs)],
+            "epochs_to_loss": stats.summarize([math.log(2.3 / 0.5) / fit + s % 2 for s in SEEDS])})
+    return {**b.base("exp3"), "learning_rate": 0.016, "best_dropout": best, "window_epochs": window,
+            "gradients": rows, "per_class": [_per_class("batch_norm")], "bn_rates": [0.016, 0.032, 0.064, 0.128],
+            "bn_rate": 0.064, "loss_threshold": 0.5, "trajectories": trajectories,
+            "bn_selection": {"chosen": 0.064, "accuracy": {"0.016": 0.41, "0.032": 0.43, "0.064": 0.45, "0.128": 0.2},
+                             "loss": {"0.016": 1.7, "0.032": 1.6, "0.064": 1.5, "0.128": 2.2}, "tied": [0.064],
+                             "margin": 0.005},
+            "depth": [{"model": model, "window": window_name, "ratio": 0.5, "ci_low": 0.3, "ci_high": 0.8, "n": 5,
+                       "verdict": "neither"} for model in (["dropout", 0.0], ["batch_norm"])
+                      for window_name in ("first", "last")]}
 
 
 def synthetic_dicts(direction: int = 1, size: float = 0.05, **overrides) -> dict:
@@ -196,7 +228,13 @@ def synthetic_dicts(direction: int = 1, size: float = 0.05, **overrides) -> dict
     size (accuracy fraction)."""
     effects = {name: direction * size for name in DIRECTED}
     effects.update(overrides)
-    return {"exp1": synthetic_exp1(effects), "exp2": synthetic_exp2(effects), "exp3": synthetic_exp3(effects)}
+    return {"exp1": synthetic_exp1(effects), "exp2": synthetic_exp2(effects), "exp3": synthetic_exp3(effects),
+            "exp4": synthetic_exp4()}
+
+
+def synthetic_exp4() -> dict:
+    """Experiment 4 where there is no full-size data: skipped, said in one line."""
+    return {**_Builder().base("exp4"), "skipped": "no CIFAR-10 (JPEG mirror) at /nowhere"}
 
 
 def typed(dicts: dict) -> dict:

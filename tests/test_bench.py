@@ -133,12 +133,22 @@ def test_pooling_processes_summarizes_every_round_and_keeps_each_process():
     assert "per process" in table and "in 2 processes" in table
 
 
-def test_a_failing_process_stops_the_benchmark_with_its_last_error_line(monkeypatch):
+@pytest.mark.parametrize("kind", ["--whole-run", "--rounds"])
+def test_a_failing_process_stops_the_benchmark_with_its_last_error_line(monkeypatch, kind):
+    """A whole-run process (the headline, run first) or a per-epoch process that fails stops the
+    benchmark with the process' last error line."""
     def failed(command, **kwargs):
-        assert command[1:3] == ["-m", "dnnls_tf.tools.bench_process"] and "--rounds" in command
+        assert command[1:3] == ["-m", "dnnls_tf.tools.bench_process"]
+        if kind not in command:  # the other kind succeeds (only reached for whole runs)
+            raise AssertionError(f"unexpected process {command}")
         return subprocess.CompletedProcess(command, 1, "", "Traceback ...\nValueError: no data\n")
     monkeypatch.setattr(bench.subprocess, "run", failed)
-    with pytest.raises(RuntimeError, match=r"process 1 failed \(exit 1\): ValueError: no data"):
+    if kind == "--rounds":
+        monkeypatch.setattr(bench, "run_whole_runs", lambda pairs, threads=None: [])
+        expected = r"process 1 failed \(exit 1\): ValueError: no data"
+    else:
+        expected = r"process whole run 1 \(ours\) failed \(exit 1\): ValueError: no data"
+    with pytest.raises(RuntimeError, match=expected):
         bench.main(rounds=1, processes=2)
 
 

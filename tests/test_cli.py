@@ -181,7 +181,7 @@ def fake_root(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("fake")
     study = Study(tiny_config(), root=root, writable=True)
-    write_summaries(study, REGISTRY, fill_fakes(study, ["exp1", "exp2", "exp3"]))
+    write_summaries(study, REGISTRY, fill_fakes(study, list(REGISTRY.names)))
     return root
 
 

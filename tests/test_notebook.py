@@ -150,10 +150,10 @@ def test_paths_are_shown_relative_to_the_project():
 def test_run_counts_and_settings_read_the_plans(started, capsys):
     lines = status_lines(started, REGISTRY)
     assert lines[0].startswith("baseline    1 planned: 0 done, 0 unstable, 1 missing, 0 damaged")
-    assert [line.split()[0] for line in lines] == ["baseline", "exp1", "exp2", "exp3", "all"]
+    assert [line.split()[0] for line in lines] == ["baseline", "exp1", "exp2", "exp3", "exp4", "all"]
     assert lines[-1].startswith("all         1 distinct runs: 0 done, 0 unstable, 1 missing, 0 damaged")
     assert "waiting for" in lines[2]
-    assert list(notebook_display.runs_overview(started).index) == ["baseline", "exp1", "exp2", "exp3"]
+    assert list(notebook_display.runs_overview(started).index) == ["baseline", "exp1", "exp2", "exp3", "exp4"]
     assert not (started.results_dir / "exp1" / "tuner").exists()  # reading never writes
     table = notebook_display.settings_table(started, "exp2", learning_rate=(0.02, "experiment 1's best constant rate"))
     assert table.loc["learning rate", "value"] == "0.02 (experiment 1's best constant rate)"
@@ -292,5 +292,5 @@ def test_statistics_note_names_the_family_and_the_threshold():
     from synthetic import synthetic_summaries
 
     note = notebook_display.statistics_note(synthetic_summaries()["exp3"])
-    assert ("2 tests: batch norm − no dropout on test accuracy; batch norm − no dropout on train-minus-validation "
-            "gap" in note) and f"below {sentences.ALPHA:g}" in note
+    assert ("4 tests: batch norm − no dropout on test accuracy; batch norm − no dropout on train-minus-validation "
+            "gap; batch norm at its own rate" in note) and f"below {sentences.ALPHA:g}" in note

@@ -151,7 +151,11 @@ def test_holm_is_applied_over_the_declared_family(complete):
     study, plans = complete
     exp2 = REGISTRY.get("exp2").summarize(study, plans["exp2"])
     headline = exp2.headline()
-    assert len(headline) == 8
+    assert {c.family for c in headline} == {"exp2 dropout (2 headline tests, Holm)",
+                                            "exp2 transfer (12 headline tests, Holm)"}
+    assert len(headline) == 14 and all(c.mde_alpha == 0.05 / (2 if "dropout" in c.family else 12) for c in headline)
+    source = [c for c in headline if c.name == "transfer_vs_source"]
+    assert len(source) == 6 and all(c.test == "paired t" for c in source)  # paired by seed across the halves
     finite = [c for c in headline if math.isfinite(c.p)]
     assert all(c.p_holm >= c.p for c in finite)
 

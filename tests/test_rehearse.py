@@ -44,12 +44,17 @@ def test_planned_runs_are_counted_from_the_config():
     config = load_config("full")
     counts = {name: sum(groups.values()) for name, groups in rehearse.planned_runs(config).items()}
     seeds, exp1 = 5, config.exp1
+    exp3, exp4 = config.exp3, config.exp4
     assert counts == {"range_test": 1,
                       "end_to_end_holdout": exp1.ladder_rungs * len(exp1.probe_seeds) + 5 * seeds + seeds,
                       "schedule_holdout": exp1.tuner_trials + seeds, "dropout_holdout": seeds,
                       "end_to_end_halves": 2 * seeds, "dropout_halves": 4 * seeds + seeds,
-                      "batch_norm_halves": seeds, "transfer": 2 * seeds, "frozen_random": 2 * seeds}
-    smaller = config.override({"training.seeds": [0, 1], "exp1.tuner_trials": 3, "exp1.probe_seeds": [100]})
+                      "batch_norm_halves": seeds + (len(exp3.bn_rate_factors) - 1) * exp3.selection_seeds
+                      + seeds - exp3.selection_seeds,
+                      "transfer": 2 * seeds, "frozen_random": 2 * seeds,
+                      "scale": 3 * (len(exp4.sizes) - 1) * exp4.curve_seeds + 6 * seeds}
+    smaller = config.override({"training.seeds": [0, 1], "exp1.tuner_trials": 3, "exp1.probe_seeds": [100],
+                               "exp4.curve_seeds": 2})
     counts = {name: sum(groups.values()) for name, groups in rehearse.planned_runs(smaller).items()}
     assert counts["end_to_end_holdout"] == exp1.ladder_rungs + 5 * 2 + 2
     assert counts["schedule_holdout"] == 3 + 2 and counts["transfer"] == 4

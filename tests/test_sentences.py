@@ -64,7 +64,8 @@ def test_a_non_significant_difference_is_never_called_an_absence_of_effect():
 
 def test_a_nan_p_says_no_test_was_possible():
     dicts = synthetic_dicts(+1)
-    find(dicts, "exp2", "transfer_vs_source", "test_accuracy", ("transfer", 0.0)).update(p=math.nan, n_second=1)
+    find(dicts, "exp2", "transfer_vs_holdout", "test_accuracy", ("transfer", 0.0)).update(
+        p=math.nan, p_holm=math.nan, n_second=1)
     summaries = typed(dicts)
     frozen = entry(summaries, "exp2", "transfer_vs_frozen_random", "test_accuracy", ("transfer", 0.0))
     assert not sentences.verdict(frozen).testable
@@ -73,7 +74,7 @@ def test_a_nan_p_says_no_test_was_possible():
     for word in ("raises", "lowers", "significant"):
         assert word not in sentence
     assert say(summaries, "exp2").beats(frozen).startswith("no test was possible")
-    welch = entry(summaries, "exp2", "transfer_vs_source", "test_accuracy", ("transfer", 0.0))
+    welch = entry(summaries, "exp2", "transfer_vs_holdout", "test_accuracy", ("transfer", 0.0))
     assert "fewer than two stable runs" in say(summaries, "exp2").effect(welch)
 
 
@@ -243,11 +244,16 @@ def test_gradient_readings_explain_only_what_the_numbers_show():
     _group(dicts, "exp3", ("dropout", 0.0))["metrics"]["train_accuracy"]["mean"] = 0.99
     assert "without dropout the network fits half A almost completely" in \
         exp3_words.dropout_gradients(typed(dicts)["exp3"])
-    assert "Scale invariance predicts" not in exp3_words.bn_gradients(typed(dicts)["exp3"])  # equal change
-    for row in dicts["exp3"]["gradients"]:
-        if row["model"] == ["batch_norm"] and row["window"] == "last":
-            row["grad_to_weight"] /= 4
-    assert "Scale invariance predicts this" in exp3_words.bn_gradients(typed(dicts)["exp3"])
+    assert "Scale invariance" not in exp3_words.bn_gradients(typed(dicts)["exp3"])  # no mechanism stated there
+
+
+def test_the_bn_mechanism_follows_the_loss_not_the_weights_when_the_numbers_say_so():
+    dicts = synthetic_dicts()
+    text = exp3_words.bn_mechanism(typed(dicts)["exp3"])  # weights grow 0.9 %, ‖g‖/‖w‖ falls with the loss
+    assert "the loss itself vanishing" in text and "‖w‖ changed by factors 1.01" in text
+    trajectory = next(t for t in dicts["exp3"]["trajectories"] if t["model"] == ["batch_norm"])
+    trajectory["weight_norm"] = [[1.0 + e] * 5 for e in range(12)]  # weights grow tenfold: no such reading
+    assert "vanishing" not in exp3_words.bn_mechanism(typed(dicts)["exp3"])
 
 
 def test_the_checks_sentence_counts_where_seeds_and_test_set_disagree():

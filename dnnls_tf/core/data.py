@@ -164,6 +164,30 @@ def missing_source(config) -> str:
             f"or cifar-10-python.tar.gz)")
 
 
+# Data a run may name besides its profile's own (RunSpec.data_source): the JPEG mirror, split as the full
+# profile splits CIFAR-10 (45k / 5k holdout, 25k / 25k halves).
+NAMED_SOURCES = {"mirror": 0.1}
+
+
+def missing_named(source: str) -> str | None:
+    """Why a named data source cannot be read here (None: it can), decided without reading it."""
+    if source not in NAMED_SOURCES:
+        return f"unknown data source {source!r} (expected one of {', '.join(NAMED_SOURCES)})"
+    archive = mirror.archive_path(os.environ.get("DNNLS_MIRROR") or None)
+    return None if archive.is_file() else f"no {mirror.MIRROR_NAME} at {archive}"
+
+
+@lru_cache(maxsize=2)
+def load_named(source: str, split_seed: int) -> SplitData:
+    """The splits of a named data source (`NAMED_SOURCES`), read once per process; one DataError line if it
+    is missing or damaged. The mirror is found at $DNNLS_MIRROR, else beside the project."""
+    problem = missing_named(source)
+    if problem:
+        raise DataError(problem)
+    data = mirror.load_mirror(os.environ.get("DNNLS_MIRROR") or None)
+    return SplitData(data, split_seed, NAMED_SOURCES[source])
+
+
 def data_digest(data: CifarData) -> str:
     """SHA-256 of a data set's training and test arrays (shapes and bytes), in order."""
     digest = hashlib.sha256()

@@ -84,6 +84,8 @@ class RunSpec:
     mixed_precision: bool
     spec_version: int = field(default=SPEC_VERSION, metadata={"always_hashed": True})
     # Settings added after version 2: each with the default that reproduces the earlier runs.
+    data_source: str = ""       # "": the profile's own data; "mirror": the JPEG mirror (experiment 4)
+    bn_momentum: float = 0.99   # BN's moving-statistics momentum (Keras' default; v2's BN runs); BN runs only
 
     @property
     def run_id(self) -> str:

@@ -6,7 +6,7 @@ that declares an `Experiment` (dnnls_tf.study.plan) and one line below.
 """
 from __future__ import annotations
 
-from dnnls_tf.experiments import baseline, dropout_transfer, gradient_flow, learning_rate
+from dnnls_tf.experiments import baseline, data_scale, dropout_transfer, gradient_flow, learning_rate
 from dnnls_tf.study import config as config_lib
 from dnnls_tf.study.plan import Registry
 
@@ -15,6 +15,7 @@ REGISTRY = Registry([
     learning_rate.EXPERIMENT,
     dropout_transfer.EXPERIMENT,
     gradient_flow.EXPERIMENT,
+    data_scale.EXPERIMENT,
 ])
 
 

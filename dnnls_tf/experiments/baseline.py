@@ -17,4 +17,4 @@ def summarize(study, plan_: Plan) -> Summary:
 
 
 EXPERIMENT = Experiment("baseline", "the baseline run", plan, summarize, summary_type=Summary,
-                        priorities={"baseline": 5}, label=lambda key, summary=None: "baseline")
+                        priorities={"baseline": 5}, expected=lambda config: 1, label=lambda key, summary=None: "baseline")

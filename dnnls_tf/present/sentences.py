@@ -111,6 +111,23 @@ def difference_words(v: Verdict) -> str:
     return f"{format_value(v.difference, v.entry.metric, signed=True)} pp"
 
 
+def seed_interval_words(entry: Comparison) -> str:
+    """"95% CI [−0.1, +5.3] pp over seeds" (nothing where there is no interval)."""
+    if not (finite(entry.ci_low) and finite(entry.ci_high)):
+        return ""
+    return f"95% CI {format_interval(entry.ci_low, entry.ci_high, entry.metric, signed=True)} pp over seeds"
+
+
+def detectable_words(entry: Comparison) -> str:
+    """What the design could have detected: "with 5 seeds the test detects a true difference of 3.1 pp
+    with 80% power at α = 0.0125" (nothing where it cannot be computed)."""
+    if not finite(entry.mde):
+        return ""
+    seeds = min(entry.n_first, entry.n_second)
+    return (f"with {seeds} seeds the test detects a true difference of {format_value(entry.mde, entry.metric)} pp "
+            f"with {entry.power:.0%} power at α = {entry.mde_alpha:.3g}")
+
+
 def brief(entry: Comparison) -> str:
     """"+10.4 pp, Holm p = 0.023; test-set interval [+8.6, +12.3] pp": a comparison's evidence in brief."""
     v = verdict(entry)
@@ -191,8 +208,11 @@ class Phrasing:
                     f"({difference_words(v)}, {self.arm_values(entry)}): over seeds {p_words(v)}, but the "
                     f"test set's own interval, {format_interval(*v.interval, entry.metric, signed=True)} pp, "
                     f"includes zero.")
+        interval = seed_interval_words(entry)
+        detectable = detectable_words(entry)
         return (f"{capital(first)} and {second} show no significant difference in {name} "
-                f"({difference_words(v)}, {self.arm_values(entry)}; {evidence(v)}).")
+                f"({difference_words(v)}{', ' + interval if interval else ''}, {self.arm_values(entry)}; "
+                f"{evidence(v)})" + (f": {detectable}." if detectable else "."))
 
     def beats(self, entry: Comparison, first: str | None = None, second: str | None = None,
               evidence: bool = True) -> str:
@@ -252,7 +272,8 @@ def headline_count_sentence(summaries: dict[str, Summary]) -> str:
     verdicts = [verdict(e) for s in summaries.values() for e in s.headline()]
     significant = sum(v.significant for v in verdicts)
     untested = sum(not v.testable for v in verdicts)
-    text = (f"Of the {len(verdicts)} headline comparisons of the {len(summaries)} experiments, {significant} "
+    experiments = sum(bool(s.headline()) for s in summaries.values())
+    text = (f"Of the {len(verdicts)} headline comparisons of the {experiments} experiments, {significant} "
             f"{'is' if significant == 1 else 'are'} significant after Holm's correction and the test-set check")
     return text + (f", and {untested} could not be tested." if untested else ".")
 
@@ -278,3 +299,45 @@ def checks_sentence(summaries: dict[str, Summary]) -> str:
     if seeds_only > interval_only:
         return text + ": the size of the test set, more than the number of seeds, limits what this profile resolves."
     return text + "."
+
+
+# ================================================================ the protocol's checks
+def plateau_sentence(summary: Summary, label: Callable[[tuple], str], kinds=None) -> str:
+    """Whether every group's mean validation curve levelled off within its epochs (the plateau rule), and
+    which groups did not, by how much."""
+    groups = [g for g in summary.groups if g.plateau is not None and (kinds is None or g.kind in kinds)]
+    if not groups:
+        return ""
+    judged = [g for g in groups if finite(g.plateau.gain)]
+    rising = [g for g in judged if not g.plateau.levelled]
+    unjudged = [g for g in groups if not finite(g.plateau.gain)]
+    threshold = f"{100 * groups[0].plateau.threshold:g} pp"
+    epochs = sorted({g.plateau.epochs for g in groups})
+    within = f"{epochs[0]} epochs" if len(epochs) == 1 else f"{epochs[0]} to {epochs[-1]} epochs"
+    gains = [100 * g.plateau.gain for g in judged]
+    if not rising:
+        text = (f"Every one of the {len(judged)} groups' mean validation curves levelled off within its {within} "
+                f"(gain over the last quarter {span(gains, 1)} pp, below the plateau rule's {threshold})")
+    else:
+        text = (f"{len(rising)} of the {len(judged)} groups' mean validation curves still rose over the last quarter "
+                f"of their {within} by at least the plateau rule's {threshold}: "
+                + listing([f"{label(g.key)} ({format_value(g.plateau.gain, 'val_accuracy', signed=True)} pp)"
+                           for g in rising]))
+    if unjudged:
+        text += "; no stable run to judge in " + listing([label(g.key) for g in unjudged])
+    return text + "."
+
+
+def selection_sentence(selection, label: Callable[[object], str], what: str) -> str:
+    """How a choice on validation data was made: the best, and a tie with the rule that broke it."""
+    accuracy = selection.accuracy
+    chosen = str(selection.chosen)
+    if not selection.tie:
+        return (f"The best {what} by mean validation accuracy is {label(selection.chosen)} "
+                f"({format_value(accuracy[chosen], 'val_accuracy')} %).")
+    others = [value for value in selection.tied if str(value) != chosen]
+    return (f"The {what}s {listing([label(v) for v in selection.tied])} tie on mean validation accuracy "
+            f"({', '.join(format_value(accuracy[str(v)], 'val_accuracy') for v in selection.tied)} %, within "
+            f"the tie margin of {100 * selection.margin:g} pp); the tie goes to the lowest mean validation loss, "
+            f"{label(selection.chosen)} ({selection.loss[chosen]:.3f} against "
+            f"{', '.join(f'{selection.loss[str(v)]:.3f}' for v in others)}).")

@@ -237,8 +237,8 @@ def all_claims(summaries: dict) -> dict[str, str]:
     result = {}
     for name, summary in summaries.items():
         own = REGISTRY.get(name).sentences(summary)
-        result.update({f"{name}_{key}": text for key, text in own.items() if key != "answer"})
-        if "answer" in own:
+        result.update({f"{name}_{key}": text for key, text in own.items() if key != "answer" and text})
+        if own.get("answer"):
             result[f"answer_{name.removeprefix('exp')}"] = own["answer"]
     result["abstract"] = abstract_sentence(summaries)
     result["headline_count"] = sentences.headline_count_sentence(summaries)

@@ -67,6 +67,7 @@ class DataConfig:
 class ModelConfig:
     filters: tuple[int, ...] = rule(lambda v: len(v) == 3 and min(v) > 0, "three positive integers")
     fc_units: int = rule(_positive, "a positive integer")
+    bn_momentum: float = rule(lambda v: 0 < v < 1, "a number in (0, 1)")
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,11 @@ class TrainingConfig:
                                   "a non-empty list of distinct integers in 0..2^32-1")
     capture_gradients: bool = rule(None, "")
     window_epochs: int = rule(_positive, "a positive integer")  # first/last gradient window (capped at epochs // 2)
+    # a group's mean validation curve has levelled off when it gains less than this over its last quarter
+    plateau_gain: float = rule(lambda v: 0 < v < 1, "a fraction in (0, 1)")
+    # choices on validation accuracy: configurations within this margin of the best are a tie (broken by the
+    # lowest validation loss)
+    tie_margin: float = rule(lambda v: 0 <= v < 1, "a fraction in [0, 1)")
     jit_compile: bool = rule(None, "")
     mixed_precision: bool = rule(None, "")
 

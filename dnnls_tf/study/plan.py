@@ -12,6 +12,7 @@ Nothing here imports TensorFlow.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Protocol
 
@@ -107,6 +108,9 @@ class Experiment:
         needs: experiments whose plans' choices this plan reads (planned first, once per pass).
         section: the dataclass of its config section (settings under `<name>:`), or None.
         priorities: run order of its kinds of group (lower first; unranked kinds last).
+        expected: config -> the runs it trains itself when its plan unfolds with nothing moved (the
+            progress bar's total before the plan is complete; runs shared with an earlier experiment
+            count for that one).
     What the presentation shows of it (every renderer reads these; none knows the experiment):
         label: (group key, summary or None) -> words for a table or a legend.
         noun: group key -> the group in a sentence.
@@ -125,6 +129,7 @@ class Experiment:
     needs: tuple[str, ...] = ()
     section: type | None = None
     priorities: Mapping[str, int] = field(default_factory=dict)
+    expected: Callable[[Any], int] | None = None
     label: Callable[..., str] = lambda key, summary=None: " ".join(str(part) for part in key)
     noun: Callable[[tuple], str] | None = None
     row_label: Callable[[Any], Callable[[tuple], str]] | None = None
@@ -212,8 +217,84 @@ def selection_score(run) -> float:
 
 
 def best_by_validation(groups: dict, what: str):
-    """The key whose runs have the highest mean selection score over seeds (first key on a tie)."""
+    """The key whose runs have the highest mean selection score over seeds (first key on an exact tie)."""
     if not groups:
         raise UserError(f"no {what} to choose from")
     scores = {key: float(np.mean([selection_score(run) for run in runs])) for key, runs in groups.items()}
     return max(scores, key=scores.get)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """A choice between configurations on validation data: the chosen one, and whether it was a tie.
+
+    The rule: the highest mean validation accuracy over seeds wins; configurations within `margin`
+    of it are tied with it, and a tie goes to the lowest mean validation loss (of the selected
+    epochs) among them. Both the tie and the rule that broke it are recorded.
+    """
+
+    chosen: float | int | str
+    accuracy: dict[str, float]   # str(value) -> mean validation accuracy
+    loss: dict[str, float]       # str(value) -> mean validation loss
+    tied: list[float | int | str]
+    margin: float
+
+    @property
+    def tie(self) -> bool:
+        return len(self.tied) > 1
+
+    @property
+    def rule(self) -> str:
+        return (f"the highest mean validation accuracy; within {100 * self.margin:g} pp of it a tie, broken by the "
+                f"lowest mean validation loss")
+
+
+def select_by_validation(groups: dict, what: str, margin: float) -> Selection:
+    """Choose between groups ({value: runs}) by the Selection rule (a diverged run scores 0 accuracy and
+    infinite loss)."""
+    if not groups:
+        raise UserError(f"no {what} to choose from")
+    accuracy = {value: float(np.mean([selection_score(run) for run in runs])) for value, runs in groups.items()}
+    loss = {value: float(np.mean([run.metrics.get("val_loss") if run.metrics.get("val_loss") is not None
+                                  else math.inf for run in runs])) for value, runs in groups.items()}
+    top = max(accuracy.values())
+    tied = [value for value in groups if accuracy[value] >= top - margin]
+    chosen = min(tied, key=lambda value: (loss[value], -accuracy[value]))
+    return Selection(chosen, {str(v): a for v, a in accuracy.items()}, {str(v): l for v, l in loss.items()},
+                     tied, margin)
+
+
+@dataclass(frozen=True)
+class BudgetStep:
+    """One budget the plateau rule tried: its epochs and the groups whose mean validation curve still rose
+    (label -> gain over the last quarter)."""
+
+    epochs: int
+    rising: dict[str, float]
+
+
+def budget_by_plateau(study, start: int, maximum: int, sweep_of, label=str) -> tuple[int, list[BudgetStep], bool]:
+    """The epochs an experiment trains for, decided by the plateau rule on its deciding groups.
+
+    `sweep_of(epochs)` gives the deciding groups ({key: specs}) at a budget. Starting at `start`,
+    the budget doubles while any group's mean validation curve (stable runs) still gains at least
+    `training.plateau_gain` over its last quarter, up to `maximum` (where a rising group is then
+    reported, not hidden). Returns (epochs, the steps tried, complete): complete is False while
+    the sweep at the returned budget is not stored yet.
+    """
+    from dnnls_tf.study.stats import last_quarter_gain
+
+    threshold, epochs, steps = study.config.training.plateau_gain, start, []
+    while True:
+        runs = {key: stored(study, specs) for key, specs in sweep_of(epochs).items()}
+        if any(group is None for group in runs.values()):
+            return epochs, steps, False
+        rising = {}
+        for key, group in runs.items():
+            gain = last_quarter_gain([tuple(run.history["val_accuracy"]) for run in group if run.stable])
+            if not (math.isfinite(gain) and gain < threshold) and any(run.stable for run in group):
+                rising[label(key)] = gain
+        steps.append(BudgetStep(epochs, rising))
+        if not rising or epochs * 2 > maximum:
+            return epochs, steps, True
+        epochs *= 2

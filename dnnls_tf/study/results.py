@@ -56,6 +56,24 @@ class Stats:
 
 
 @dataclass(frozen=True)
+class Plateau:
+    """The plateau rule on a group's mean validation curve (its stable runs): the gain of its last
+    quarter of epochs over the quarter before; levelled off when the gain is below the threshold."""
+
+    epochs: int
+    gain: float
+    threshold: float
+    levelled: bool  # False also when no run is stable (no curve to judge)
+
+    @classmethod
+    def of(cls, runs, threshold: float) -> Plateau:
+        curves = [tuple(run.history["val_accuracy"]) for run in runs if run.stable]
+        gain = stats.last_quarter_gain(curves)
+        epochs = max(len(run.history) for run in runs)
+        return cls(epochs, gain, threshold, bool(math.isfinite(gain) and gain < threshold))
+
+
+@dataclass(frozen=True)
 class Group:
     """One group of runs (a configuration over seeds) and its results.
 
@@ -75,6 +93,7 @@ class Group:
     metrics: dict[str, Stats]
     best_epoch: Stats
     test_interval: tuple[float, float]  # the test set's own 95% interval of the test accuracy
+    plateau: Plateau | None = None
 
     def mean(self, metric: str) -> float:
         return self.metrics[metric].mean
@@ -103,6 +122,10 @@ class Comparison:
     sampling_interval: tuple[float, float]
     sampling_source: str | None
     family: str | None = None
+    standard_error: float = math.nan  # of the difference over seeds
+    mde: float = math.nan             # the smallest true difference the test detects with `power` at `mde_alpha`
+    power: float = stats.POWER
+    mde_alpha: float = 0.05           # a headline test's: 0.05 / its family's size (Holm's strictest step)
 
 
 @dataclass(frozen=True)
@@ -211,7 +234,7 @@ def correctness(runs: list[StoredRun]) -> np.ndarray | None:
     return np.mean(rows, axis=0) if rows else None
 
 
-def group_entry(key: tuple, runs: list[StoredRun]) -> Group:
+def group_entry(key: tuple, runs: list[StoredRun], plateau_gain: float = 0.01) -> Group:
     hits = correctness(runs)
     return Group(key=tuple(key), kind=key[0], value=key[1] if len(key) > 1 else None,
                  seeds=[run.seed for run in runs], run_ids=[run.run_id for run in runs],
@@ -221,7 +244,8 @@ def group_entry(key: tuple, runs: list[StoredRun]) -> Group:
                  n_diverged=sum(run.diverged for run in runs),
                  metrics={metric: Stats.of(metric_values(runs, metric)) for metric in METRICS},
                  best_epoch=Stats.of([run.metrics["best_epoch"] or math.nan for run in runs]),
-                 test_interval=tuple(stats.bootstrap_interval(hits)) if hits is not None else NO_INTERVAL)
+                 test_interval=tuple(stats.bootstrap_interval(hits)) if hits is not None else NO_INTERVAL,
+                 plateau=Plateau.of(runs, plateau_gain))
 
 
 def per_class(key: tuple, runs: list[StoredRun]) -> PerClass:
@@ -245,8 +269,11 @@ def _paired(first: list[StoredRun], second: list[StoredRun]) -> bool:
 
 
 def comparison(name: str, first_key: tuple, second_key: tuple, groups: dict, metric: str,
-               headline: bool) -> Comparison:
+               headline: bool, paired: bool | None = None) -> Comparison:
     """first minus second on one metric, over seeds, with the held-out images' own sampling interval.
+
+    `paired`: None pairs the arms when they share seeds and splits; True pairs them by seed even
+    across splits (a transfer run and the source run of its own seed).
 
     `test_set_interval`: for test metrics, a percentile bootstrap over test images of the
     difference of the arms' mean-over-seeds results. `sampling_interval` adds, for the
@@ -255,7 +282,10 @@ def comparison(name: str, first_key: tuple, second_key: tuple, groups: dict, met
     independent: conservative for arms that share the validation images).
     """
     first, second = groups[first_key], groups[second_key]
-    paired = _paired(first, second)
+    if paired is None:
+        paired = _paired(first, second)
+    elif paired and [r.seed for r in first] != [r.seed for r in second]:
+        raise ValueError(f"{name}: a comparison paired by seed needs the same seeds in both arms")
     result = stats.compare(metric_values(first, metric), metric_values(second, metric), paired)
     interval = NO_INTERVAL
     if metric in TEST_SET_METRICS:
@@ -274,9 +304,10 @@ def comparison(name: str, first_key: tuple, second_key: tuple, groups: dict, met
     sampling, source = interval, "test images (bootstrap)" if metric in TEST_SET_METRICS else None
     if metric == "generalization_gap":
         sampling, source = validation_interval(first, second, result["difference"]), "validation images (binomial)"
+    mde = stats.minimum_detectable_effect(result["standard_error"], result["df"])
     return Comparison(name=name, first=tuple(first_key), second=tuple(second_key), metric=metric, headline=headline,
                       **result, p_holm=math.nan, test_set_interval=interval, sampling_interval=tuple(sampling),
-                      sampling_source=source)
+                      sampling_source=source, mde=mde)
 
 
 def validation_interval(first: list[StoredRun], second: list[StoredRun], difference: float) -> tuple[float, float]:
@@ -299,7 +330,10 @@ def adjust_family(comparisons: list[Comparison], family: str) -> list[Comparison
     headline = [c for c in comparisons if c.headline]
     adjusted = dict(zip((id(c) for c in headline), stats.holm([c.p for c in headline])))
     name = f"{family} ({len(headline)} headline tests, Holm)"
-    return [replace(c, p_holm=adjusted[id(c)], family=name) if c.headline else c for c in comparisons]
+    alpha = 0.05 / max(len(headline), 1)  # the level Holm's first step asks of the smallest p
+    return [replace(c, p_holm=adjusted[id(c)], family=name, mde_alpha=alpha,
+                    mde=stats.minimum_detectable_effect(c.standard_error, c.df, alpha)) if c.headline else c
+            for c in comparisons]
 
 
 def gradient_rows(groups: dict, window: int) -> list[GradientRow]:
@@ -320,17 +354,21 @@ def gradient_rows(groups: dict, window: int) -> list[GradientRow]:
 
 
 # ---------------------------------------------------------------- a summary's common part
-def summary_fields(study, experiment: str, groups: dict, comparisons: list[Comparison]) -> dict:
-    """The fields every summary holds (schema, experiment, profile, data, epochs, seeds, groups,
-    comparisons), for `Summary(**summary_fields(...), per_class=...)` or an experiment's subclass."""
-    sizes = study.splits.sizes()
+def summary_fields(study, experiment: str, groups: dict, comparisons: list[Comparison],
+                   epochs: int | None = None, splits=None) -> dict:
+    """The fields every summary holds (schema, experiment, profile, data, epochs: the experiment's budget,
+    default training.epochs; seeds, groups, comparisons), for `Summary(**summary_fields(...), ...)` or an
+    experiment's subclass."""
+    splits = splits or study.splits  # the data the experiment's runs read (default: the profile's own)
+    sizes = splits.sizes()
     return {"schema": SUMMARY_SCHEMA, "experiment": experiment, "profile": study.profile,
             "description": study.config.description, "library_version": __version__,
             "data": DataSizes(**{name: sizes[name] for name in ("holdout_train", "holdout_val", "half_a", "half_b",
                                                                 "test")},
-                              source=study.splits.data.source.split(":")[0]),
-            "epochs": study.config.training.epochs, "seeds": list(study.seeds),
-            "groups": [group_entry(key, runs) for key, runs in groups.items()], "comparisons": comparisons}
+                              source=splits.data.source.split(":")[0]),
+            "epochs": epochs or study.config.training.epochs, "seeds": list(study.seeds),
+            "groups": [group_entry(key, runs, study.config.training.plateau_gain) for key, runs in groups.items()],
+            "comparisons": comparisons}
 
 
 # ---------------------------------------------------------------- on disk

@@ -79,10 +79,11 @@ def execute(spec, study: Study, pools: dict, progress: bool = False, observer=No
     if source is not None and not source.is_file():
         raise UserError(f"the weights of run {spec.init_from} (the source of transfer run {spec.run_id}) "
                         f"are missing; run the same command again to retrain the source")
-    check_fingerprint(study.splits, spec.data_fingerprint, spec.train_split, spec.val_split, f"run {spec.run_id}")
+    splits = study.splits_for(spec.data_source)
+    check_fingerprint(splits, spec.data_fingerprint, spec.train_split, spec.val_split, f"run {spec.run_id}")
     with (observer(study, spec) if observer else contextlib.nullcontext()) as live:
-        result = training.train_run(spec, study.splits, source, progress=progress, on_epoch=live)
-    recorded = {**pools, "workers": study.config.compute.workers, "data_source": study.splits.data.source}
+        result = training.train_run(spec, splits, source, progress=progress, on_epoch=live)
+    recorded = {**pools, "workers": study.config.compute.workers, "data_source": splits.data.source}
     run = study.store.save(spec, result, recorded)
     accuracy = run.metrics.get("val_accuracy")
     return (f"{run.metrics['status']}{'' if run.stable else ' (unstable)'}, val "
@@ -213,7 +214,7 @@ class Runner:
     def _cost(self, spec) -> float:
         if not isinstance(spec, RunSpec):
             return 0.0
-        images = self.study.splits.size(spec.train_split) * spec.epochs  # subsamples too
+        images = self.study.splits_for(spec.data_source).size(spec.train_split) * spec.epochs  # subsamples too
         return images * (0.2 if spec.frozen else 1.0)  # frozen conv layers are computed once
 
     def _missing(self, plans: list, running: set[str]) -> list[Task]:
@@ -385,7 +386,7 @@ def check_runs_match_data(study: Study, plan) -> None:
         run = study.store.get(spec.run_id)
         if run is None:
             continue  # the summary itself reports a missing run
-        expected = study.splits.fingerprint(run.spec.train_split, run.spec.val_split)
+        expected = study.splits_for(run.spec.data_source).fingerprint(run.spec.train_split, run.spec.val_split)
         if run.spec.data_fingerprint != expected:
             raise StoreError(f"run {spec.run_id} of {plan.experiment} was trained on data with fingerprint "
                              f"{run.spec.data_fingerprint}, not on the data read now ({expected}): no summary "

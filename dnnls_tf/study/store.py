@@ -114,7 +114,8 @@ def _read_run(folder: Path, run_id: str, data=None) -> StoredRun:
     check_gradients(gradients, epochs)
     predictions = load_npz(folder / "predictions.npz")
     expected = None
-    if data is not None and spec.data_fingerprint == data.fingerprint(spec.train_split, spec.val_split):
+    if data is not None and not spec.data_source and \
+            spec.data_fingerprint == data.fingerprint(spec.train_split, spec.val_split):
         expected = held_out_test_arrays(data.data)[1]
     check_predictions(predictions, metrics["best_epoch"] is not None, expected)
     if metrics["best_epoch"] is not None:

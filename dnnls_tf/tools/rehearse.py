@@ -58,25 +58,35 @@ TRANSFER_ARMS = 2                 # plan_exp2: transfer and its controls for dro
 
 # ------------------------------------------------------------------ the plan's size
 def planned_runs(config: Config) -> dict[str, dict[str, int]]:
-    """Runs of each kind that `run all` trains, per group, counted as experiments.py declares them.
+    """Runs of each kind that `run all` trains, per group, as the experiments' plans unfold with nothing moved.
 
     Identical specs train once, so groups made of other groups' runs are left out: exp2's
-    holdout control at dropout 0 (exp1's sweep at the best rate) and exp3's dropout models
-    (exp2's runs on A). The nominal plan: a grid that moves trains more rates.
+    holdout control at dropout 0 when its budget is experiment 1's (then it is exp1's sweep
+    at the best rate), and exp3's dropout models (exp2's runs on A). Experiment 4's runs read
+    other data (sizes from 2.5k to 45k images): they are counted under "scale" and left out
+    of the prediction, which times the profile's own splits. The nominal plan: a grid that
+    moves or a budget that doubles trains more.
     """
-    seeds, exp1 = len(config.training.seeds), config.exp1
-    nonzero = sum(1 for rate in config.exp2.dropout_rates if rate > 0)
+    seeds, exp1, exp2, exp3, exp4 = (len(config.training.seeds), config.exp1, config.exp2, config.exp3,
+                                     config.exp4)
+    nonzero = sum(1 for rate in exp2.dropout_rates if rate > 0)
+    shared = (exp2.epochs or config.training.epochs) == config.training.epochs
     return {
         RANGE_TEST: {"exp1 LR range test": 1},
         "end_to_end_holdout": {"exp1 probes": exp1.ladder_rungs * len(exp1.probe_seeds),
-                               "exp1 grid sweep": grid_lib.GRID_SIZE * seeds, "exp1 peak-rate ablation": seeds},
+                               "exp1 grid sweep": grid_lib.GRID_SIZE * seeds, "exp1 peak-rate ablation": seeds,
+                               **({} if shared else {"exp2 holdout control, no dropout": seeds})},
         "schedule_holdout": {"exp1 tuner trials": exp1.tuner_trials, "exp1 schedule": seeds},
         "dropout_holdout": {"exp2 holdout control, best dropout": seeds},
         "end_to_end_halves": {"exp2 dropout 0 on A": seeds, "exp2 scratch on B, dropout 0": seeds},
         "dropout_halves": {"exp2 dropout > 0 on A": nonzero * seeds, "exp2 scratch on B, best dropout": seeds},
-        "batch_norm_halves": {"exp3 batch norm on A": seeds},
+        "batch_norm_halves": {"exp3 batch norm on A": seeds,
+                              "exp3 batch norm's other rates": (len(exp3.bn_rate_factors) - 1) * exp3.selection_seeds,
+                              "exp3 batch norm at its own rate": seeds - exp3.selection_seeds},
         "transfer": {"exp2 transfer A -> B": TRANSFER_ARMS * seeds},
         "frozen_random": {"exp2 frozen random conv": TRANSFER_ARMS * seeds},
+        "scale": {"exp4 scale curve": 3 * (len(exp4.sizes) - 1) * exp4.curve_seeds,
+                  "exp4 replication at the largest size": 4 * seeds, "exp4 source and transfer": 2 * seeds},
     }
 
 

@@ -11,7 +11,8 @@ import math
 import numpy as np
 
 from dnnls_tf.experiments.dropout_transfer.summary import DropoutTransferSummary
-from dnnls_tf.present.sentences import Phrasing, brief, listing, relation, verdict
+from dnnls_tf.present.sentences import (Phrasing, brief, listing, plateau_sentence, relation, selection_sentence,
+                                        verdict)
 from dnnls_tf.present.tables import format_mean_ci, format_rate, format_value
 
 QUESTION = ("How does the dropout rate in the fully connected layers change test accuracy and the generalisation gap? "
@@ -20,6 +21,7 @@ QUESTION = ("How does the dropout rate in the fully connected layers change test
 # Each kind of group: (label, noun for a sentence); {dropout} is the dropout rate in words.
 KINDS = {
     "dropout": ("{dropout}", "{dropout}"),
+    "short_budget": ("{dropout}, shorter budget", "{dropout} at a shorter budget"),
     "transfer": ("transfer to B ({dropout})", "transfer to B ({dropout})"),
     "scratch_b": ("from scratch on B ({dropout})", "training from scratch on B ({dropout})"),
     "frozen_random": ("head on frozen random conv ({dropout})", "a head trained on frozen random conv layers ({dropout})"),
@@ -36,6 +38,8 @@ def dropout_words(p: float) -> str:
 
 def label(key, summary=None) -> str:
     """A group in a table or legend: ("transfer", 0.0) -> "transfer to B (no dropout)"."""
+    if key[0] == "short_budget":
+        return f"{dropout_words(key[1])} at {key[2]} epochs"
     return KINDS[key[0]][0].format(dropout=dropout_words(key[1]))
 
 
@@ -49,6 +53,8 @@ def row_label(summary: DropoutTransferSummary):
 
 def noun(key) -> str:
     """A group in a sentence: ("scratch_b", 0.0) -> "training from scratch on B (no dropout)"."""
+    if key[0] == "short_budget":
+        return label(key)
     return KINDS[key[0]][1].format(dropout=dropout_words(key[1]))
 
 
@@ -140,6 +146,42 @@ def transfer_best_brief(summary: DropoutTransferSummary) -> str:
             f"{', '.join(differences[:4])} pp in test accuracy, {differences[4]} pp in the train-minus-test gap).")
 
 
+def budget_sentence(summary: DropoutTransferSummary) -> str:
+    """How the plateau rule set the experiment's budget."""
+    steps = summary.budget
+    if not steps:
+        return f"Every run of this experiment trains for {summary.epochs} epochs."
+    parts = []
+    for step in steps:
+        if step.rising:
+            parts.append(f"at {step.epochs} epochs the mean validation curve of "
+                         + listing([f"{name} ({100 * gain:+.1f} pp)" for name, gain in step.rising.items()])
+                         + " still rose over the last quarter")
+        else:
+            parts.append(f"at {step.epochs} epochs every dropout rate's mean validation curve had levelled off")
+    last = steps[-1]
+    ending = ("" if not last.rising else
+              f"; {last.epochs} epochs is the rule's limit here, so these rates are reported as still rising")
+    return (f"The plateau rule set the budget: " + "; ".join(parts)
+            + (", so the budget doubled" if len(steps) > 1 else "")
+            + f"{ending}. Every model of this experiment trains for {summary.epochs} epochs.")
+
+
+def source_reading(summary: DropoutTransferSummary, p: float) -> str:
+    """Transfer against its own source models (paired by seed), with what sets the two apart by design."""
+    test = summary.comparison("transfer_vs_source", "test_accuracy", ("transfer", p))
+    gap = summary.comparison("transfer_vs_source", "train_test_gap", ("transfer", p))
+    verdict_words = relation(test, "beats its source models", "is not distinguishable from its source models",
+                             "loses to its source models", "could not be tested against its source models")
+    gap_words = relation(gap, "a smaller train-minus-test gap than theirs", "a train-minus-test gap not "
+                         "distinguishable from theirs", "a larger train-minus-test gap than theirs",
+                         "a train-minus-test gap that could not be tested")
+    return (f"With {dropout_words(p)}, transfer to B {verdict_words} on test accuracy, with {gap_words}. "
+            f"By design a transfer model has been fitted on both halves (its frozen conv layers on A, its new head "
+            f"on B), twice the images either source model saw; a difference in its favour fits that, but this "
+            f"study has no arm that isolates it.")
+
+
 # ---------------------------------------------------------------- every sentence
 def sentences(summary: DropoutTransferSummary) -> dict[str, str]:
     """Experiment 2's sentences: the dropout sweep, the best rate's comparisons, transfer and its controls,
@@ -160,6 +202,11 @@ def sentences(summary: DropoutTransferSummary) -> dict[str, str]:
                                       for g in unstable) + ".")
     claims["best_dropout"] = (f"Among the non-zero rates, {format_rate(best)} has the best mean validation accuracy "
                               f"({_metric_text(summary, ('dropout', best), 'val_accuracy')} %).")
+    if summary.selection is not None and summary.selection.tie:
+        claims["best_dropout"] = selection_sentence(summary.selection, dropout_words, "non-zero dropout rate")
+    claims["budget"] = budget_sentence(summary)
+    claims["plateau"] = plateau_sentence(summary, label, kinds=("dropout", "transfer", "scratch_b", "frozen_random",
+                                                                "holdout"))
     for metric, name in (("test_accuracy", "dropout_test"), ("generalization_gap", "dropout_gap"),
                          ("train_test_gap", "dropout_train_test")):
         claims[name] = say.effect(summary.comparison("dropout_best_vs_none", metric))
@@ -170,9 +217,11 @@ def sentences(summary: DropoutTransferSummary) -> dict[str, str]:
                 summary.comparison(f"transfer_vs_{control}", "test_accuracy", transfer))
             claims[f"transfer_{control}_gap_{tag}"] = say.effect(
                 summary.comparison(f"transfer_vs_{control}", "train_test_gap", transfer))
-        claims[f"transfer_source_{tag}"] = say.effect(
-            summary.comparison("transfer_vs_source", "test_accuracy", transfer),
-            second=f"the source models trained end to end on A ({dropout_words(p)})")  # an object: plural is fine
+        for metric, suffix in (("test_accuracy", ""), ("train_test_gap", "_gap"), ("generalization_gap", "_val_gap")):
+            claims[f"transfer_source{suffix}_{tag}"] = say.effect(
+                summary.comparison("transfer_vs_source", metric, transfer),
+                second=f"the source models trained end to end on A ({dropout_words(p)})")  # an object: plural is fine
+        claims[f"reading_source_{tag}"] = source_reading(summary, p)
         claims[f"frozen_random_scratch_{tag}"] = say.effect(
             summary.comparison("frozen_random_vs_scratch_b", "test_accuracy", ("frozen_random", p)))
     zero = ("transfer", 0.0)
@@ -187,6 +236,7 @@ def sentences(summary: DropoutTransferSummary) -> dict[str, str]:
     claims["reading_transfer_best_brief"] = transfer_best_brief(summary)
     claims["family"] = say.family(label)
     claims["answer"] = " ".join([claims[name] for name in (
-        "dropout_rates", "dropout_unstable", "best_dropout", "dropout_test", "dropout_gap", "reading_dropout_trend",
-        "transfer_validation", "reading_transfer_zero", "reading_transfer_best")])
+        "budget", "plateau", "dropout_rates", "dropout_unstable", "best_dropout", "dropout_test", "dropout_gap",
+        "reading_dropout_trend", "transfer_validation", "reading_transfer_zero", "reading_transfer_best",
+        "reading_source_zero", "reading_source_best")])
     return claims

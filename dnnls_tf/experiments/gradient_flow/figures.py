@@ -90,10 +90,18 @@ def _gradient_scale(ax, measure: str, means) -> None:
 
 
 def figure_bn_curves(study, summary: GradientFlowSummary, full: bool = False) -> plt.Figure:
-    none = ("dropout", 0.0)
-    groups = [curve_group(study, summary, ("batch_norm",), PALETTE[2], label(("batch_norm",))),
-              curve_group(study, summary, none, PALETTE[0], label(none), f"{label(none)}, no batch norm")]
-    title = curve_title("Experiment 3: batch norm against none (train on A, validate on B)",
+    """Batch norm at the plain network's rate and at its own rate, against the plain network."""
+    none, bn, own = ("dropout", 0.0), ("batch_norm",), ("batch_norm_own",)
+    groups = [curve_group(study, summary, bn, PALETTE[2], label(bn), f"batch norm, rate {summary.learning_rate:g}")]
+    try:
+        if summary.group(own).run_ids != summary.group(bn).run_ids:
+            groups.append(curve_group(study, summary, own, PALETTE[4], label(own),
+                                      f"batch norm, its own rate {summary.bn_rate:g}"))
+    except KeyError:  # a summary of the v2 protocol: no own rate
+        pass
+    groups.append(curve_group(study, summary, none, PALETTE[0], label(none),
+                              f"no batch norm, rate {summary.learning_rate:g}"))
+    title = curve_title("Experiment 3: batch norm, at the plain rate and its own, against none (train A, validate B)",
                         "Experiment 3: batch norm against none", summary, full)
     return (curve_grid if full else curve_row)(groups, title)
 

@@ -9,7 +9,7 @@ import numpy as np
 
 from dnnls_tf.experiments.dropout_transfer.sentences import dropout_words
 from dnnls_tf.experiments.gradient_flow.summary import GradientFlowSummary
-from dnnls_tf.present.sentences import Phrasing, span
+from dnnls_tf.present.sentences import Phrasing, listing, plateau_sentence, selection_sentence, span
 from dnnls_tf.present.tables import NO_VALUE, finite, format_rate, format_value
 
 QUESTION = ("Does dropout affect how gradients flow through the network, and how? How does batch normalisation "
@@ -18,7 +18,14 @@ QUESTION = ("Does dropout affect how gradients flow through the network, and how
 
 def label(key, summary=None) -> str:
     """A model in a table or legend: ("batch_norm",) -> "batch norm"; ("dropout", 0.2) -> "dropout 0.2"."""
-    return "batch norm" if key[0] == "batch_norm" else dropout_words(key[1])
+    if key[0] == "batch_norm":
+        return "batch norm"
+    if key[0] == "batch_norm_own":
+        own = getattr(summary, "bn_rate", None) if summary is not None else None
+        return "batch norm at its own rate" + (f" ({own:g})" if own is not None and own == own else "")
+    if key[0] == "bn_rate":
+        return f"batch norm, rate {key[1]:g}"
+    return dropout_words(key[1])
 
 
 def row_label(summary: GradientFlowSummary):
@@ -30,7 +37,11 @@ def row_label(summary: GradientFlowSummary):
 
 
 def noun(key) -> str:
-    return "the batch-norm model" if key[0] == "batch_norm" else dropout_words(key[1])
+    if key[0] == "batch_norm":
+        return "the batch-norm model"
+    if key[0] == "batch_norm_own":
+        return "the batch-norm model at its own rate"
+    return label(key)
 
 
 def models(summary: GradientFlowSummary) -> list[tuple]:
@@ -112,10 +123,103 @@ def bn_gradients(summary: GradientFlowSummary) -> str:
     text = (f"With batch norm, ‖g‖/‖w‖ in the last window is {span(last[bn])} per layer against "
             f"{span(last[none])} without, having fallen by factors of {span(change[bn])} from the first window "
             f"({span(change[none])} without).")
-    hidden = slice(0, -1)  # the layers a BN layer follows (the output layer is not scale-invariant)
-    if (last[bn][hidden] < last[none][hidden]).all() and (change[bn][hidden] < change[none][hidden]).all():
-        text += (" Scale invariance predicts this for the layers a BN layer follows: with ‖g‖ ∝ 1/‖w‖ the "
-                 "effective step lr·‖g‖/‖w‖ ∝ lr/‖w‖² decays as their weights grow, a built-in learning-rate decay.")
+    return text
+
+
+def bn_rate_sentence(summary: GradientFlowSummary) -> str:
+    """Batch norm's own rate: the sweep and the choice."""
+    if summary.bn_selection is None:
+        return ""
+    chosen = selection_sentence(summary.bn_selection, lambda v: f"rate {v:g}", "batch-norm rate")
+    factor = summary.bn_rate / summary.learning_rate
+    rates = listing([format_rate(r) for r in summary.bn_rates])
+    return (f"Batch norm's own rate was chosen on validation accuracy from {rates} (up to "
+            f"{summary.bn_rates[-1] / summary.learning_rate:g} times the plain network's best rate, "
+            f"{format_rate(summary.learning_rate)}). {chosen} It is {factor:g} times the plain network's rate.")
+
+
+def speed_sentence(summary: GradientFlowSummary) -> str:
+    """Epochs until the running training loss falls below the threshold, per model."""
+    parts = []
+    for t in summary.trajectories:
+        stats = t.epochs_to_loss
+        never = stats.n_missing
+        if stats.n == 0:
+            parts.append(f"{noun(t.model)}: never within {len(t.train_loss)} epochs")
+            continue
+        text = f"{noun(t.model)} {stats.mean:.1f}"
+        if finite(stats.ci_half_width):
+            text += f" ± {stats.ci_half_width:.1f}"
+        parts.append(text + (f" ({never} seed{'s' if never != 1 else ''} never)" if never else ""))
+    return (f"Epochs until the running training loss first falls below {summary.loss_threshold:g} nats (mean ± 95% "
+            f"CI over seeds): " + "; ".join(parts) + ".")
+
+
+def matched_sentence(summary: GradientFlowSummary) -> str:
+    """‖g‖/‖w‖ of each model at the same training loss rather than the same epoch."""
+    parts = []
+    for loss in sorted({m.loss for m in summary.matched}, reverse=True):
+        reached = [m for m in summary.matched if m.loss == loss and m.epoch]
+        if len(reached) < 2:
+            continue
+        parts.append(f"at a training loss of {loss:g} nats (" + "; ".join(
+            f"{noun(m.model)} at epoch {m.epoch}: {_factors(m.grad_to_weight)}" for m in reached) + ")")
+    if not parts:
+        return ""
+    return "At matched training loss rather than matched epoch, ‖g‖/‖w‖ per layer is " + "; ".join(parts) + "."
+
+
+def depth_sentence(summary: GradientFlowSummary) -> str:
+    """The vanishing/exploding verdict per model, with its interval."""
+    parts = []
+    for d in summary.depth:
+        interval = f", 95% CI {d.ci_low:.2g}–{d.ci_high:.2g}" if finite(d.ci_low) and finite(d.ci_high) else ""
+        parts.append(f"{noun(d.model)}, {d.window} window: {d.ratio:.2g}{interval} ({d.verdict})")
+    if not parts:
+        return ""
+    return ("The RMS of dL/dw per element in the first layer over that in the last (below 0.1 with its whole "
+            "interval: vanishing; above 10: exploding) is " + "; ".join(parts) + ".")
+
+
+def params_sentence(summary: GradientFlowSummary) -> str:
+    """Biases and batch norm's γ and β: how large their gradients are."""
+    rows = [r for r in summary.params if r.window == "last" and not r.param.endswith("/kernel")]
+    if not rows:
+        return "Only the kernels' gradients were recorded by these runs."
+    none, _, bn = models(summary)
+    biases = [r for r in rows if r.model == none and r.param.endswith("/bias")]
+    gammas = [r for r in rows if r.model == bn and r.param.endswith("/gamma")]
+    betas = [r for r in rows if r.model == bn and r.param.endswith("/beta")]
+    parts = []
+    if biases:
+        parts.append("the plain network's biases (" + ", ".join(r.param.split("/")[0] for r in biases) + "): "
+                     + _factors([r.rms for r in biases]))
+    if gammas:
+        parts.append("batch norm's γ: " + _factors([r.rms for r in gammas]))
+    if betas:
+        parts.append("its β: " + _factors([r.rms for r in betas]))
+    return "In the last window the RMS gradient per element is, for " + "; for ".join(parts) + "."
+
+
+def bn_mechanism(summary: GradientFlowSummary) -> str:
+    """What the numbers say about batch norm's falling ‖g‖/‖w‖: weight growth against a vanishing loss."""
+    bn = models(summary)[2]
+    found = [t for t in summary.trajectories if t.model == bn]
+    window = summary.window_epochs
+    if not found or len(found[0].train_loss) < 2 * window:
+        return ""
+    t = found[0]
+    norms, ratio = np.asarray(t.weight_norm, dtype=float), np.asarray(t.grad_to_weight, dtype=float)
+    loss = np.asarray(t.train_loss, dtype=float)
+    growth = np.nanmean(norms[-window:], axis=0) / np.nanmean(norms[:window], axis=0)
+    fall = np.nanmean(ratio[-window:], axis=0) / np.nanmean(ratio[:window], axis=0)
+    text = (f"For batch norm, from the first to the last window the kernels' ‖w‖ changed by factors "
+            f"{span(growth)} per layer while ‖g‖/‖w‖ changed by {span(fall)}, and the running training loss fell "
+            f"from {np.nanmean(loss[:window]):.3f} to {np.nanmean(loss[-window:]):.3f} nats.")
+    if np.nanmax(growth) < 1.25 and np.nanmax(fall) < 0.5:
+        text += (" Weight growth is far too small to explain that fall (scale invariance, ‖g‖ ∝ 1/‖w‖, would need "
+                 "‖w‖ to grow by the inverse factor); what the numbers show is the loss itself vanishing as the "
+                 "network fits half A.")
     return text
 
 
@@ -126,12 +230,25 @@ def sentences(summary: GradientFlowSummary) -> dict[str, str]:
                          ("train_test_gap", "bn_train_test")):
         claims[name] = say.effect(summary.comparison("batch_norm_vs_none", metric),
                                   first="the batch-norm model", second="the same network without it")
+    own = [entry for entry in summary.comparisons if entry.name == "batch_norm_own_vs_none"]
+    for entry in own:
+        claims[f"bn_own_{entry.metric}"] = say.effect(entry, first="the batch-norm model at its own rate",
+                                                      second="the plain network at its own best rate")
+    claims["bn_rate"] = bn_rate_sentence(summary)
+    claims["speed"] = speed_sentence(summary) if summary.trajectories else ""
+    claims["matched"] = matched_sentence(summary)
+    claims["depth"] = depth_sentence(summary)
+    claims["params"] = params_sentence(summary)
+    claims["reading_bn_mechanism"] = bn_mechanism(summary)
+    claims["plateau"] = plateau_sentence(summary, label, kinds=("dropout", "batch_norm", "batch_norm_own"))
     claims.update(gradient_sentences(summary))
     claims["reading_dropout_gradients"] = dropout_gradients(summary)
     claims["reading_bn_gradients"] = bn_gradients(summary)
     claims["family"] = say.family(label)
-    claims["answer"] = " ".join([claims["reading_dropout_gradients"], claims["bn_mean_abs_first"],
-                                 claims["bn_mean_abs_last"], claims["reading_bn_gradients"]]
+    claims["answer"] = " ".join(text for text in [claims["reading_dropout_gradients"], claims["bn_mean_abs_first"],
+                                                  claims["bn_mean_abs_last"], claims["reading_bn_gradients"],
+                                                  claims["reading_bn_mechanism"], claims["depth"]]
                                 + [claims[name] for name in ("signed_mean", "snr", "bn_test", "bn_gap",
-                                                             "bn_train_test")])
+                                                             "bn_train_test", "bn_rate", "speed")]
+                                + [claims[key] for key in sorted(claims) if key.startswith("bn_own_")] if text)
     return claims

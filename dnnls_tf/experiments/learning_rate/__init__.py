@@ -11,12 +11,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 from dnnls_tf.core.spec import RangeTestSpec
 from dnnls_tf.errors import UserError
 from dnnls_tf.experiments.learning_rate import grid as grid_lib
 from dnnls_tf.experiments.learning_rate import tuning
 from dnnls_tf.study.config import is_seed, rule
-from dnnls_tf.study.plan import Experiment, Plan, best_by_validation, selection_score, stored
+from dnnls_tf.study.plan import Experiment, Plan, select_by_validation, selection_score, stored
 from dnnls_tf.experiments.learning_rate import figures, sentences, summary
 from dnnls_tf.study.study import HOLDOUT
 
@@ -110,7 +112,12 @@ def grid_rule(study) -> grid_lib.GridRule:
 
 
 def outcome(run) -> grid_lib.Outcome:
-    return grid_lib.Outcome(run.stable, tuple(run.history["val_accuracy"].fillna(0.0)))
+    """A stored run's evidence for the grid rule (erratic: its loss after the first epoch rose above its
+    first step's)."""
+    loss = run.steps["loss"].to_numpy(dtype=float)
+    later = loss[run.steps["epoch"].to_numpy() > 1]
+    erratic = bool(len(later) and np.nanmax(np.where(np.isfinite(later), later, -np.inf)) > loss[0])
+    return grid_lib.Outcome(run.stable, tuple(run.history["val_accuracy"].fillna(0.0)), erratic)
 
 
 def plan(study, upstream) -> Plan:
@@ -129,7 +136,7 @@ def plan(study, upstream) -> Plan:
     def judge(rate, probe_runs):
         sweep = [run for run in (study.store.get(spec.run_id) for spec in sweep_of(rate)) if run is not None]
         return grid_lib.judge_rung(rate, [outcome(r) for r in probe_runs], [outcome(r) for r in sweep],
-                                   len(sweep) == len(study.seeds))
+                                   len(sweep) == len(study.seeds), rule_.saturation_gain)
 
     rungs = grid_lib.ladder(anchor, rule_)
     while True:  # probe the ladder; extend it until it reaches max_span below its stable top
@@ -162,8 +169,9 @@ def plan(study, upstream) -> Plan:
     result.choices["sweep"] = sweep
     result.choices["check"] = grid_lib.check_grid({rate: [outcome(r) for r in runs] for rate, runs in sweep.items()},
                                                   rule_)
-    best = best_by_validation(sweep, "constant learning rate")
-    result.choices["best_rate"] = best
+    selection = select_by_validation(sweep, "constant learning rate", study.config.training.tie_margin)
+    best = selection.chosen
+    result.choices.update(best_rate=best, selection=selection)
     space = tuning.ScheduleSpace(best, decision.top)
     record = tuning.load_record(tuning.tuner_folder(study), space, exp1.tuner_trials, exp1.tuner_seed)
     if record is None:
@@ -199,10 +207,16 @@ def settings(study, upstream) -> list[tuple[str, str, str]]:
             ("dropout / batch norm", "0 / no", "fixed")]
 
 
+def expected(config) -> int:
+    """Probes on the first ladder, the grid x seeds, the tuner's trials, the schedule and the ablation x seeds."""
+    seeds, exp1 = len(config.training.seeds), config.exp1
+    return exp1.ladder_rungs * len(exp1.probe_seeds) + grid_lib.GRID_SIZE * seeds + exp1.tuner_trials + 2 * seeds
+
+
 EXPERIMENT = Experiment(
     "exp1", "learning rate", plan, summary.summarize, summary_type=summary.LearningRateSummary, section=Exp1Config,
     # what unlocks later stages (the range test, probes, the sweep) trains first
     priorities={"range_test": 0, "tuner_proposal": 0, "tuner_selection": 0, "probe": 0, "rate": 1, "trial": 2,
                 "schedule": 3, "peak_constant": 3},
-    label=sentences.label, noun=sentences.noun, row_label=sentences.row_label, figures=figures.FIGURES,
+    label=sentences.label, expected=expected, noun=sentences.noun, row_label=sentences.row_label, figures=figures.FIGURES,
     sentences=sentences.sentences, question=sentences.QUESTION, settings=settings)

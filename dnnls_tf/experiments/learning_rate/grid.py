@@ -30,15 +30,21 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from dnnls_tf.study.stats import last_quarter_gain as saturation_gain  # noqa: F401 (the rule's name)
+from dnnls_tf.study.stats import significant  # noqa: F401 (rates are rounded so everywhere)
+
 GRID_SIZE = 5
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """What one run says about its rate: stable or not, and its validation-accuracy curve."""
+    """What one run says about its rate: stable or not, its validation-accuracy curve, and whether it was
+    erratic (after its first epoch, a step's training loss rose above the loss of its first step, which
+    sits at chance level, about ln 10: the run blew up for a while and came back)."""
 
     stable: bool
     val_accuracy: tuple[float, ...]
+    erratic: bool = False
 
 
 @dataclass(frozen=True)
@@ -57,10 +63,13 @@ class RungVerdict:
     unstable: int
     gain: float          # quarter-over-quarter gain of the deciding mean curve (NaN: no stable curve)
     curve_source: str    # "sweep", "probes" or "none"
+    erratic: int = 0     # runs whose training loss spiked above its first step's after the first epoch
+    falling: bool = False  # the deciding mean validation curve fell by more than the saturation threshold
 
     @property
     def stable(self) -> bool:
-        return self.unstable == 0 and self.probes + self.sweep_runs > 0
+        """Every run stable and none erratic, and the mean validation curve not falling at the end."""
+        return self.unstable == 0 and self.erratic == 0 and not self.falling and self.probes + self.sweep_runs > 0
 
 
 @dataclass
@@ -75,13 +84,6 @@ class GridDecision:
 
 class NoStableRate(ValueError):
     """Every rung of the ladder had an unstable run."""
-
-
-def significant(value: float, digits: int = 3) -> float:
-    """`value` rounded to `digits` significant digits (rates are stored and shown this way)."""
-    if value == 0 or not math.isfinite(value):
-        return value
-    return float(f"{value:.{digits - 1}e}")
 
 
 def blew_up(range_test) -> bool:
@@ -145,29 +147,17 @@ def rungs_needed(verdicts: list[RungVerdict], rule: GridRule) -> int:
     return max(len(verdicts), top + below + 1) if at_the_end and short else len(verdicts)
 
 
-def saturation_gain(curves: list[tuple[float, ...]]) -> float:
-    """Gain of the mean curve from its second-to-last to its last quarter (quarter means).
-
-    NaN when there is no curve or fewer than two epochs.
-    """
-    if not curves:
-        return math.nan
-    length = min(len(curve) for curve in curves)
-    if length < 2:
-        return math.nan
-    mean = np.mean([curve[:length] for curve in curves], axis=0)
-    quarter = max(1, math.ceil(length / 4))
-    quarter = min(quarter, length // 2)
-    return float(mean[-quarter:].mean() - mean[-2 * quarter:-quarter].mean())
-
-
-def judge_rung(rate: float, probes: list[Outcome], sweep: list[Outcome], sweep_complete: bool) -> RungVerdict:
+def judge_rung(rate: float, probes: list[Outcome], sweep: list[Outcome], sweep_complete: bool,
+               threshold: float = math.inf) -> RungVerdict:
+    """The evidence at one rung: unstable and erratic runs, and the deciding mean curve's last-quarter gain
+    (falling: it lost more than `threshold`, the saturation threshold, over the last quarter)."""
     outcomes = probes + sweep
     deciding, source = (sweep, "sweep") if sweep_complete and sweep else (probes, "probes")
     curves = [o.val_accuracy for o in deciding if o.stable]
     gain = saturation_gain(curves) if len(curves) == len(deciding) else math.nan
     return RungVerdict(rate, len(probes), len(sweep), sum(not o.stable for o in outcomes), gain,
-                       source if curves else "none")
+                       source if curves else "none", sum(o.erratic and o.stable for o in outcomes),
+                       bool(math.isfinite(gain) and gain < -threshold))
 
 
 def place_grid(verdicts: list[RungVerdict], rule: GridRule) -> GridDecision:
@@ -178,10 +168,14 @@ def place_grid(verdicts: list[RungVerdict], rule: GridRule) -> GridDecision:
                            f"lower exp1.range_test_max_lr or add rungs (exp1.ladder_rungs)")
     top = verdicts[stable_from]
     reasons = [f"top {top.rate:g}: the highest rung at which every run ({top.probes} probes, "
-               f"{top.sweep_runs} sweep runs) is stable, and the rung below it too"]
+               f"{top.sweep_runs} sweep runs) is stable and none erratic, and the rung below it too"]
     skipped = [v.rate for v in verdicts[:stable_from]]
     if skipped:
         reasons.append("excluded as unstable (or a lone stable rung): " + ", ".join(f"{r:g}" for r in skipped))
+    erratic = [v for v in verdicts[:stable_from] if v.unstable == 0 and (v.erratic or v.falling)]
+    if erratic:
+        reasons.append("of these, erratic though no run diverged or collapsed: "
+                       + ", ".join(f"{v.rate:g} ({erratic_words(v.erratic, v.falling)})" for v in erratic))
     within = reach(verdicts, stable_from, rule)
     saturating = [v for v in within[1:] if math.isfinite(v.gain) and v.gain < rule.saturation_gain]
     if saturating:
@@ -215,6 +209,12 @@ class GridCheck:
     all_stable: bool
 
 
+def erratic_words(runs: int, falling: bool) -> str:
+    """"2 runs whose loss spiked; mean validation falling"."""
+    parts = [f"{runs} run{'s' if runs != 1 else ''} whose loss spiked"] if runs else []
+    return "; ".join(parts + (["mean validation falling at the end"] if falling else []))
+
+
 def check_grid(sweep: dict[float, list[Outcome]], rule: GridRule) -> GridCheck:
     rows = []
     for rate in sorted(sweep):
@@ -222,7 +222,9 @@ def check_grid(sweep: dict[float, list[Outcome]], rule: GridRule) -> GridCheck:
         curves = [o.val_accuracy for o in outcomes if o.stable]
         gain = saturation_gain(curves) if curves else math.nan
         rows.append({"rate": rate, "seeds": len(outcomes), "unstable": sum(not o.stable for o in outcomes),
-                     "gain": gain, "saturated": bool(math.isfinite(gain) and gain < rule.saturation_gain)})
-    all_stable = all(row["unstable"] == 0 for row in rows)
+                     "gain": gain, "saturated": bool(math.isfinite(gain) and gain < rule.saturation_gain),
+                     "erratic": sum(o.erratic and o.stable for o in outcomes),
+                     "falling": bool(math.isfinite(gain) and gain < -rule.saturation_gain)})
+    all_stable = all(row["unstable"] == 0 and row["erratic"] == 0 and not row["falling"] for row in rows)
     lowest = bool(rows and rows[0]["saturated"])
     return GridCheck(rows, all_stable and lowest, lowest, all_stable)

@@ -10,7 +10,9 @@ import math
 
 import numpy as np
 
-from dnnls_tf.present.sentences import Phrasing, brief, listing, span, verdict
+from dnnls_tf.experiments.learning_rate.grid import erratic_words
+from dnnls_tf.present.sentences import (Phrasing, brief, listing, plateau_sentence, selection_sentence, span,
+                                        verdict)
 from dnnls_tf.present.tables import format_gain, format_interval, format_mean_ci, format_rate, format_value
 from dnnls_tf.experiments.learning_rate.summary import LearningRateSummary
 
@@ -86,12 +88,17 @@ def grid_check_sentence(summary: LearningRateSummary) -> str:
                     f"validation accuracy over the last quarter of the epochs (the rule's limit: {threshold})")
     if check.passed:
         return (f"The grid check passes: every one of the {total} sweep runs ({len(rows)} rates × "
-                f"{lowest.seeds} seeds) trained stably, and {lowest_words}.")
+                f"{lowest.seeds} seeds) trained stably and none erratically, and {lowest_words}.")
     problems = []
     if not check.all_stable:
         unstable = [r for r in rows if r.unstable]
-        problems.append(f"{sum(r.unstable for r in unstable)} of the {total} sweep runs are unstable (at "
-                        + ", ".join(f"{format_rate(r.rate)}: {r.unstable} of {r.seeds}" for r in unstable) + ")")
+        if unstable:
+            problems.append(f"{sum(r.unstable for r in unstable)} of the {total} sweep runs are unstable (at "
+                            + ", ".join(f"{format_rate(r.rate)}: {r.unstable} of {r.seeds}" for r in unstable) + ")")
+        erratic = [r for r in rows if r.erratic or r.falling]
+        if erratic:
+            problems.append("the sweep is erratic at " + ", ".join(
+                f"{format_rate(r.rate)} ({erratic_words(r.erratic, r.falling)})" for r in erratic))
     if not check.lowest_saturated:
         saturated = [format_rate(r.rate) for r in rows if r.saturated]
         problems.append(f"{lowest_words}, so it has not saturated"
@@ -200,13 +207,17 @@ def sentences(summary: LearningRateSummary) -> dict[str, str]:
                             f"{range_test.lr_at_lowest_smoothed_loss:.3g}, and {end}.")
     ladder = summary.ladder
     unstable = [r for r in ladder if r.unstable]
+    erratic = [r for r in ladder if not r.unstable and (r.erratic or r.falling)]
     seeds = len(rule.probe_seeds)
     claims["ladder"] = (f"The ladder has {len(ladder)} rungs, {_rates([r.rate for r in ladder])}, each probed "
                         f"with {seeds} seed{'s' if seeds != 1 else ''} outside the study's; "
                         + ("every probed rung trained stably" if not unstable else
                            "runs were unstable at " + ", ".join(
                                f"{format_rate(r.rate)} ({r.unstable} of {r.probes + r.sweep_runs})"
-                               for r in unstable)) + ".")
+                               for r in unstable))
+                        + ("" if not erratic else "; erratic, though none diverged or collapsed, at " + ", ".join(
+                            f"{format_rate(r.rate)} ({erratic_words(r.erratic, r.falling)})" for r in erratic))
+                        + ".")
     claims["grid"] = f"The grid is {_rates(grid.rates)}. The rule placed it so: {'; '.join(grid.reasons)}."
     claims["grid_check"] = grid_check_sentence(summary)
     best = ("rate", summary.best_constant_lr)
@@ -214,6 +225,10 @@ def sentences(summary: LearningRateSummary) -> dict[str, str]:
                            f"{format_rate(summary.best_constant_lr)} ({_metric_text(summary, best, 'val_accuracy')} "
                            f"% validation, {_metric_text(summary, best, 'test_accuracy')} % test accuracy; the test "
                            f"set's own 95% interval {_interval_text(summary, best)} %).")
+    if summary.selection is not None and summary.selection.tie:
+        claims["best_rate"] += " " + selection_sentence(summary.selection, lambda v: f"constant rate {v:g}",
+                                                        "constant rate")
+    claims["plateau"] = plateau_sentence(summary, label, kinds=("rate", "schedule", "peak_constant"))
     sweep = [g for g in summary.groups_of("rate") if g.n_unstable]
     claims["sweep_unstable"] = ("Every run of the sweep is stable." if not sweep else
                                 "Unstable runs in the sweep: " + ", ".join(
@@ -247,7 +262,8 @@ def sentences(summary: LearningRateSummary) -> dict[str, str]:
     claims["family"] = say.family(label)
     claims["answer"] = " ".join([
         f"The five rates {_rates(summary.grid.rates)} were placed by the grid rule ({len(summary.seeds)} seeds each).",
-        claims["grid_check"], claims["reading_grid_top"], claims["sweep_unstable"], claims["best_rate"],
+        claims["grid_check"], claims["reading_grid_top"], claims["sweep_unstable"], claims["plateau"],
+        claims["best_rate"],
         claims["reading_sweep"], claims["tuner"], claims["schedule_test"], claims["schedule_gap"],
         claims["schedule_train_test"], claims["ablation"], claims["reading_ablation"]])
     return claims

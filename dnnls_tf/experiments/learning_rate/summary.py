@@ -9,6 +9,7 @@ import numpy as np
 from dnnls_tf.core.data import COLLAPSE_ACCURACY
 from dnnls_tf.core.spec import WarmupCosine
 from dnnls_tf.experiments.learning_rate import grid as grid_lib
+from dnnls_tf.study.plan import Selection
 from dnnls_tf.study.planner import groups_stored
 from dnnls_tf.study.results import Summary, adjust_family, comparison, per_class, summary_fields
 
@@ -51,6 +52,8 @@ class Rung:
     stable: bool
     gain: float
     curve_source: str
+    erratic: int = 0
+    falling: bool = False
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,8 @@ class GridCheckRow:
     unstable: int
     gain: float
     saturated: bool
+    erratic: int = 0
+    falling: bool = False
 
 
 @dataclass(frozen=True)
@@ -115,6 +120,7 @@ class LearningRateSummary(Summary):
     best_constant_lr: float
     tuner: TunerSearch
     schedule: WarmupCosine
+    selection: Selection | None = None  # how the best constant rate was chosen (ties and their rule)
 
 
 def range_test_summary(table, anchor: float) -> RangeTest:
@@ -146,8 +152,8 @@ def summarize(study, plan_) -> LearningRateSummary:
         range_test=range_test_summary(choices["range_test"], choices["anchor"]),
         rule=GridRuleSettings(exp1.ladder_factor, exp1.ladder_rungs, list(exp1.probe_seeds), exp1.max_span,
                               exp1.saturation_gain, COLLAPSE_ACCURACY),
-        ladder=[Rung(v.rate, v.probes, v.sweep_runs, v.unstable, v.stable, v.gain, v.curve_source)
-                for v in decision.rungs],
+        ladder=[Rung(v.rate, v.probes, v.sweep_runs, v.unstable, v.stable, v.gain, v.curve_source, v.erratic,
+                     v.falling) for v in decision.rungs],
         grid=Grid(decision.grid, decision.top, decision.bottom, decision.reasons),
         grid_check=GridCheck([GridCheckRow(**row) for row in check.rates], check.passed, check.all_stable,
                              check.lowest_saturated),
@@ -157,4 +163,4 @@ def summarize(study, plan_) -> LearningRateSummary:
                           [Trial(i, s, record.scores[i], run.run_id, run.stable)
                            for i, (s, run) in enumerate(zip(record.trials, choices["trial_runs"]))],
                           record.chosen),
-        schedule=choices["schedule"])
+        schedule=choices["schedule"], selection=choices["selection"])

@@ -1,0 +1,49 @@
+"""Experiment 4's figure: test accuracy and both gaps against training-set size, per model."""
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from dnnls_tf.experiments.data_scale.sentences import MODEL_WORDS
+from dnnls_tf.present import plots
+from dnnls_tf.present.charts import SUMMARY_METRICS, axis_label, compact_detail, estimate
+from dnnls_tf.present.plots import PALETTE, WIDTH
+from dnnls_tf.present.vocabulary import METRICS
+
+MODELS = ("constant", "dropout", "batch_norm")
+
+
+@plots.themed
+def figure_scale(study, summary) -> plt.Figure:
+    """Each panel a metric against training-set size (log axis), one line per model, seed CIs as bars."""
+    fig, axes = plt.subplots(1, 3, figsize=(WIDTH, 2.1), layout="constrained")
+    if summary.skipped:
+        for ax in axes:
+            ax.axis("off")
+        axes[1].text(0.5, 0.5, f"not run here: {summary.skipped}", ha="center", va="center", wrap=True)
+        plots.header(fig, "Experiment 4: data scale", [])
+        return fig
+    for ax, metric in zip(axes, SUMMARY_METRICS):
+        scale, core = METRICS[metric].scale, []
+        for index, model in enumerate(MODELS):
+            points = sorted((g for g in summary.groups if g.kind == model), key=lambda g: g.value)
+            x = np.array([g.value for g in points], float) * (1 + 0.03 * (index - 1))  # side by side
+            values = [estimate(g, metric) for g in points]
+            mean = np.array([v[0] for v in values]) * scale
+            ax.plot(x, mean, color=PALETTE[index], lw=0.8, gid=f"{metric}:{model}")
+            plots.draw_estimate(ax, x, mean, np.array([v[1] for v in values]) * scale,
+                                np.array([v[2] for v in values]) * scale, PALETTE[index], gid=f"{metric}:{model}:ci")
+            core += list(mean)
+        if metric != "test_accuracy":
+            ax.axhline(0.0, color="0.3", lw=0.7)
+            core.append(0.0)
+        ax.set_xscale("log")
+        plots.fit_axis(ax, core, pad=0.2)
+        ax.set(xlabel="training images", ylabel=axis_label(metric), title=METRICS[metric].label)
+    handles = [plots.group_handle(MODEL_WORDS[m].removeprefix("the "), PALETTE[i], marker="o")
+               for i, m in enumerate(MODELS)]
+    plots.header(fig, f"Experiment 4: data scale, {summary.source} · " + compact_detail(summary), handles)
+    return fig
+
+
+FIGURES = {"exp4_scale": plots.FigureSpec("test accuracy and both gaps against training-set size", figure_scale)}
