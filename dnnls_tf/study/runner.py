@@ -261,7 +261,10 @@ class Runner:
                 title = self.registry.get(plan.experiment).title
                 bar = self.bars[plan.experiment] = tqdm(total=total, initial=stored_runs, unit="run", leave=True,
                                                         desc=f"{plan.experiment} ({title})", dynamic_ncols=True)
-            bar.total, bar.n = max(total, stored_runs), stored_runs
+            # tqdm's rate and time left count from `initial`: runs this process trained, not runs a plan that
+            # unfolded found already stored (else the rate goes negative, as it did when a resumed study began)
+            trained_here = len(set(own) & set(self.trained))
+            bar.total, bar.n, bar.initial = max(total, stored_runs), stored_runs, stored_runs - trained_here
             bar.refresh()
 
     def complete(self, names: list[str]) -> list:
