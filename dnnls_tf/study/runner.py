@@ -377,6 +377,12 @@ def write_summaries(study: Study, registry: Registry, plans: list) -> None:
     from dnnls_tf.study import results
 
     for plan in plans:
+        skipped = plan.choices.get("skipped")
+        if skipped and results.summary_path(study.results_dir, plan.experiment).is_file():
+            # its data is missing here, but a summary of its runs is stored (a committed study, a copy of the
+            # store): keep it rather than replace results with "not run"
+            log.warning("%s is skipped here (%s); its stored summary is kept", plan.experiment, skipped)
+            continue
         check_runs_match_data(study, plan)
         results.write_summary(study, plan.experiment, registry.get(plan.experiment).summarize(study, plan))
 
