@@ -45,7 +45,7 @@ QUICK_ROOT ?= $(QUICK_DRIVE)/MyDrive/dnnls_tf
 TEST_WORKERS ?= 2
 test: $(STAMP)
 	rm -rf $(QUICK_DRIVE) $(QUICK_ROOT)
-	DNNLS_TEST_REHEARSAL_DRIVE=$(QUICK_DRIVE) $(PYTHON) -m pytest -q -n $(TEST_WORKERS) --durations=15 tests
+	DNNLS_TEST_REHEARSAL_DRIVE=$(QUICK_DRIVE) $(PYTHON) -m pytest -q -n $(TEST_WORKERS) --dist worksteal --durations=15 tests
 	DNNLS_PROFILE=quick DNNLS_ROOT=$(QUICK_ROOT) $(PYTHON) -m pytest -q --nbval-lax --nbval-current-env -p no:cacheprovider notebooks
 	$(PYTHON) -m dnnls_tf figures --profile quick --root $(QUICK_ROOT) > /dev/null
 	$(PYTHON) -m dnnls_tf report --profile quick --root $(QUICK_ROOT)

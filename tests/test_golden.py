@@ -125,6 +125,7 @@ def test_a_setting_added_with_its_default_leaves_every_committed_run_id_unchange
         assert dataclasses.replace(spec, weight_decay=1e-4).run_id != run_id
 
 
+@pytest.mark.slow  # reads all 183 runs and recomputes five summaries (about 10 s): `make test` runs it
 def test_summaries_recomputed_from_the_committed_runs_equal_the_committed_summaries(subset):
     """Today's plans and typed summaries, computed from the committed runs, give the committed numbers."""
     from dnnls_tf.study.codec import encode
