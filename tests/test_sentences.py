@@ -152,12 +152,12 @@ def test_every_claim_is_plain_text_and_answers_quote_the_numbers():
     assert {"abstract", "answer_1", "answer_2", "answer_3", "headline_count"} <= set(everything)
     assert all(isinstance(text, str) and text and "\\" not in text for text in everything.values())
     assert "dropout 0.3 helps test accuracy" in everything["abstract"]
-    assert "Dropout 0.3 raises test accuracy by 5.0 pp" in everything["answer_2"]
+    assert "Comparing dropout 0.3 with no dropout: test accuracy is higher by 5.0 pp" in everything["answer_2"]
     assert "the tuned warm-up + cosine schedule beats the best constant rate" in everything["abstract"]
     flipped = report.all_claims(synthetic_summaries(-1))
     assert "dropout 0.3 hurts test accuracy" in flipped["abstract"]
     assert "the best constant rate beats the tuned warm-up + cosine schedule" in flipped["abstract"]
-    assert "Dropout 0.3 lowers test accuracy by 5.0 pp" in flipped["answer_2"]
+    assert "Comparing dropout 0.3 with no dropout: test accuracy is lower by 5.0 pp" in flipped["answer_2"]
 
 
 def test_headline_count_counts_verdicts():

@@ -279,3 +279,122 @@ def print_capture_overhead(study: Study) -> None:
                   f"(median over {result.get('rounds', '?')} rounds of 1 - images/CPU-s with capture / without)")
             return
     print("not measured here yet: `python -m dnnls_tf bench --json results/bench.json` (make bench) measures it")
+
+
+# ------------------------------------------------------------------ the code a walkthrough shows
+# What `show_code` can show: the library's own functions, shown (not copied) so the notebook and the code
+# that trained the runs cannot differ. name -> (module, qualified name within it, what it is).
+CODE = {
+    "model": ("dnnls_tf.core.models", "build_cnn", "the Keras definition of the CNN every run trains"),
+    "training_step": ("dnnls_tf.core.trainer", "Trainer._train_step",
+                      "one training step: forward pass, loss, gradients, the gradient capture, the update"),
+    "gradient_capture": ("dnnls_tf.core.trainer", "GradientCapture.step_sums",
+                         "what the capture sums per parameter at every step (before the update)"),
+    "gradient_sums": ("dnnls_tf.core.trainer", "kernel_sums", "the three sums of one gradient"),
+}
+
+
+def code_of(name: str) -> tuple[str, str]:
+    """The source of one of the functions in CODE (its text, and where it lives)."""
+    import importlib
+    import inspect
+    import textwrap
+
+    if name not in CODE:
+        raise UserError(f"no code named {name!r} to show (one of: {', '.join(CODE)})")
+    module_name, qualified, _ = CODE[name]
+    target = importlib.import_module(module_name)
+    for part in qualified.split("."):
+        target = getattr(target, part)
+    path = Path(inspect.getsourcefile(target))
+    line = inspect.getsourcelines(target)[1]
+    return textwrap.dedent(inspect.getsource(target)), f"{shown_path(path)}, line {line}"
+
+
+def show_code(*names: str) -> None:
+    """Display library functions as code (e.g. "model", "training_step", "gradient_capture"), each headed by
+    what it is and where it lives: the code that trained the stored runs, read from the package."""
+    blocks = []
+    for name in names:
+        text, where = code_of(name)
+        blocks.append(f"**{CODE[name][2].capitalize()}** (`{where}`):\n\n```python\n{text.rstrip()}\n```")
+    show_markdown("\n\n".join(blocks))
+
+
+def show_model_summary(study: Study, dropout: float = 0.0, batch_norm: bool = False) -> None:
+    """Keras' own summary of the CNN as the profile builds it: every layer, its output shape and parameters."""
+    from dnnls_tf.core.models import build_cnn
+
+    model_config = study.config.model
+    model = build_cnn(batch_norm=batch_norm, dropout=dropout, filters=model_config.filters,
+                      fc_units=model_config.fc_units, bn_momentum=model_config.bn_momentum)
+    lines = []
+    model.summary(print_fn=lambda line, *args, **kwargs: lines.append(line), line_length=78)
+    # Keras draws its table with box characters: plain ASCII keeps the saved output readable everywhere
+    text = "\n".join(lines).translate(str.maketrans("┏┓┗┛┃━┡┩│─└┘┌┐├┤┼┬┴╇╈╋┳┻", "++++|=++|-++++++++++++++"))
+    print(text)
+
+
+def runs_table(study: Study, experiment: str):
+    """The runs the experiment's plan trains, one row per group: its settings and its seeds (a pandas
+    DataFrame). Groups whose choice is still to be made upstream are not listed yet."""
+    import pandas as pd
+
+    from dnnls_tf.experiments import REGISTRY
+    from dnnls_tf.present.tables import format_learning_rate
+    from dnnls_tf.study.planner import plan_all
+
+    entry = REGISTRY.get(experiment)
+    plan = plan_all(study, REGISTRY, [*entry.needs, experiment])[experiment]
+    rows = []
+    for key, specs in plan.groups.items():
+        if not specs:
+            continue
+        spec = specs[0]
+        rows.append({"group": entry.label(key), "learning rate": format_learning_rate(spec.learning_rate),
+                     "dropout": f"{spec.dropout:g}", "batch norm": "yes" if spec.batch_norm else "no",
+                     "train / validation": f"{spec.train_split} / {spec.val_split}",
+                     "epochs": spec.epochs, "frozen": ", ".join(spec.frozen) or "none",
+                     "seeds": ", ".join(str(s.seed) for s in specs), "runs": len(specs)})
+    return pd.DataFrame(rows)
+
+
+def show_replication(study: Study, experiment: str) -> None:
+    """Experiment 4's verdicts on `experiment`'s comparisons at ten times the data, or one line on why there
+    are none (experiment 4 skipped here, or not run yet)."""
+    from dnnls_tf.experiments.data_scale.sentences import replication_rows
+    from dnnls_tf.present import tables
+    from dnnls_tf.study.results import summary_path
+
+    if not summary_path(study.results_dir, "exp4").is_file():
+        show_markdown(f"Experiment 4 (data scale) has not been run on the {study.profile} profile "
+                      f"(`python -m dnnls_tf run exp4 --profile {study.profile}` runs it).")
+        return
+    scale = summary_of(study, "exp4")
+    if scale.skipped:
+        show_markdown(f"Experiment 4 (data scale) did not run here: {scale.skipped}.")
+        return
+    summaries = {name: summary_of(study, name) for name in ("exp1", "exp2", "exp3")}
+    summaries["exp4"] = scale
+    words = {1: "significantly up", -1: "significantly down", 0: "not significant"}
+    rows = [{"comparison": r["comparison"].replace("_", " "),
+             "metric": tables.METRICS[r["metric"]].label,
+             "subset": f"{tables.format_value(r['before'].difference, r['metric'], signed=True)} pp, "
+                       f"{words[r['direction_before']]}",
+             f"{scale.sizes[-1]:,} images": f"{tables.format_value(r['after'].difference, r['metric'], signed=True)}"
+                                           f" pp, {words[r['direction_after']]}",
+             "verdict holds": "yes" if r["holds"] else "no"}
+            for r in replication_rows(summaries) if r["comparison"] and _replicates(scale, r, experiment)]
+    if not rows:
+        show_markdown(f"Experiment 4 repeats none of {experiment}'s comparisons.")
+        return
+    import pandas as pd
+
+    show_table(pd.DataFrame(rows), caption(scale, f"{experiment}'s headline comparisons repeated on "
+                                                  f"{scale.sizes[-1]:,} images of {scale.source} "
+                                                  f"({len(scale.seeds)} seeds), with the subset's choices."))
+
+
+def _replicates(scale, row: dict, experiment: str) -> bool:
+    return any(link.name == row["comparison"] and link.metric == row["metric"] and link.experiment == experiment
+               for link in scale.replicates)

@@ -230,7 +230,13 @@ def sentences(summary: GradientFlowSummary) -> dict[str, str]:
                          ("train_test_gap", "bn_train_test")):
         claims[name] = say.effect(summary.comparison("batch_norm_vs_none", metric),
                                   first="the batch-norm model", second="the same network without it")
+    claims["bn_all"] = say.effects([summary.comparison("batch_norm_vs_none", metric)
+                                    for metric in ("test_accuracy", "generalization_gap", "train_test_gap")],
+                                   first="the batch-norm model", second="the same network without it")
     own = [entry for entry in summary.comparisons if entry.name == "batch_norm_own_vs_none"]
+    if own:
+        claims["bn_own_all"] = say.effects(own, first="the batch-norm model at its own rate",
+                                           second="the plain network at its own best rate")
     for entry in own:
         claims[f"bn_own_{entry.metric}"] = say.effect(entry, first="the batch-norm model at its own rate",
                                                       second="the plain network at its own best rate")
@@ -248,7 +254,6 @@ def sentences(summary: GradientFlowSummary) -> dict[str, str]:
     claims["answer"] = " ".join(text for text in [claims["reading_dropout_gradients"], claims["bn_mean_abs_first"],
                                                   claims["bn_mean_abs_last"], claims["reading_bn_gradients"],
                                                   claims["reading_bn_mechanism"], claims["depth"]]
-                                + [claims[name] for name in ("signed_mean", "snr", "bn_test", "bn_gap",
-                                                             "bn_train_test", "bn_rate", "speed")]
-                                + [claims[key] for key in sorted(claims) if key.startswith("bn_own_")] if text)
+                                + [claims[name] for name in ("signed_mean", "snr", "bn_all", "bn_rate", "speed")]
+                                + [claims.get("bn_own_all", "")] if text)
     return claims

@@ -248,6 +248,8 @@ def sentences(summary: LearningRateSummary) -> dict[str, str]:
     claims["schedule_test"] = say.effect(summary.comparison("schedule_vs_best_constant", "test_accuracy"))
     claims["schedule_gap"] = say.effect(summary.comparison("schedule_vs_best_constant", "generalization_gap"))
     claims["schedule_train_test"] = say.effect(summary.comparison("schedule_vs_best_constant", "train_test_gap"))
+    claims["schedule_all"] = say.effects([summary.comparison("schedule_vs_best_constant", metric)
+                                          for metric in ("test_accuracy", "generalization_gap", "train_test_gap")])
     if summary.group(("peak_constant",)).run_ids == summary.group(best).run_ids:
         claims["ablation"] = (f"The tuned peak equals the best constant rate ({format_rate(schedule.peak)}), so the "
                               f"ablation's constant arm is the best constant rate itself: whatever the schedule "
@@ -264,7 +266,7 @@ def sentences(summary: LearningRateSummary) -> dict[str, str]:
         f"The five rates {_rates(summary.grid.rates)} were placed by the grid rule ({len(summary.seeds)} seeds each).",
         claims["grid_check"], claims["reading_grid_top"], claims["sweep_unstable"], claims["plateau"],
         claims["best_rate"],
-        claims["reading_sweep"], claims["tuner"], claims["schedule_test"], claims["schedule_gap"],
-        claims["schedule_train_test"], claims["ablation"], claims["reading_ablation"]])
+        claims["reading_sweep"], claims["tuner"], claims["schedule_all"], claims["ablation"],
+        claims["reading_ablation"]])
     return claims
 
