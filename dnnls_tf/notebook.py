@@ -47,6 +47,8 @@ from dnnls_tf.publish.notebook_display import (  # noqa: F401 - re-exported for 
     show_claims,
     show_code,
     show_figure,
+    show_answer,
+    show_paper,
     show_markdown,
     show_model_summary,
     show_per_class,

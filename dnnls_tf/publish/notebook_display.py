@@ -398,3 +398,19 @@ def show_replication(study: Study, experiment: str) -> None:
 def _replicates(scale, row: dict, experiment: str) -> bool:
     return any(link.name == row["comparison"] and link.metric == row["metric"] and link.experiment == experiment
                for link in scale.replicates)
+
+
+def show_answer(study: Study, experiment: str) -> None:
+    """The paper's hand-written answer to the experiment's question, with this profile's numbers (claims
+    that do not hold here are marked ⚠, as the paper flags them)."""
+    from dnnls_tf.publish.answers import paper_answer
+
+    show_markdown(paper_answer(study, experiment))
+
+
+def show_paper(study: Study, *headings: str) -> None:
+    """Paragraphs of the paper's Discussion (by their headings), with this profile's numbers; claims that do
+    not hold here are marked ⚠."""
+    from dnnls_tf.publish.answers import paper_paragraphs
+
+    show_markdown(paper_paragraphs(study, *headings))

@@ -14,7 +14,6 @@ Every number of the paper's text is a macro or a claim sentence written here.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import os
 import re
@@ -34,8 +33,9 @@ from dnnls_tf.experiments.learning_rate.figures import grid_check_table, ladder_
 from dnnls_tf.paths import PROJECT_ROOT
 from dnnls_tf.present import sentences, tables
 from dnnls_tf.publish import claims, provenance
+from dnnls_tf.publish.figures import study_summaries
 from dnnls_tf.study import stats
-from dnnls_tf.study.results import TEST_SET_METRICS, load_summary, summary_path
+from dnnls_tf.study.results import TEST_SET_METRICS
 from dnnls_tf.study.study import Study
 
 SOURCE_DIR = PROJECT_ROOT / "report"
@@ -85,24 +85,8 @@ def scratch_parent(study: Study) -> Path:
 def load_summaries(study: Study) -> dict:
     """The typed summary of every registered experiment that writes sentences (the paper's results); a
     missing one is a UserError naming `python -m dnnls_tf run <exp> --profile P`, except for an experiment
-    that may be skipped (its summary has a `skipped` field, as experiment 4 beyond the brief): the paper
-    then says in one line that it was not run."""
-    summaries = {}
-    for entry in REGISTRY:
-        if not entry.sentences:
-            continue
-        optional = "skipped" in {f.name for f in dataclasses.fields(entry.summary_type)}
-        if optional and not summary_path(study.results_dir, entry.name).is_file() and summaries:
-            first = next(iter(summaries.values()))
-            summaries[entry.name] = entry.summary_type(
-                schema=first.schema, experiment=entry.name, profile=first.profile, description=first.description,
-                library_version=first.library_version, data=first.data, epochs=first.epochs, seeds=first.seeds,
-                groups=[], comparisons=[],
-                skipped=f"it has not been run on this profile (`python -m dnnls_tf run {entry.name} --profile "
-                        f"{study.profile}` runs it)")
-            continue
-        summaries[entry.name] = load_summary(study.results_dir, entry.name, study.profile, entry.summary_type)
-    return summaries
+    that may be skipped (experiment 4, beyond the brief): the paper then says in one line it was not run."""
+    return study_summaries(study, lambda entry: bool(entry.sentences))
 
 
 def figure_paths(study: Study) -> dict[str, Path]:
