@@ -164,6 +164,9 @@ def _add_gradient_evidence(values: dict, summary) -> None:
         prefix = f"exp3/traj/{name(t.model)}"
         loss, val = np.asarray(t.train_loss, float), np.asarray(t.val_loss, float)
         values[f"{prefix}/train_loss/first"] = _number(loss[0], 2)
+        window = loss[:max(1, summary.window_epochs)]  # the first gradient window's epochs
+        values[f"{prefix}/train_loss/first_window"] = _number(float(np.nanmean(window)) if np.isfinite(window).any()
+                                                              else math.nan, 2)
         values[f"{prefix}/train_loss/last"] = _number(loss[np.isfinite(loss)][-1] if np.isfinite(loss).any()
                                                       else math.nan, 3)
         values[f"{prefix}/val_loss/first"] = _number(val[0], 2)
