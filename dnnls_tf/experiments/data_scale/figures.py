@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import NullLocator
 import numpy as np
 
 from dnnls_tf.experiments.data_scale.sentences import MODEL_WORDS
@@ -38,12 +39,20 @@ def figure_scale(study, summary) -> plt.Figure:
             ax.axhline(0.0, color="0.3", lw=0.7)
             core.append(0.0)
         ax.set_xscale("log")
+        sizes = sorted({g.value for g in summary.groups})
+        ax.set_xticks(sizes, [_size_label(v) for v in sizes])  # the sizes trained, not a crowd of log ticks
+        ax.xaxis.set_minor_locator(NullLocator())
         plots.fit_axis(ax, core, pad=0.2)
         ax.set(xlabel="training images", ylabel=axis_label(metric), title=METRICS[metric].label)
     handles = [plots.group_handle(MODEL_WORDS[m].removeprefix("the "), PALETTE[i], marker="o")
                for i, m in enumerate(MODELS)]
     plots.header(fig, f"Experiment 4: data scale, {summary.source} · " + compact_detail(summary), handles)
     return fig
+
+
+def _size_label(images: float) -> str:
+    """2500 -> "2.5k", 45000 -> "45k", 300 -> "300"."""
+    return f"{images / 1000:g}k" if images >= 1000 else f"{images:g}"
 
 
 FIGURES = {"exp4_scale": plots.FigureSpec("test accuracy and both gaps against training-set size", figure_scale)}
