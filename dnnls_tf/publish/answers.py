@@ -70,9 +70,26 @@ def _plain(latex: str) -> str:
     return text.replace("\\textendash{}", "–").replace("{}", "")
 
 
+def _waiting_for(study) -> str:
+    """"" when every summary the paper reads is in the store, else one Markdown line naming those missing
+    (a notebook run before the experiments it quotes: the paper's text needs all of them)."""
+    from dnnls_tf.experiments import REGISTRY
+    from dnnls_tf.study.results import summary_path
+
+    missing = [entry.name for entry in REGISTRY if entry.sentences and entry.question
+               and not summary_path(study.results_dir, entry.name).is_file()]
+    if not missing:
+        return ""
+    commands = ", ".join(f"`python -m dnnls_tf run {name} --profile {study.profile}`" for name in missing)
+    return (f"The paper's text quotes every experiment; {', '.join(missing)} {'have' if len(missing) > 1 else 'has'} no summary on the "
+            f"{study.profile} profile yet ({commands}, or its notebook, writes it).")
+
+
 def paper_paragraphs(study, *headings: str) -> str:
     """The paper's paragraphs headed `headings` (e.g. "Batch normalisation." of the Discussion) as Markdown,
     each headed in bold, with this profile's numbers and any claim that does not hold here marked."""
+    if _waiting_for(study):
+        return _waiting_for(study)
     summaries = report.load_summaries(study)
     source = claims.without_comments((report.SOURCE_DIR / "main.tex").read_text())
     values = claims.result_values(summaries)
@@ -85,6 +102,8 @@ def paper_paragraphs(study, *headings: str) -> str:
 def paper_answer(study, experiment: str) -> str:
     """The paper's answer to the question of `experiment` (exp1 -> Q1 ...), as Markdown, with this profile's
     numbers and with any claim that does not hold here marked."""
+    if _waiting_for(study):
+        return _waiting_for(study)
     summaries = report.load_summaries(study)
     number = int(experiment.removeprefix("exp"))
     source = claims.without_comments((report.SOURCE_DIR / "main.tex").read_text())

@@ -150,8 +150,10 @@ def show_markdown(text: str) -> None:
 
 
 def show_claims(sentences: dict[str, str], *names: str) -> None:
-    """Display some of an experiment's sentences (`sentences_of(summary)`) as a bullet list (in the order named)."""
-    show_markdown("\n".join(f"- {sentences[name]}" for name in names))
+    """Display some of an experiment's sentences (`sentences_of(summary)`) as a bullet list (in the order named);
+    a sentence this profile's summary does not support (empty or absent, e.g. batch norm's own rate where it
+    was not swept) is left out."""
+    show_markdown("\n".join(f"- {sentences[name]}" for name in names if sentences.get(name)))
 
 
 # ------------------------------------------------------------------ an experiment's results
