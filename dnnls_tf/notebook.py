@@ -347,5 +347,5 @@ def describe_outcome(study: Study, experiment: str, outcome) -> str:
         return f"{label}: nothing to train, all {planned} of its runs are in {shown_path(study.store.runs_dir)}"
     needs = REGISTRY.closure([experiment])[:-1] if experiment != "all" else []
     needed = f" (with the runs it needs from {', '.join(needs)})" if needs else ""
-    return (f"{label}: trained {len(outcome.trained)} run(s){needed} in {outcome.minutes:.1f} min, "
+    return (f"{label}: trained {len(outcome.trained)} run{'' if len(outcome.trained) == 1 else 's'}{needed} in {outcome.minutes:.1f} min, "
             f"{len(outcome.read)} already in the store")

@@ -41,7 +41,7 @@ def make_root(root, direction=1, figures=report.REPORT_FIGURES, **effects):
 
 
 # inches at the text width: the real figures' sizes (the body's length depends on them)
-PLACEHOLDER_HEIGHTS = {"exp3_gradient_flow": 3.75, "exp2_transfer": 2.7, "exp2_dropout_summary": 1.9,
+PLACEHOLDER_HEIGHTS = {"exp3_gradient_flow": 3.75, "exp2_transfer": 2.5, "exp2_dropout_summary": 1.9,
                        **{name: 4.0 for name in report.APPENDIX_FIGURES}}
 
 

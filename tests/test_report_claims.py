@@ -122,8 +122,9 @@ def test_a_flipped_value_stops_the_subset_build_naming_the_claim(tmp_path, monke
     report.write_generated(study)  # every claim holds: it builds
     report_results.write_summary(study, "exp1", typed({"exp1": {**_flipped()["exp1"], "profile": "subset"}})["exp1"])
     before = {p.name: p.read_bytes() for p in report.generated_dir(study).iterdir()}
-    with pytest.raises(UserError, match=r"the paper's claim 'grid-check' no longer holds on the subset profile: "
-                                        r"exp1/grid_check == passed does not hold \(failed == passed\)") as error:
+    with pytest.raises(UserError, match=r"the paper's claim 'abstract-grid' no longer holds on the subset profile: "
+                                        r"exp1/grid_check == passed does not hold \(failed == passed\) \(and 1 more: "
+                                        r"grid-check\)") as error:
         report.write_generated(study)
     assert "\n" not in str(error.value)
     assert {p.name: p.read_bytes() for p in report.generated_dir(study).iterdir()} == before  # nothing rewritten

@@ -393,7 +393,7 @@ def enforce(statuses: list[ClaimStatus], profile: str, strict_profiles=("subset"
     failed = [s for s in statuses if s.holds is False]
     if failed and profile in strict_profiles:
         first = failed[0]
-        more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
+        more = f" (and {len(failed) - 1} more: {', '.join(s.name for s in failed[1:])})" if len(failed) > 1 else ""
         raise UserError(f"the paper's claim {first.name!r} no longer holds on the {profile} profile: {first.reason}"
                         f"{more}; rewrite it in report/ against the new numbers")
 

@@ -46,8 +46,7 @@ SUBSET_PDF = "dnnls_tf_report.pdf"
 # Names of the experiments' figures (tests check them), all included at the text width and 100%. The
 # body shows what the brief asks for, one float per entry (two figures stacked where a float
 # pairs curves with their summary); the appendix the fuller versions and the evidence.
-BODY_FLOATS = (("exp1_learning_curves",), ("exp2_dropout_summary", "exp2_transfer"), ("exp3_gradient_flow",),
-               ("exp3_bn_curves",))
+BODY_FLOATS = (("exp1_learning_curves",), ("exp2_dropout_summary", "exp2_transfer"), ("exp3_gradient_flow",))
 BODY_FIGURES = tuple(name for names in BODY_FLOATS for name in names)
 APPENDIX_FIGURES = ("exp1_grid", "exp1_schedule", "exp2_dropout_curves", "exp2_transfer_curves", "exp3_bn_curves_full",
                     "exp4_scale", "per_class")
@@ -95,7 +94,7 @@ def figure_paths(study: Study) -> dict[str, Path]:
     paths = {name: study.figures_dir / f"{name}.pdf" for name in REPORT_FIGURES}
     missing = [name for name, path in paths.items() if not path.is_file()]
     if missing:
-        raise UserError(f"{len(missing)} figure(s) missing in {study.figures_dir} ({', '.join(missing)}): "
+        raise UserError(f"{len(missing)} {'figure' if len(missing) == 1 else 'figures'} missing in {study.figures_dir} ({', '.join(missing)}): "
                         f"`python -m dnnls_tf figures --profile {study.profile}` draws them")
     return paths
 
@@ -332,6 +331,19 @@ MAIN_ROWS = (("1", "exp1", "schedule_vs_best_constant", "test_accuracy", None),
              ("3", "exp3", "batch_norm_own_vs_none", "test_accuracy", None))
 
 
+# The body table's short names of its comparisons (the appendix's tables give the groups in full).
+SHORT_COMPARISONS = {
+    "schedule_vs_best_constant": lambda s: "schedule − best constant",
+    "peak_constant_vs_best_constant": lambda s: "constant at the peak − best constant",
+    "dropout_best_vs_none": lambda s: f"dropout {tables.format_rate(s.best_dropout)} − none",
+    "transfer_vs_source": lambda s: "transfer − its source",
+    "transfer_vs_scratch_b": lambda s: "transfer − scratch on B",
+    "transfer_vs_frozen_random": lambda s: "transfer − head over random conv",
+    "batch_norm_vs_none": lambda s: "batch norm − none (plain rate)",
+    "batch_norm_own_vs_none": lambda s: "batch norm at its rate − none",
+}
+
+
 def _entry(summary, name: str, metric: str, role: str | None):
     for entry in summary.comparisons:
         if entry.name == name and entry.metric == metric and (role is None or (role == "zero") == (entry.first[-1] == 0)):
@@ -363,7 +375,9 @@ def main_table(summaries: dict):
             entry = _entry(summary, comparison_name, metric, role)
         except KeyError:
             continue
-        rows.append({"Q": question, **_comparison_row(summary, entry, REGISTRY.get(name).labels(summary))})
+        row = _comparison_row(summary, entry, REGISTRY.get(name).labels(summary))
+        row["comparison"] = SHORT_COMPARISONS[comparison_name](summary)
+        rows.append({"Q": question, **row})
     return pd.DataFrame(rows)
 
 
@@ -394,13 +408,13 @@ def table_files(summaries: dict) -> dict[str, str]:
     seeds = f"mean ± 95% CI over {len(exp1.seeds)} seeds (unstable runs left out and counted)"
     interval = "the last column is the test set's own 95% bootstrap interval of the test accuracy"
     body = {"tab_main.tex": _table(exp1, f"The comparisons each answer rests on (first − second; Q: the brief's "
-                                         f"question): difference ± 95% CI over {len(exp1.seeds)} seeds, Holm-adjusted "
+                                         f"question; transfer rows without dropout): difference ± 95% CI over {len(exp1.seeds)} seeds, Holm-adjusted "
                                          f"p over the experiment's headline family, the test set's own 95% bootstrap "
                                          f"interval, and the smallest difference the test detects with 80% power "
                                          f"(MDE). Source: the summaries of experiments 1-3 "
                                          f"(results/{exp1.profile}/exp*/summary.json).",
                                    main_table(summaries), "tab:main", label_columns=3, size="footnotesize",
-                                   placement="t", wrap={"comparison": "0.33\\linewidth"})}
+                                   placement="t")}
     replication = replication_table(summaries)
     if not replication.empty:
         exp4 = summaries["exp4"]

@@ -22,7 +22,7 @@ def figure_scale(study, summary) -> plt.Figure:
         for ax in axes:
             ax.axis("off")
         axes[1].text(0.5, 0.5, f"not run here: {summary.skipped}", ha="center", va="center", wrap=True)
-        plots.header(fig, "Experiment 4: data scale", [])
+        plots.add_title(fig, "Experiment 4: data scale", f"profile {summary.profile}")
         return fig
     for ax, metric in zip(axes, SUMMARY_METRICS):
         scale, core = METRICS[metric].scale, []

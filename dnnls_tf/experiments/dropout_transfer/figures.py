@@ -105,7 +105,7 @@ def unclean(kind: str, metric: str) -> bool:
 def figure_transfer(study, summary: DropoutTransferSummary) -> plt.Figure:
     """Transfer against its controls and the source models, for rate 0 and the best rate."""
     rates = (0.0, summary.best_dropout)
-    fig, axes = plt.subplots(1, 3, figsize=(WIDTH, 2.7), sharey=True, layout="constrained")
+    fig, axes = plt.subplots(1, 3, figsize=(WIDTH, 2.5), sharey=True, layout="constrained")
     cut = False
     for ax, metric in zip(axes, SUMMARY_METRICS):
         scale, core, seed_ends = METRICS[metric].scale, [], []
