@@ -121,8 +121,8 @@ def figure_per_class(entries: list[tuple[str, list, list]], profile: str, seeds:
     (label, per-class accuracy, confusion matrix) entries."""
     columns = 3  # panels wide enough to print a percentage in each of their 100 cells at 7 pt
     rows = math.ceil((len(entries) + 1) / columns)  # one free cell for the colour scale
-    fig = plt.figure(figsize=(plots.WIDTH, 2.2 + 0.16 * len(entries) + 2.05 * rows), layout="constrained")
-    upper, lower = fig.subfigures(2, 1, height_ratios=(0.9 + 0.16 * len(entries), 2.05 * rows))
+    fig = plt.figure(figsize=(plots.WIDTH, 1.4 + 0.13 * len(entries) + 2.0 * rows), layout="constrained")
+    upper, lower = fig.subfigures(2, 1, height_ratios=(0.75 + 0.13 * len(entries), 2.0 * rows))
     ax = upper.subplots()
     accuracy = 100 * np.array([list(values) for _, values, _ in entries], dtype=float)
     image = ax.imshow(accuracy, cmap="viridis", vmin=0, vmax=100, aspect="auto", gid="per_class:accuracy")
