@@ -319,7 +319,8 @@ def show_code(*names: str) -> None:
     blocks = []
     for name in names:
         text, where = code_of(name)
-        blocks.append(f"**{CODE[name][2].capitalize()}** (`{where}`):\n\n```python\n{text.rstrip()}\n```")
+        what = CODE[name][2]
+        blocks.append(f"**{what[:1].upper() + what[1:]}** (`{where}`):\n\n```python\n{text.rstrip()}\n```")
     show_markdown("\n\n".join(blocks))
 
 
