@@ -3,6 +3,8 @@ in the paper's generated LaTeX, its hand-written source, and the notebooks' save
 answers are the paper's paragraphs with this profile's numbers (publish/prose.py, publish/answers.py)."""
 import json
 import re
+import shutil
+import subprocess
 
 import pytest
 
@@ -11,7 +13,7 @@ from dnnls_tf.paths import PROJECT_ROOT
 from dnnls_tf.publish import answers, claims, prose, report
 from dnnls_tf.study import results as report_results
 from synthetic import synthetic_dicts, typed
-from test_report import make_root
+from test_report import make_root, needs_latex
 
 pytestmark = pytest.mark.filterwarnings("ignore:Precision loss:RuntimeWarning")
 MACHINE_MADE = ("The schedule and constant rate 0.00848 show no significant difference in test accuracy (+0.4 pp). "
@@ -120,3 +122,18 @@ def test_a_notebook_run_before_the_others_says_what_the_answer_waits_for(tmp_pat
     report_results.summary_path(study.results_dir, "exp3").unlink()
     text = answers.paper_answer(study, "exp1")
     assert "exp3 has no summary on the quick profile yet" in text and "run exp3 --profile quick" in text
+
+
+@pytest.mark.slow
+@needs_latex
+def test_the_built_paper_reads_without_hedged_plurals_or_repeated_forms(tmp_path):
+    """The PDF's own text, as a reader gets it (pdftotext), with the margin flags of another profile's
+    unsupported claims left out."""
+    if shutil.which("pdftotext") is None:
+        pytest.skip("pdftotext is not installed")
+    study, _ = make_root(tmp_path)
+    pdf = report.build_report(study)
+    text = subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, text=True).stdout
+    text = "\n".join(line for line in text.splitlines() if "does not hold here" not in line)
+    assert not prose.hedged_plurals(text), prose.hedged_plurals(text)
+    assert not prose.repeated_forms(text), prose.repeated_forms(text)

@@ -17,7 +17,7 @@ import re
 
 HEDGED_PLURAL = re.compile(r"[A-Za-z]\(s\)|[A-Za-z]\(es\)")
 SAME_FORM = 0.75
-MIN_WORDS = 6   # shorter sentences ("Without dropout:") are too short to read as a form
+MIN_WORDS = 6   # words, numbers not counted: shorter sentences ("Without dropout:") and table rows are no form
 NUMBER = re.compile(r"[−+-]?\d[\d,.]*(?:e[−+-]?\d+)?")
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z(\"“*])|\n\s*\n|\n\s*[-*•]\s+")
 
@@ -55,7 +55,7 @@ def repeated_forms(text: str, times: int = 3) -> list[str]:
     forms = [_form(part) for part in parts]
     for start in range(len(parts) - times + 1):
         window = forms[start:start + times]
-        if any(len(words) < MIN_WORDS for words in window):
+        if any(sum(word != "#" for word in words) < MIN_WORDS for words in window):  # a table row is no sentence
             continue
         if all(difflib.SequenceMatcher(None, window[i], window[i + 1], autojunk=False).ratio() >= SAME_FORM
                for i in range(times - 1)):
