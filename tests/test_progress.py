@@ -68,6 +68,30 @@ def test_a_bar_per_unfinished_experiment_with_its_total_up_front(complete, tmp_p
     bar.close()
 
 
+def test_the_rate_counts_the_runs_this_process_trained_not_those_a_plan_found_stored(complete, tmp_path):
+    """A resumed study: the bar starts on the runs its plan names so far, and more stored runs appear as the
+    plan unfolds; the rate (and the time left) must count only what was trained here, never go negative."""
+    study, plans = complete
+    shutil.copytree(study.root, tmp_path / "root")
+    copy = Study(study.config, root=tmp_path / "root", writable=True)
+    exp2 = own_runs(plans)["exp2"]
+    for run_id in exp2[:3]:
+        copy.store.discard(run_id, "a test removes it")
+    runner = Runner(copy, {}, REGISTRY, expected=expected_runs(study.config), bars=True)
+    bar = None
+    try:
+        runner._show_progress(plans)
+        bar = runner.bars["exp2"]
+        assert bar.n - bar.initial == 0 and bar.format_dict["rate"] in (None, 0)
+        runner.trained.append(exp2[0])  # one run trained here (the store does not hold it in this test)
+        runner._show_progress(plans)
+        assert bar.n - bar.initial == 1
+        assert bar.format_dict["rate"] is None or bar.format_dict["rate"] > 0
+    finally:
+        if bar is not None:
+            bar.close()
+
+
 def test_a_run_line_names_experiment_group_rate_and_seed(tiny_study):
     spec = tiny_study.spec(3, 0.00848, dropout=0.2, init_from="abc", splits=("half_b", "half_a"))
     assert Task(spec, 0, 0.0, "exp2", "transfer", ("transfer", 0.2)).describe() == \

@@ -1,5 +1,6 @@
 """Protocol v3's rules on synthetic evidence: the plateau rule and the budget it sets, erratic rates, ties,
 the minimum detectable effect, and the gradient measures against NumPy (no training)."""
+import json
 import math
 from types import SimpleNamespace
 
@@ -192,6 +193,33 @@ def test_experiment_4_plans_the_scale_curve_and_the_replication_from_the_earlier
     skipped = plan_all(mirror, REGISTRY, ["exp4"])
     assert skipped["exp4"].complete and not skipped["exp4"].groups
     assert "/nowhere" in skipped["exp4"].choices["skipped"]
+
+
+def test_a_skipped_experiment_keeps_the_summary_its_runs_gave(tmp_path, caplog):
+    """A copy of a study (a fresh clone of the committed store) on a machine without the JPEG mirror: `run`
+    keeps experiment 4's stored summary instead of replacing it with "not run"; with no summary stored, the
+    skipped summary is written."""
+    from conftest import tiny_config
+    from dnnls_tf.experiments import REGISTRY
+    from dnnls_tf.study.planner import plan_all
+    from dnnls_tf.study.results import summary_path, write_summary
+    from dnnls_tf.study.runner import write_summaries
+    from dnnls_tf.study.study import Study
+    from fakes import fill_fakes
+
+    study = Study(tiny_config(), root=tmp_path, writable=True)
+    plans = {plan.experiment: plan for plan in fill_fakes(study, ["exp4"])}
+    write_summary(study, "exp4", REGISTRY.get("exp4").summarize(study, plans["exp4"]))
+    path = summary_path(study.results_dir, "exp4")
+    stored = path.read_bytes()
+    study.missing_source = lambda source: "no CIFAR-10 (JPEG mirror) at /nowhere"
+    skipped = plan_all(study, REGISTRY, ["exp4"])["exp4"]
+    assert skipped.choices["skipped"]
+    write_summaries(study, REGISTRY, [skipped])
+    assert path.read_bytes() == stored and "its stored summary is kept" in caplog.text
+    path.unlink()
+    write_summaries(study, REGISTRY, [skipped])
+    assert "/nowhere" in json.loads(path.read_text())["skipped"]
 
 
 # ------------------------------------------------------------------ batch norm's moving statistics

@@ -1,6 +1,10 @@
 """TensorBoard events: exported from the store and written live read back as the store's numbers."""
-import numpy as np
+import dataclasses
 
+import numpy as np
+import pytest
+
+from dnnls_tf.errors import StoreError
 from dnnls_tf.tools import tensorboard
 from dnnls_tf.study.gradients import per_epoch
 from dnnls_tf.study.study import SWAPPED
@@ -72,6 +76,11 @@ def test_folder_names_tell_the_kind_role_and_settings(tiny_study):
     assert tensorboard.run_folder_name(spec, config) == f"B_transfer_lr0.05_p0.2_s0_{spec.run_id}"
     probe = tiny_study.spec(config.exp1.probe_seeds[0], 0.4, batch_norm=True)
     assert tensorboard.run_folder_name(probe, config).startswith(f"holdout_probe_lr0.4_bn_s{probe.seed}_")
+    # experiment 4: a subsample of the holdout split of another source (the re-run stopped on this name once)
+    scale = dataclasses.replace(tiny_study.spec(1, 0.05), train_split="holdout_train@2500", data_source="mirror")
+    assert tensorboard.run_folder_name(scale, config) == f"mirror_holdout-n2500_lr0.05_s1_{scale.run_id}"
+    with pytest.raises(StoreError, match="is not a split"):
+        tensorboard.run_folder_name(dataclasses.replace(scale, train_split="holdout_train@-1"), config)
 
 
 def test_live_writer_writes_each_epoch_during_a_run(tiny_study, tmp_path):

@@ -261,7 +261,10 @@ class Runner:
                 title = self.registry.get(plan.experiment).title
                 bar = self.bars[plan.experiment] = tqdm(total=total, initial=stored_runs, unit="run", leave=True,
                                                         desc=f"{plan.experiment} ({title})", dynamic_ncols=True)
-            bar.total, bar.n = max(total, stored_runs), stored_runs
+            # tqdm's rate and time left count from `initial`: runs this process trained, not runs a plan that
+            # unfolded found already stored (else the rate goes negative, as it did when a resumed study began)
+            trained_here = len(set(own) & set(self.trained))
+            bar.total, bar.n, bar.initial = max(total, stored_runs), stored_runs, stored_runs - trained_here
             bar.refresh()
 
     def complete(self, names: list[str]) -> list:
@@ -374,6 +377,12 @@ def write_summaries(study: Study, registry: Registry, plans: list) -> None:
     from dnnls_tf.study import results
 
     for plan in plans:
+        skipped = plan.choices.get("skipped")
+        if skipped and results.summary_path(study.results_dir, plan.experiment).is_file():
+            # its data is missing here, but a summary of its runs is stored (a committed study, a copy of the
+            # store): keep it rather than replace results with "not run"
+            log.warning("%s is skipped here (%s); its stored summary is kept", plan.experiment, skipped)
+            continue
         check_runs_match_data(study, plan)
         results.write_summary(study, plan.experiment, registry.get(plan.experiment).summarize(study, plan))
 

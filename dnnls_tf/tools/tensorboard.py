@@ -41,6 +41,7 @@ from dnnls_tf.errors import StoreError, quote
 from dnnls_tf.study.config import Config
 from dnnls_tf.study.gradients import per_epoch
 from dnnls_tf.core.runtime import import_tensorflow
+from dnnls_tf.core.data import is_split_name, parse_split
 from dnnls_tf.core.spec import RunSpec, spec_dict
 
 tf = import_tensorflow()
@@ -71,9 +72,12 @@ def run_folder_name(spec: RunSpec, config: Config | None = None) -> str:
     E.g. holdout_lr0.02_s0_3fa0c2d1e5b6, B_transfer_lr0.0193_p0.35_s2_..., and with the
     study's config, probe and tuner-trial runs are named so (holdout_probe_lr0.4_s100_...).
     """
-    if spec.train_split not in SPLIT_TAGS:
+    if not is_split_name(spec.train_split):
         raise StoreError(f"run {spec.run_id}: train_split {quote(spec.train_split, 30)} is not a split")
-    parts = [SPLIT_TAGS[spec.train_split]]
+    base, count = parse_split(spec.train_split)
+    parts = [SPLIT_TAGS[base] + ("" if count is None else f"-n{count}")]  # a subsample: holdout-n2500
+    if spec.data_source:  # another source than the profile's (experiment 4 on the JPEG mirror)
+        parts.insert(0, spec.data_source)
     if config is not None and spec.seed in config.exp1.probe_seeds:
         parts.append("probe")
     elif config is not None and spec.seed == config.exp1.tuner_seed:
