@@ -261,7 +261,7 @@ def test_confusion_sentences_name_the_worst_class_and_the_commonest_confusion():
     assert "worst on dog (25.0 %)" in lines[0] and "dog taken for cat (75 % of the dog images)" in lines[0]
 
 
-def test_show_per_class_displays_table_sentences_and_matrices(monkeypatch):
+def test_show_per_class_displays_two_tables_and_the_matrices(monkeypatch):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -269,9 +269,9 @@ def test_show_per_class_displays_table_sentences_and_matrices(monkeypatch):
     monkeypatch.setattr("IPython.display.display", lambda *items, **options: shown.extend(items))
     notebook_display.show_per_class(_summary_with_per_class())
     assert len(shown) == 3
-    table, sentences, figure = shown
+    table, confusions, figure = shown
     assert "batch norm" in table["text/plain"] and "dog" in table["text/plain"]
-    assert "dog taken for cat" in sentences.data
+    assert "dog → cat" in confusions["text/plain"]  # one row per model, not one sentence of one form each
     assert len([axis for axis in figure.axes if axis.images]) == 2
 
 

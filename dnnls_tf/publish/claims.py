@@ -227,6 +227,12 @@ def _add_scale(values: dict, summaries: dict) -> None:
         values["exp4/size/largest"] = Result(exp4.sizes[-1], f"{exp4.sizes[-1]:,}")
         values["exp4/source"] = _word(exp4.source)
     rows = replication_rows(summaries)
+    words = {1: "up", -1: "down", 0: "ns"}  # the verdict: significantly up, down, or not significant
+    for row in rows:
+        key = f"exp4/replication/{row['comparison']}/{SHORT_METRICS[row['metric']]}"
+        values[f"{key}/before"] = _word(words[row["direction_before"]])
+        values[f"{key}/after"] = _word(words[row["direction_after"]])
+        values[f"{key}/diff"] = _metric(row["after"].difference, row["metric"], signed=True)
     values["exp4/replication/count"] = _number(len(rows), 0)
     values["exp4/replication/held"] = _number(sum(r["holds"] for r in rows), 0)
 

@@ -213,15 +213,15 @@ def statistics_note(summary) -> str:
 
 
 # ------------------------------------------------------------------ per-class results
-def confusion_sentences(summary, top: int = 2) -> list[str]:
-    """Per headline model of a summary: its best and worst class and its commonest confusions."""
+def confusion_rows(summary, top: int = 2) -> list[dict]:
+    """Per headline model of a summary: its best and worst class (with accuracy, %) and its `top` commonest
+    confusions (true class, predicted class, share of the true class's images, %)."""
     import numpy as np
 
-    from dnnls_tf.present import tables
     from dnnls_tf.present.charts import row_normalised
     from dnnls_tf.present.vocabulary import CLASS_NAMES
 
-    labels, lines = labels_of(summary), []
+    labels, rows = labels_of(summary), []
     for block in summary.per_class:
         accuracy = np.array(block.accuracy, dtype=float)
         if not np.isfinite(accuracy).any():
@@ -231,13 +231,41 @@ def confusion_sentences(summary, top: int = 2) -> list[str]:
         shares = np.nan_to_num(shares, nan=-1.0)
         pairs = np.dstack(np.unravel_index(np.argsort(shares, axis=None)[::-1][:top], shares.shape))[0]
         best, worst = int(np.nanargmax(accuracy)), int(np.nanargmin(accuracy))
-        confusions = "; ".join(f"{CLASS_NAMES[t]} taken for {CLASS_NAMES[p]} ({100 * shares[t, p]:.0f} % of the "
-                               f"{CLASS_NAMES[t]} images)" for t, p in pairs if shares[t, p] > 0)
-        lines.append(f"{labels(block.key)}: best on {CLASS_NAMES[best]} "
-                     f"({tables.format_value(accuracy[best], 'test_accuracy')} %), worst on {CLASS_NAMES[worst]} "
-                     f"({tables.format_value(accuracy[worst], 'test_accuracy')} %); commonest confusions: "
-                     f"{confusions or 'none'}.")
+        rows.append({"model": labels(block.key), "best": (CLASS_NAMES[best], accuracy[best]),
+                     "worst": (CLASS_NAMES[worst], accuracy[worst]),
+                     "confusions": [(CLASS_NAMES[t], CLASS_NAMES[p], 100 * shares[t, p])
+                                    for t, p in pairs if shares[t, p] > 0]})
+    return rows
+
+
+def confusion_sentences(summary, top: int = 2) -> list[str]:
+    """Per headline model of a summary: its best and worst class and its commonest confusions."""
+    from dnnls_tf.present import tables
+
+    lines = []
+    for row in confusion_rows(summary, top):
+        (best, best_accuracy), (worst, worst_accuracy) = row["best"], row["worst"]
+        confusions = "; ".join(f"{true} taken for {predicted} ({share:.0f} % of the {true} images)"
+                               for true, predicted, share in row["confusions"])
+        lines.append(f"{row['model']}: best on {best} ({tables.format_value(best_accuracy, 'test_accuracy')} %), "
+                     f"worst on {worst} ({tables.format_value(worst_accuracy, 'test_accuracy')} %); commonest "
+                     f"confusions: {confusions or 'none'}.")
     return lines
+
+
+def confusion_table(summary, top: int = 2):
+    """`confusion_rows` as a table (pandas DataFrame): one row per model, which reads better than one
+    sentence of the same form per model."""
+    import pandas as pd
+
+    from dnnls_tf.present import tables
+
+    return pd.DataFrame([{"model": row["model"],
+                          "best class (%)": f"{row['best'][0]} ({tables.format_value(row['best'][1], 'test_accuracy')})",
+                          "worst class (%)": f"{row['worst'][0]} ({tables.format_value(row['worst'][1], 'test_accuracy')})",
+                          "commonest confusions (% of the true class)": "; ".join(
+                              f"{true} → {predicted} ({share:.0f})" for true, predicted, share in row["confusions"])
+                          or "none"} for row in confusion_rows(summary, top)])
 
 
 def confusion_figure(summary):
@@ -261,7 +289,7 @@ def show_per_class(summary) -> None:
     show_table(tables.per_class_table(summary, REGISTRY.get(summary.experiment).label),
                f"Test accuracy per class (%), {summary.experiment}'s headline models (stable seeds pooled; "
                f"inference mode)")
-    show_markdown("\n".join(f"- {line}" for line in confusion_sentences(summary)))
+    show_table(confusion_table(summary), "Best and worst class, and the commonest confusions (true → predicted)")
     fig = confusion_figure(summary)
     display(fig)
     plt.close(fig)
