@@ -231,7 +231,7 @@ def test_a_quick_report_builds_in_its_own_root_and_leaves_the_subset_files_alone
         text = "".join(pages)
         body_figures = len(report.BODY_FLOATS)
         assert text.index(f"Figure {body_figures}:") < text.index("References") < text.index("The grid rule on this")
-        body_end = next(i for i, page in enumerate(pages, 1) if "Future work." in page)
+        body_end = next(i for i, page in enumerate(pages, 1) if "Limitations and future work." in page)
         assert body_end <= 6 and references <= body_end + 1
         flagged = [i for i, page in enumerate(pages) if "Claims that do not hold on this profile" in page
                    or "does not hold:" in page and "The grid rule on this" not in page and i >= references]

@@ -408,11 +408,10 @@ def table_files(summaries: dict) -> dict[str, str]:
     seeds = f"mean ± 95% CI over {len(exp1.seeds)} seeds (unstable runs left out and counted)"
     interval = "the last column is the test set's own 95% bootstrap interval of the test accuracy"
     body = {"tab_main.tex": _table(exp1, f"The comparisons each answer rests on (first − second; Q: the brief's "
-                                         f"question; transfer rows without dropout): difference ± 95% CI over {len(exp1.seeds)} seeds, Holm-adjusted "
-                                         f"p over the experiment's headline family, the test set's own 95% bootstrap "
-                                         f"interval, and the smallest difference the test detects with 80% power "
-                                         f"(MDE). Source: the summaries of experiments 1-3 "
-                                         f"(results/{exp1.profile}/exp*/summary.json).",
+                                         f"question; transfer without dropout): difference ± 95% CI over "
+                                         f"{len(exp1.seeds)} seeds, Holm p within the experiment's family, the test "
+                                         f"set's 95% bootstrap interval, MDE at 80% power. Source: "
+                                         f"results/{exp1.profile}/exp*/summary.json.",
                                    main_table(summaries), "tab:main", label_columns=3, size="footnotesize",
                                    placement="t")}
     replication = replication_table(summaries)
