@@ -137,3 +137,9 @@ def test_the_built_paper_reads_without_hedged_plurals_or_repeated_forms(tmp_path
     text = "\n".join(line for line in text.splitlines() if "does not hold here" not in line)
     assert not prose.hedged_plurals(text), prose.hedged_plurals(text)
     assert not prose.repeated_forms(text), prose.repeated_forms(text)
+
+
+def test_the_papers_citations_and_symbols_read_as_text_in_a_notebook():
+    text = answers.to_markdown(r"as \citet{yosinski2014transferable} found; the argument "
+                               r"\citep{vanlaarhoven2017l2}; accuracy 99\% $\to$ 91\%", {}, {}, {})
+    assert text == "as Yosinski et al. (2014) found; the argument (van Laarhoven, 2017); accuracy 99% → 91%"

@@ -14,7 +14,7 @@ from dnnls_tf.publish import claims, report
 
 FLAG = "⚠"  # a claim that does not hold on this profile (the paper's margin flag)
 # LaTeX the paper's prose uses, as plain text (the rest of the macros are the report's generated ones)
-SIMPLE = ((r"\pp{}", " pp"), (r"\pp", " pp"), (r"\%", "%"), ("~", " "), ("---", "—"), ("--", "–"),
+SIMPLE = ((r"$\to$", "→"), (r"\pp{}", " pp"), (r"\pp", " pp"), (r"\%", "%"), ("~", " "), ("---", "—"), ("--", "–"),
           (r"\|", "‖"), (r"\mathbb{E}", "E"), (r"\,", " "), ("``", "“"), ("''", "”"), ("{}", ""))
 
 
@@ -50,7 +50,8 @@ def to_markdown(latex: str, values: dict, statuses: dict, macros: dict) -> str:
     text = re.sub(r"\\R\{([^{}]+)\}", lambda m: values[m.group(1)].text if m.group(1) in values else "n/a", text)
     text = re.sub(r"\\question\{\\([A-Za-z]+)\}", lambda m: f"\n\n> *{_plain(macros.get(m.group(1), ''))}*\n\n", text)
     text = re.sub(r"\s*\((?:[^()]*\\ref\{[^}]*\}[^()]*)\)", "", text)  # "(Figure~\ref{...})"
-    text = re.sub(r"\\(?:citep|citet|citealt|ref)\{[^}]*\}", "", text)
+    text = re.sub(r"\\(citep|citet|citealt)\{([^}]*)\}", lambda m: citation(m.group(1), m.group(2)), text)
+    text = re.sub(r"\\ref\{[^}]*\}", "", text)
     text = re.sub(r"\\layer\{([^}]*)\}", r"`\1`", text)
     text = re.sub(r"\\emph\{([^}]*)\}", r"*\1*", text)
     text = re.sub(r"\\([A-Z][A-Za-z]+)(\{\})?", lambda m: _plain(macros.get(m.group(1), m.group(0))), text)
@@ -59,6 +60,30 @@ def to_markdown(latex: str, values: dict, statuses: dict, macros: dict) -> str:
     text = text.replace("$", "")
     paragraphs = [" ".join(part.split()) for part in re.split(r"\n\s*\n", text)]
     return "\n\n".join(part for part in paragraphs if part)
+
+
+def _authors_year(key: str) -> tuple[str, str]:
+    """("Yosinski et al.", "2014") for a key of report/references.bib (the key itself when absent)."""
+    bib = (report.SOURCE_DIR / "references.bib").read_text()
+    entry = re.search(r"@\w+\{" + re.escape(key) + r",(.*?)\n\}", bib, re.S)
+    if entry is None:
+        return key, ""
+    author = re.search(r"author\s*=\s*\{(.*?)\},?\s*\n", entry.group(1), re.S)
+    year = re.search(r"year\s*=\s*\{?(\d{4})", entry.group(1))
+    names = [name.strip() for name in (author.group(1) if author else key).split(" and ")]
+    surnames = [name.split(",")[0].strip().strip("{}") if "," in name else name.split()[-1] for name in names]
+    who = (surnames[0] if len(surnames) == 1 else f"{surnames[0]} and {surnames[1]}" if len(surnames) == 2
+           else f"{surnames[0]} et al.")
+    return who, year.group(1) if year else ""
+
+
+def citation(kind: str, keys: str) -> str:
+    """\\citet{k} -> "Yosinski et al. (2014)", \\citep{k1,k2} -> "(Smith, 2017; Goyal et al., 2017)"."""
+    cited = [_authors_year(key.strip()) for key in keys.split(",")]
+    if kind == "citet":
+        return "; ".join(f"{who} ({year})" for who, year in cited)
+    inner = "; ".join(f"{who}, {year}" for who, year in cited)
+    return inner if kind == "citealt" else f"({inner})"
 
 
 def _plain(latex: str) -> str:
