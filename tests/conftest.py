@@ -1,3 +1,4 @@
+import collections
 import os
 import shutil
 
@@ -18,6 +19,28 @@ TINY = {"data.source": "synthetic", "data.max_train": None, "data.max_test": Non
 def tiny_config(**settings):
     """The quick profile shrunk to a model and data set that train in about a second."""
     return load_config("quick", settings={**TINY, **{key.replace("__", "."): value for key, value in settings.items()}})
+
+
+@pytest.fixture
+def fresh_compiled(monkeypatch):
+    """An empty cache of compiled kinds for this test, dropped after it (for a test that patches what gets
+    traced, or builds kinds no other test runs); the session's cache comes back afterwards."""
+    from dnnls_tf.core import training
+
+    monkeypatch.setattr(training, "_COMPILED", collections.OrderedDict())
+
+
+@pytest.fixture
+def empty_compiled(monkeypatch):
+    """An empty cache of compiled kinds for this test (it counts traces); the kinds it traced join the
+    session's cache afterwards, so later tests do not trace them again (a trace costs seconds)."""
+    from dnnls_tf.core import training
+
+    kept = training._COMPILED
+    monkeypatch.setattr(training, "_COMPILED", collections.OrderedDict())
+    yield
+    for key, compiled in training._COMPILED.items():
+        kept.setdefault(key, compiled)
 
 
 @pytest.fixture

@@ -1,6 +1,7 @@
 """The benchmark's arithmetic, round logic, pooling of processes and table on hand-made timings,
 and the tuned fit's gradient capture against the loop's. No timing is asserted: speed belongs
 in the benchmark."""
+import functools
 import json
 import subprocess
 
@@ -114,7 +115,10 @@ def _process_result(timings, load):
     return json.loads(json.dumps(result))  # as read back from a process' JSON file
 
 
-def test_pooling_processes_summarizes_every_round_and_keeps_each_process():
+def test_pooling_processes_summarizes_every_round_and_keeps_each_process(monkeypatch):
+    # Fewer resamples for the intervals of the pooled and the expected summary alike (both call it): the
+    # pooling is under test here, the bootstrap in the test above.
+    monkeypatch.setattr(bench, "cluster_median_interval", functools.partial(cluster_median_interval, resamples=400))
     fast = {name: [(0.5 * c, 0.5 * w) for c, w in values] for name, values in _timings().items()}
     runs = [_process_result(_timings(), 1.0), _process_result(fast, 2.0)]
     pooled = pool(runs)

@@ -78,6 +78,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, message):
     assert not root.exists() or not any(root.rglob("*.json"))
 
 
+@pytest.mark.slow  # a fresh process: what it imports
 def test_status_does_not_import_tensorflow(tmp_path):
     script = ("import sys; from dnnls_tf.cli import main; code = main(['status', '--profile', 'quick', "
               f"'--root', {str(tmp_path)!r}]); print('tensorflow' in sys.modules, 'keras_tuner' in sys.modules, code)")
@@ -208,6 +209,7 @@ def json_value(value) -> str:
     return json.dumps(value)
 
 
+@pytest.mark.slow  # a fresh process: what it imports
 def test_reading_commands_import_neither_keras_tuner_nor_tensorflow(tmp_path, fake_root):
     from conftest import TINY
 

@@ -14,9 +14,12 @@ import pytest
 
 from dnnls_tf import notebook
 from dnnls_tf.errors import UserError
-from dnnls_tf.paths import PROJECT_ROOT
+from dnnls_tf.paths import PROJECT_ROOT, SHARED_DATA
 
 FAKE_DRIVE = "DNNLS_FAKE_DRIVE"  # the folder the fake drive.mount maps (it holds MyDrive/)
+# Where the rehearsal keeps its fake Drive when set (it must be empty): `make test` then runs the notebooks
+# under nbval on the store the rehearsal trained, so the quick store is trained once per CI run.
+REHEARSAL_DRIVE = "DNNLS_TEST_REHEARSAL_DRIVE"
 
 
 def write_fake_colab(folder: Path) -> Path:
@@ -201,9 +204,12 @@ def test_the_notebooks_run_top_to_bottom_in_colab_from_a_clone_on_an_empty_drive
     at the repository (a file:// clone here), then Run all, notebook after notebook, quick profile."""
     python = colab_python(tmp_path / "venv")
     url = local_repository(tmp_path / "origin")
-    home, drive = tmp_path / "content", tmp_path / "google-drive"
-    (drive / "MyDrive").mkdir(parents=True)
+    home, drive = tmp_path / "content", Path(os.environ.get(REHEARSAL_DRIVE) or tmp_path / "google-drive")
+    assert not drive.exists() or not any(drive.iterdir()), f"${REHEARSAL_DRIVE} must name an empty folder: {drive}"
+    (drive / "MyDrive").mkdir(parents=True, exist_ok=True)
     home.mkdir()
+    if SHARED_DATA.is_dir():  # the data beside the clone as beside this checkout (CI's copy of shared/): the
+        (home / SHARED_DATA.parent.name).symlink_to(SHARED_DATA.parent)  # images nbval's notebooks read too
     environment = {key: value for key, value in os.environ.items()
                    if not key.startswith(("DNNLS_", "PYTHON", "VIRTUAL_ENV", "JUPYTER", "KERAS", "TFDS"))}
     environment.update(DNNLS_PROFILE="quick", DNNLS_COLAB_HOME=str(home), DNNLS_FAKE_DRIVE=str(drive),

@@ -144,6 +144,7 @@ def test_the_full_profile_builds_with_xla_and_mixed_precision(full_study):
     assert spec.jit_compile and spec.mixed_precision and spec.batch_size == load_config("full").training.batch_size
 
 
+@pytest.mark.usefixtures("fresh_compiled")  # traced afresh (and patched), apart from the cache
 @pytest.mark.parametrize("kind", ["dropout_batch_norm", pytest.param("frozen", marks=pytest.mark.slow),
                                   pytest.param("schedule", marks=pytest.mark.slow)])
 def test_every_op_of_the_full_profiles_epoch_and_evaluation_has_a_gpu_kernel(full_study, kind):
@@ -168,6 +169,7 @@ def _all_ops(graph):
     return ops
 
 
+@pytest.mark.usefixtures("fresh_compiled")  # traced afresh (and patched), apart from the cache
 def test_the_gather_the_loop_used_before_has_no_gpu_kernel_and_the_check_says_so(full_study, monkeypatch):
     """The check can fail: with the uint8 gather of the previous loop (tf.gather on the images)."""
     monkeypatch.setattr(trainer_lib, "gather_rows", tf.gather)
@@ -180,6 +182,7 @@ def test_the_gather_the_loop_used_before_has_no_gpu_kernel_and_the_check_says_so
     assert any("StridedSlice" in problem and "host memory" in problem for problem in problems), problems
 
 
+@pytest.mark.usefixtures("fresh_compiled")  # traced afresh (and patched), apart from the cache
 def test_the_frozen_feature_encoder_and_the_range_test_step_have_gpu_kernels(full_study):
     compiled = _compiled(full_study, full_study.spec(0, 0.05, batch_norm=True, frozen=True))
     assert not gpu_problems(compiled.encode.batch.get_concrete_function().graph)
@@ -235,8 +238,7 @@ def test_a_runs_arrays_are_placed_once_and_every_epoch_gets_the_same_tensors(mon
 
     monkeypatch.setattr(trainer_lib.Trainer, "evaluate_arrays", recording_evaluate)
     spec = study.spec(0, 0.05)
-    training.clear_compiled()
-    function = training.compiled_for(spec, 10, build_model(spec)).trainer.train_epoch
+    function = training.compiled_for(spec, 10, build_model(spec)).trainer.train_epoch  # traced once per session
     trainer = training._COMPILED[training.kind_key(spec, 10)].trainer
     monkeypatch.setattr(trainer, "train_epoch", lambda *args: (
         epoch_inputs.append(tuple(id(a) for a in args[:2])) or function(*args)))

@@ -13,6 +13,7 @@ from conftest import tiny_config
 from dnnls_tf.core import training
 from dnnls_tf.study.study import Study
 
+pytestmark = pytest.mark.usefixtures("empty_compiled")  # each test starts from no compiled kind
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
@@ -39,7 +40,6 @@ def _assert_same_run(first, second):
 
 
 def test_traces_grow_with_the_kinds_of_run_not_the_runs(study):
-    training.clear_compiled()
     def one_epoch(spec):
         return dataclasses.replace(spec, epochs=1, gradient_window=1)
 

@@ -203,6 +203,7 @@ def test_mixed_precision_captures_unscaled_gradients(study):
     np.testing.assert_allclose(mixed.gradients["sum_abs"], plain.gradients["sum_abs"], rtol=0.05)
 
 
+@pytest.mark.slow  # an XLA compilation: about 20 CPU-s
 def test_the_xla_path_of_the_gpu_profiles_compiles_and_captures_the_same_gradients(study):
     spec = dataclasses.replace(study.spec(0, 0.05), epochs=1, gradient_window=1)
     xla = train_run(dataclasses.replace(spec, jit_compile=True), study.splits)
@@ -210,6 +211,8 @@ def test_the_xla_path_of_the_gpu_profiles_compiles_and_captures_the_same_gradien
     assert xla.metrics["status"] == "done"
     for key in ("sum_sq", "sum_abs"):  # XLA reorders float32 reductions: equal to rounding
         np.testing.assert_allclose(xla.gradients[key], plain.gradients[key], rtol=1e-3)
+
+
 def test_float16_steps_the_loss_scaling_skips_stay_out_of_the_gradient_sums(tmp_path):
     study = Study(tiny_config(), root=tmp_path)
     spec = dataclasses.replace(study.spec(0, 0.05), epochs=2, gradient_window=1, mixed_precision=True)

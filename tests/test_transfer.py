@@ -1,4 +1,6 @@
 """Transfer runs: frozen conv layers stay bit-identical, the head is fresh and retrained."""
+import collections
+
 import h5py
 import numpy as np
 
@@ -80,7 +82,10 @@ def test_frozen_conv_features_computed_once_give_the_same_run_as_the_whole_model
         fast = training.train_run(spec, tiny_study.splits, weights)
         with monkeypatch.context() as patch:
             patch.setattr(training, "frozen_features", lambda model, spec: (model, lambda arrays: arrays))
+            patch.setattr(training, "_COMPILED", collections.OrderedDict())  # else `fast`'s compiled kind is reused
             whole = training.train_run(spec, tiny_study.splits, weights)
+            (compiled,) = training._COMPILED.values()
+            assert compiled.forward is compiled.network  # trained the whole model, not the head on features
         assert fast.history.equals(whole.history) and fast.steps.equals(whole.steps)
         for key in ("count", "sum", "sum_sq", "sum_abs", "weight_sq", "temporal_snr"):
             np.testing.assert_array_equal(fast.gradients[key], whole.gradients[key])
