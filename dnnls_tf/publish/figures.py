@@ -53,10 +53,13 @@ def load_summaries(study) -> dict:
 def per_class_figure(study, summaries: dict):
     """Per-class accuracy and confusion matrices of every experiment's headline models."""
     entries = []
-    for name, summary in summaries.items():
+    ordered = [(entry.name, summaries[entry.name]) for entry in REGISTRY if entry.name in summaries]
+    for name, summary in ordered:  # the registry's order, however the caller gathered the summaries
+        if getattr(summary, "skipped", ""):
+            continue
         labels = REGISTRY.get(name).labels(summary)
         entries += [(f"{name}: {labels(block.key)}", block.accuracy, block.confusion) for block in summary.per_class]
-    first = next(iter(summaries.values()))
+    first = ordered[0][1]
     return figure_per_class(entries, first.profile, first.seeds)
 
 
