@@ -246,7 +246,7 @@ _LATEX_CHARACTERS = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\
                      "×": r"\ensuremath{\times}", "≥": r"\ensuremath{\geq}", "≤": r"\ensuremath{\leq}",
                      "≈": r"\ensuremath{\approx}", "→": r"\ensuremath{\to}", "∝": r"\ensuremath{\propto}",
                      "–": "--", NOT_APPLICABLE: "---", "·": r"\ensuremath{\cdot}", "²": r"\ensuremath{^2}",
-                     "“": "``", "”": "''", "’": "'",
+                     "“": "``", "”": "''", "’": "'", "…": r"\ldots{}",
                      **{greek: rf"\ensuremath{{\{name}}}" for greek, name in (
                          ("α", "alpha"), ("β", "beta"), ("γ", "gamma"), ("δ", "delta"), ("θ", "theta"),
                          ("μ", "mu"), ("σ", "sigma"), ("Δ", "Delta"))}}
