@@ -21,7 +21,9 @@ data: {source: synthetic, max_train: null, max_test: null, train_eval_sample: 10
 model: {filters: [4, 8, 8], fc_units: 16}
 training: {epochs: 4, batch_size: 50, seeds: [0, 1]}
 compute: {workers: 1, progress: false, intra_op_threads: 1, inter_op_threads: 1}
-exp1: {range_test_epochs: 1, tuner_trials: 1, probe_seeds: [100], ladder_factor: 4.0, ladder_rungs: 5}
+exp1: {range_test_epochs: 1, tuner_trials: 1, probe_seeds: [100], ladder_factor: 4.0, ladder_rungs: 5,
+       saturation_gain: 0.5}  # 4 epochs on synthetic images: a few pp of validation noise is no falling curve
+exp4: {source: profile, sizes: [100, 200, 400], curve_seeds: 1, epochs: 2, max_epochs: 4}
 """
 
 

@@ -46,13 +46,19 @@ def test_expected_runs_are_the_complete_plans_runs_but_for_a_grown_ladder_and_a_
                        "exp3": expected["exp3"] - shared_own}
 
 
-def test_a_bar_per_unfinished_experiment_with_its_total_up_front(complete, tmp_path):
-    study, plans = complete
+def without_three_exp2_runs(study, plans, tmp_path):
+    """A copy of the complete study whose first three runs of experiment 2 are gone, and exp2's own runs."""
     shutil.copytree(study.root, tmp_path / "root")
     copy = Study(study.config, root=tmp_path / "root", writable=True)
     exp2 = own_runs(plans)["exp2"]
     for run_id in exp2[:3]:
         copy.store.discard(run_id, "a test removes it")
+    return copy, exp2
+
+
+def test_a_bar_per_unfinished_experiment_with_its_total_up_front(complete, tmp_path):
+    study, plans = complete
+    copy, exp2 = without_three_exp2_runs(study, plans, tmp_path)
     expected = {**expected_runs(study.config), "exp2": len(exp2) + 7}  # a plan that has not unfolded yet
     runner = Runner(copy, {}, REGISTRY, expected=expected, bars=True)
     plans[2].waiting.append("a stage not named yet")  # the plan as it stood before it unfolded
@@ -72,11 +78,7 @@ def test_the_rate_counts_the_runs_this_process_trained_not_those_a_plan_found_st
     """A resumed study: the bar starts on the runs its plan names so far, and more stored runs appear as the
     plan unfolds; the rate (and the time left) must count only what was trained here, never go negative."""
     study, plans = complete
-    shutil.copytree(study.root, tmp_path / "root")
-    copy = Study(study.config, root=tmp_path / "root", writable=True)
-    exp2 = own_runs(plans)["exp2"]
-    for run_id in exp2[:3]:
-        copy.store.discard(run_id, "a test removes it")
+    copy, exp2 = without_three_exp2_runs(study, plans, tmp_path)
     runner = Runner(copy, {}, REGISTRY, expected=expected_runs(study.config), bars=True)
     bar = None
     try:
