@@ -35,23 +35,31 @@ from dnnls_tf.paths import PROJECT_ROOT
 # them all (tests/test_notebook.py checks that every name they call resolves).
 from dnnls_tf.publish.notebook_display import (  # noqa: F401 - re-exported for the notebooks
     caption,
+    code_of,
     comparison_table,
     draw_figures,
     group_table,
     print_capture_overhead,
     print_model,
     runs_overview,
+    runs_table,
     settings_table,
     show_claims,
+    show_code,
     show_figure,
+    show_answer,
+    show_paper,
     show_markdown,
+    show_model_summary,
     show_per_class,
+    show_replication,
     show_table,
     shown_path,
     statistics_note,
     sentences_of,
     summary_of,
 )
+from dnnls_tf.publish.provenance import input_commit
 from dnnls_tf.study.study import Study
 
 # The project's repository, the one setting behind the Colab install cells and the "Open in Colab" badges:
@@ -279,6 +287,7 @@ def print_banner(study: Study, gpus: list[str] | None = None, pools: dict | None
     gpus = gpu_names() if gpus is None else gpus
     threads = f", {pools['intra_op_threads']}/{pools['inter_op_threads']} intra/inter-op threads" if pools else ""
     print(f"dnnls_tf  : {__version__}, profile {study.profile} -- {config.description}")
+    print(f"code      : {input_commit().words()}")
     print(f"data      : {data_source(study)}")
     print(f"images    : {study.splits.data.num_train:,} training ({sizes['holdout_train']:,} / "
           f"{sizes['holdout_val']:,} holdout, {sizes['half_a']:,} / {sizes['half_b']:,} halves), "
@@ -338,5 +347,5 @@ def describe_outcome(study: Study, experiment: str, outcome) -> str:
         return f"{label}: nothing to train, all {planned} of its runs are in {shown_path(study.store.runs_dir)}"
     needs = REGISTRY.closure([experiment])[:-1] if experiment != "all" else []
     needed = f" (with the runs it needs from {', '.join(needs)})" if needs else ""
-    return (f"{label}: trained {len(outcome.trained)} run(s){needed} in {outcome.minutes:.1f} min, "
+    return (f"{label}: trained {len(outcome.trained)} run{'' if len(outcome.trained) == 1 else 's'}{needed} in {outcome.minutes:.1f} min, "
             f"{len(outcome.read)} already in the store")

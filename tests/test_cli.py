@@ -93,7 +93,7 @@ def test_status_does_not_import_tensorflow(tmp_path):
 def test_second_run_trains_nothing_and_says_so(tmp_path, tiny_configs):
     args = ("run", "baseline", "--profile", "quick", "--root", str(tmp_path))
     first = cli(*args, configs=tiny_configs)
-    assert first.returncode == 0 and "trained 1 run(s)" in first.stdout, first.stderr
+    assert first.returncode == 0 and "trained 1 run," in first.stdout, first.stderr
     before = snapshot(tmp_path)
     second = cli(*args, configs=tiny_configs)
     assert second.returncode == 0 and "nothing to train" in second.stdout

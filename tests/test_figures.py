@@ -135,6 +135,13 @@ def assert_readable(fig, name: str) -> None:
     assert drawn.x1 <= fig.get_figwidth() + 0.01 and drawn.y1 <= fig.get_figheight() + 0.01, name
     words = figure_text(fig)
     assert "profile quick" in words and "2 seeds" in words, name
+    legends = [*fig.legends, *(ax.get_legend() for ax in fig.axes if ax.get_legend() is not None)]
+    for legend in legends:
+        labels = [text.get_text() for text in legend.get_texts()]
+        assert len(labels) == len(set(labels)), f"{name}: a legend repeats an entry: {labels}"
+    if name == "per_class":  # every confusion matrix prints its 100 cells
+        cells = [t for t in fig.findobj(Text) if t.get_gid() == "confusion:cell" and t.get_text()]
+        assert cells and len(cells) % 100 == 0, name
     if name in report.BODY_FIGURES:
         assert fig.get_figheight() <= (GRADIENT_HEIGHT if name == "exp3_gradient_flow" else BODY_HEIGHT), name
 
@@ -349,3 +356,37 @@ def test_the_rate_panel_draws_the_rates_the_runs_applied(tiny_study):
     # history.csv's lr is the optimizer's rate after the epoch: the rate of the next epoch's first step
     first_of_next = run.steps.groupby("epoch")["lr"].first().to_numpy()[1:]
     assert run.history["lr"].to_numpy()[:-1] == pytest.approx(first_of_next)
+
+
+def luminance(color) -> float:
+    red, green, blue = color[:3]
+    return 0.2126 * red + 0.7152 * green + 0.0722 * blue
+
+
+def test_ordered_groups_get_an_ordered_high_contrast_palette_and_categories_a_qualitative_one():
+    for count in (2, 3, 5):  # the study orders at most five rates per figure
+        ordered = [luminance(c) for c in plots.ordered_colors(count)]
+        steps = np.diff(ordered)
+        assert (steps > 0).all(), "an ordered palette runs from dark to light"
+        assert steps.min() >= 0.05, f"{count} neighbouring rates must stay apart: {np.round(ordered, 3)}"
+    qualitative = [luminance(c) for c in plots.PALETTE[:5]]
+    assert not (np.all(np.diff(qualitative) > 0) or np.all(np.diff(qualitative) < 0)), "categories carry no order"
+    assert len({tuple(np.round(c, 3)) for c in plots.PALETTE[:5]}) == 5
+
+
+def test_rate_groups_are_drawn_in_the_ordered_palette(study, loaded):
+    fig = exp2_figures.figure_dropout_curves(study, loaded["exp2"], full=False)
+    colors = [tuple(np.round(line.get_color()[:3], 3)) for ax in fig.axes for line in ax.get_lines()
+              if line.get_gid() and line.get_gid().startswith("dropout")]
+    palette = {tuple(np.round(c, 3)) for c in plots.ordered_colors(len(loaded["exp2"].groups_of("dropout")))}
+    plt.close(fig)
+    assert colors and set(colors) <= palette
+
+
+def test_confusion_matrices_print_each_cell_as_a_percentage_of_its_true_class():
+    confusion = np.diag(np.full(10, 8)) + 1  # 9 right and 1 of each other class: 18 per row
+    fig, axes = plt.subplots(1, 2, squeeze=False)
+    charts.draw_confusions(axes, [("a model", confusion.tolist())])
+    cells = [t.get_text() for t in axes[0, 0].texts if t.get_gid() == "confusion:cell"]
+    plt.close(fig)
+    assert len(cells) == 100 and cells[0] == "50" and cells[1] == "6"  # 9/18 and 1/18

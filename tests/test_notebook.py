@@ -116,7 +116,7 @@ def test_run_trains_under_the_lock_then_writes_each_summary(started, fake_runner
     assert not started.writable  # writable only while run() held the lock
     timeline = json.loads((started.results_dir / "timeline" / "run-all.json").read_text())
     assert timeline["tasks"] == 1 and len(timeline["timeline"]) == 1 and timeline["cpu"]
-    assert "all [quick]: trained 1 run(s) in 0.0 min, 2 already in the store" in capsys.readouterr().out
+    assert "all [quick]: trained 1 run in 0.0 min, 2 already in the store" in capsys.readouterr().out
     with pytest.raises(UserError, match="unknown experiment 'exp9'"):
         notebook.run(started, "exp9")
     with pytest.raises(UserError, match="writable Study"):
@@ -126,7 +126,7 @@ def test_run_trains_under_the_lock_then_writes_each_summary(started, fake_runner
 def test_run_completes_the_experiments_a_plan_waits_for(started, fake_runner, capsys):
     notebook.run(started, "exp3")  # the runner plans (and trains) what exp3 needs too
     assert _FakeRunner.calls == [["exp3"]] and fake_runner == ["exp3"]
-    assert "exp3 [quick]: trained 1 run(s) (with the runs it needs from exp1, exp2)" in capsys.readouterr().out
+    assert "exp3 [quick]: trained 1 run (with the runs it needs from exp1, exp2)" in capsys.readouterr().out
     _FakeRunner.trains = []
     notebook.run(started, "exp2")
     out = capsys.readouterr().out
@@ -261,7 +261,7 @@ def test_confusion_sentences_name_the_worst_class_and_the_commonest_confusion():
     assert "worst on dog (25.0 %)" in lines[0] and "dog taken for cat (75 % of the dog images)" in lines[0]
 
 
-def test_show_per_class_displays_table_sentences_and_matrices(monkeypatch):
+def test_show_per_class_displays_two_tables_and_the_matrices(monkeypatch):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -269,9 +269,9 @@ def test_show_per_class_displays_table_sentences_and_matrices(monkeypatch):
     monkeypatch.setattr("IPython.display.display", lambda *items, **options: shown.extend(items))
     notebook_display.show_per_class(_summary_with_per_class())
     assert len(shown) == 3
-    table, sentences, figure = shown
+    table, confusions, figure = shown
     assert "batch norm" in table["text/plain"] and "dog" in table["text/plain"]
-    assert "dog taken for cat" in sentences.data
+    assert "dog → cat" in confusions["text/plain"]  # one row per model, not one sentence of one form each
     assert len([axis for axis in figure.axes if axis.images]) == 2
 
 

@@ -94,3 +94,18 @@ def test_saved_outputs_are_the_subset_profile_run_top_to_bottom_and_clean(name):
         for text in output_texts(cell):
             # an absolute path of this machine: outputs print paths relative to the project
             assert str(PROJECT_ROOT.parent) + "/" not in text, f"{name}: {text[:200]}"
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_a_walkthrough_shows_the_model_the_training_step_the_runs_and_the_papers_answer(name):
+    """Each notebook's saved outputs show the Keras definition of the model (the builder's code and Keras'
+    summary with its parameter count), the training step with its gradient capture, the table of runs the
+    experiment trains and the paper's answer: what a student presents, read from the library, not copied."""
+    cells = json.loads((PROJECT_ROOT / "notebooks" / f"{name}.ipynb").read_text())["cells"]
+    outputs = "\n".join(text for cell in cells if cell["cell_type"] == "code" for text in output_texts(cell))
+    assert "def build_cnn(" in outputs and "keras.layers.Conv2D(" in outputs, f"{name}: the model's definition"
+    assert "Total params" in outputs, f"{name}: Keras' summary of the model"
+    assert "def _train_step(" in outputs and "tape.gradient(" in outputs, f"{name}: the training step"
+    assert "self.capture.step_sums(" in outputs, f"{name}: the gradient capture in the step"
+    assert "seeds" in outputs and "train / validation" in outputs, f"{name}: the table of runs"
+    assert "> *" in outputs, f"{name}: the paper's answer, the brief's question quoted"

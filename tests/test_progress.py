@@ -108,7 +108,7 @@ def test_a_run_line_names_experiment_group_rate_and_seed(tiny_study):
         == "exp3 batch norm, batch norm, lr 0.01, seed 1"
     schedule = WarmupCosine(peak=0.02, warmup_epochs=2, final_fraction=0.01)
     assert Task(tiny_study.spec(4, schedule), 0, 0.0, "exp1", "schedule", ("schedule",)).describe() == \
-        "exp1 schedule, lr warm-up 2 epoch(s) to 0.02, cosine decay to 0.01 x peak, seed 4"
+        "exp1 schedule, lr warm-up 2 epochs to 0.02, cosine decay to 0.01 x peak, seed 4"
 
 
 def test_keras_tuner_never_clears_the_notebook_output(monkeypatch):

@@ -33,7 +33,7 @@ def test_status_run_the_summary_and_the_report_table_pick_up_a_new_experiment(to
     line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("toy"))
     assert "2 planned, 1 of them baseline's: 0 done, 0 unstable, 2 missing" in line  # its seed-0 run is the baseline
     assert cli.main(["run", "toy", *settings(tmp_path)]) == 0
-    assert "toy [quick]: trained 2 run(s)" in capsys.readouterr().out
+    assert "toy [quick]: trained 2 runs" in capsys.readouterr().out
     assert cli.main(["status", *settings(tmp_path)]) == 0
     assert any(line.startswith("toy") and "2 done" in line.replace("1 done, 1 unstable", "2 done")
                for line in capsys.readouterr().out.splitlines())

@@ -152,12 +152,12 @@ def test_every_claim_is_plain_text_and_answers_quote_the_numbers():
     assert {"abstract", "answer_1", "answer_2", "answer_3", "headline_count"} <= set(everything)
     assert all(isinstance(text, str) and text and "\\" not in text for text in everything.values())
     assert "dropout 0.3 helps test accuracy" in everything["abstract"]
-    assert "Dropout 0.3 raises test accuracy by 5.0 pp" in everything["answer_2"]
+    assert "Comparing dropout 0.3 with no dropout: test accuracy is higher by 5.0 pp" in everything["answer_2"]
     assert "the tuned warm-up + cosine schedule beats the best constant rate" in everything["abstract"]
     flipped = report.all_claims(synthetic_summaries(-1))
     assert "dropout 0.3 hurts test accuracy" in flipped["abstract"]
     assert "the best constant rate beats the tuned warm-up + cosine schedule" in flipped["abstract"]
-    assert "Dropout 0.3 lowers test accuracy by 5.0 pp" in flipped["answer_2"]
+    assert "Comparing dropout 0.3 with no dropout: test accuracy is lower by 5.0 pp" in flipped["answer_2"]
 
 
 def test_headline_count_counts_verdicts():
@@ -261,3 +261,33 @@ def test_the_checks_sentence_counts_where_seeds_and_test_set_disagree():
     find(dicts, "exp1", "schedule_vs_best_constant", "test_accuracy").update(p_holm=0.2)  # interval excludes 0
     text = sentences.checks_sentence(typed(dicts))
     assert "1 has a test-set interval that excludes zero but a Holm p of at least 0.05" in text
+
+
+def _shrink_dropout_first_window(dicts, factor):
+    best = dicts["exp3"]["best_dropout"]
+    for row in dicts["exp3"]["gradients"]:
+        if row["model"] == ["dropout", best] and row["window"] == "first":
+            row["mean_abs"] *= factor
+
+
+def test_dropout_early_reduction_is_unexplained_unless_the_loss_explains_it():
+    dicts = synthetic_dicts()
+    _shrink_dropout_first_window(dicts, 0.4)  # 1.5 x 0.4: dropout's early mean |g| at 0.60 of none's
+    text = exp3_words.dropout_gradients(typed(dicts)["exp3"])
+    assert "in the first window" in text and "0.60" in text
+    # dropout's loss falls more slowly (synthetic fit 0.1 against 0.15): higher, so no explanation by the errors
+    assert "is not explained by the study's measurements" in text and "in every layer" in text
+    assert "goes with a lower training loss" not in text
+    for trajectory in dicts["exp3"]["trajectories"]:
+        if trajectory["model"] == ["dropout", dicts["exp3"]["best_dropout"]]:
+            trajectory["train_loss"] = [0.5 * value for value in trajectory["train_loss"]]
+    text = exp3_words.dropout_gradients(typed(dicts)["exp3"])
+    assert "goes with a lower training loss" in text and "not explained" not in text
+    assert "unexplained" not in exp3_words.dropout_gradients(typed(synthetic_dicts())["exp3"])  # no reduction
+
+
+def test_the_tuner_sentence_says_it_searched_on_one_seed_and_how_fine_that_is():
+    dicts = synthetic_dicts()
+    text = exp1_words.sentences(typed(dicts)["exp1"])["tuner"]
+    assert "Every trial is a single run on one seed (1000)" in text
+    assert "standard deviation of" in text and "over seeds at the best constant rate" in text

@@ -42,7 +42,7 @@ class WarmupCosine:
     name: str = "warmup_cosine"
 
     def describe(self) -> str:
-        return (f"warm-up {self.warmup_epochs} epoch(s) to {self.peak:g}, cosine decay to "
+        return (f"warm-up {self.warmup_epochs} epoch{'' if self.warmup_epochs == 1 else 's'} to {self.peak:g}, cosine decay to "
                 f"{self.final_fraction:g} x peak")
 
 

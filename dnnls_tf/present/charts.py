@@ -29,12 +29,12 @@ def command(summary: Summary) -> str:
 
 def seeds_detail(summary: Summary, what: str = SEED_LEGEND) -> str:
     seeds = summary.seeds
-    return f"profile {summary.profile}, {len(seeds)} seeds ({', '.join(map(str, seeds))}); {what}"
+    return f"profile {summary.profile}, n = {len(seeds)} seeds ({', '.join(map(str, seeds))}); {what}"
 
 
 def compact_detail(summary: Summary, what: str = "mean, 95% CI (t)") -> str:
     """"profile subset · 5 seeds · mean, 95% CI (t)": a compact figure's detail, one line with its headline."""
-    return f"profile {summary.profile} · {len(summary.seeds)} seeds · {what}"
+    return f"profile {summary.profile} · n = {len(summary.seeds)} seeds · {what}"
 
 
 def fewer_note(entries: list[Group]) -> str:
@@ -75,7 +75,8 @@ def row_normalised(confusion) -> np.ndarray:
 
 def draw_confusions(axes, entries: list[tuple[str, list]], wrap: int = 24):
     """Row-normalised confusion matrices of (label, confusion matrix) entries on a grid of axes (extra
-    axes left empty); returns the last image (for a colour bar)."""
+    axes left empty), each cell printed as the percentage of its true class's images; returns the last
+    image (for a colour bar)."""
     matrix = None
     for index, axis in enumerate(axes.flat):
         axis.grid(False)
@@ -83,7 +84,12 @@ def draw_confusions(axes, entries: list[tuple[str, list]], wrap: int = 24):
             axis.axis("off")
             continue
         label, confusion = entries[index]
-        matrix = axis.imshow(row_normalised(confusion), cmap="viridis", vmin=0, vmax=1, gid=f"confusion:{label}")
+        shares = row_normalised(confusion)
+        matrix = axis.imshow(shares, cmap="viridis", vmin=0, vmax=1, gid=f"confusion:{label}")
+        for (row, column), share in np.ndenumerate(shares):
+            text = "–" if not math.isfinite(share) else f"{100 * share:.0f}"
+            axis.text(column, row, text, ha="center", va="center", fontsize=plots.MIN_FONT, gid="confusion:cell",
+                      color="white" if not math.isfinite(share) or share < 0.55 else "black")
         axis.set_title("\n".join(textwrap.wrap(label, wrap)), fontsize=7)
         axis.set_xticks(range(len(CLASS_NAMES)), CLASS_NAMES, rotation=90)
         axis.set_yticks(range(len(CLASS_NAMES)), CLASS_NAMES)
@@ -113,10 +119,10 @@ def figure_confusion(summary: Summary, entries: list[tuple[str, list]]) -> plt.F
 def figure_per_class(entries: list[tuple[str, list, list]], profile: str, seeds: list[int]) -> plt.Figure:
     """Per-class test accuracy (a table of cells) and row-normalised confusion matrices of
     (label, per-class accuracy, confusion matrix) entries."""
-    columns = 4
+    columns = 3  # panels wide enough to print a percentage in each of their 100 cells at 7 pt
     rows = math.ceil((len(entries) + 1) / columns)  # one free cell for the colour scale
-    fig = plt.figure(figsize=(plots.WIDTH, 2.2 + 0.16 * len(entries) + 1.75 * rows), layout="constrained")
-    upper, lower = fig.subfigures(2, 1, height_ratios=(0.9 + 0.16 * len(entries), 1.75 * rows))
+    fig = plt.figure(figsize=(plots.WIDTH, 1.4 + 0.13 * len(entries) + 2.0 * rows), layout="constrained")
+    upper, lower = fig.subfigures(2, 1, height_ratios=(0.75 + 0.13 * len(entries), 2.0 * rows))
     ax = upper.subplots()
     accuracy = 100 * np.array([list(values) for _, values, _ in entries], dtype=float)
     image = ax.imshow(accuracy, cmap="viridis", vmin=0, vmax=100, aspect="auto", gid="per_class:accuracy")
@@ -133,7 +139,7 @@ def figure_per_class(entries: list[tuple[str, list, list]], profile: str, seeds:
     matrix = draw_confusions(axes, [(label, confusion) for label, _, confusion in entries], wrap=24)
     scale = axes.flat[-1].inset_axes((0.05, 0.55, 0.9, 0.08))
     lower.colorbar(matrix, cax=scale, orientation="horizontal", label="share of the\ntrue class's images")
-    lower.suptitle("confusion matrices, each row (true class) normalised to 1", fontsize=8)
+    lower.suptitle("confusion matrices: % of each true class's test images predicted as each class", fontsize=8)
     plots.add_title(fig, "Per-class test accuracy of the headline models",
                     f"profile {profile}, {len(seeds)} seeds ({', '.join(map(str, seeds))}); "
                     f"predictions of the stable seeds pooled")

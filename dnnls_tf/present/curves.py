@@ -27,7 +27,7 @@ from dnnls_tf.present.plots import WIDTH
 from dnnls_tf.present.vocabulary import METRICS
 from dnnls_tf.study.results import Summary
 
-CURVES = "lines: mean over stable seeds, bands: 95% CI (t)"
+CURVES = "lines: mean over the stable seeds, bands: their 95% CI (t)"
 ACCURACY_SCALE = METRICS["val_accuracy"].scale      # accuracies in %
 GAP_SCALE = METRICS["generalization_gap"].scale     # gaps in percentage points
 COMPACT = ("loss", "val_accuracy", "gap")
@@ -75,7 +75,8 @@ def curve_group(study, summary: Summary, key, color, gid: str, label: str | None
     label = label or gid
     unstable = len(runs) - curves.n_stable
     if unstable:
-        label += f" ({'all' if unstable == len(runs) else unstable} of {len(runs)} runs unstable)"
+        label += (f" ({'all' if unstable == len(runs) else unstable} of {len(runs)} runs unstable"
+                  + (f"; band over n = {curves.n_stable})" if curves.n_stable else ")"))
     return CurveGroup(tuple(key), label, color, curves, runs[0].spec.learning_rate, gid)
 
 

@@ -141,13 +141,25 @@ def save(fig, folder: Path, name: str) -> list[Path]:
     folder = Path(folder)
     paths = [folder / f"{name}.png", folder / f"{name}.pdf"]
     with plt.rc_context(THEME):
+        fig.set_dpi(DPI)  # the ticks a locator picks depend on the resolution: keep the PNG's ...
         with replacing(paths[0]) as temporary:
             fig.savefig(temporary, format="png", dpi=DPI)  # constrained layout is solved here ...
         fig.set_layout_engine("none")  # ... and reused for the PDF, so both files show the same figure
+        _freeze_ticks(fig)  # ... with the same ticks (at 72 dpi a locator may pick longer labels, "27.5")
         with replacing(paths[1]) as temporary:
             fig.savefig(temporary, format="pdf", metadata={"CreationDate": None})  # same figure, same bytes
     plt.close(fig)
     return paths
+
+
+def _freeze_ticks(fig) -> None:
+    """Fix every axis's ticks where the last drawing put them (the layout was solved for those labels)."""
+    from matplotlib.ticker import FixedLocator
+
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            axis.set_major_locator(FixedLocator(axis.get_majorticklocs()))
+            axis.set_minor_locator(FixedLocator(axis.get_minorticklocs()))
 
 
 # ---------------------------------------------------------------- statistics of curves

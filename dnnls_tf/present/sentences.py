@@ -214,6 +214,33 @@ class Phrasing:
                 f"({difference_words(v)}{', ' + interval if interval else ''}, {self.arm_values(entry)}; "
                 f"{evidence(v)})" + (f": {detectable}." if detectable else "."))
 
+    def clause(self, entry: Comparison) -> str:
+        """One metric of a pair as a clause: "test accuracy is higher by 6.1 pp (…)", or "the gap differs by
+        +3.9 pp, not significantly (…; the test detects 3.1 pp)", or "no test was possible on …"."""
+        v = verdict(entry)
+        name = metric_noun(entry.metric)
+        if not v.testable:
+            return f"no test was possible on {name} ({self.untestable_reason(entry)})"
+        if v.significant:
+            size = format_value(abs(v.difference), entry.metric)
+            return (f"{name} is {'higher' if v.direction > 0 else 'lower'} by {size} pp "
+                    f"({self.arm_values(entry)}; {evidence(v)})")
+        mde = (f"; the design detects {format_value(entry.mde, entry.metric)} pp with {entry.power:.0%} power"
+               if finite(entry.mde) else "")
+        interval = seed_interval_words(entry)
+        return (f"{name} differs by {difference_words(v)}, not significantly ({self.arm_values(entry)}; "
+                f"{interval + '; ' if interval else ''}{evidence(v)}{mde})")
+
+    def effects(self, entries: list[Comparison], first: str | None = None, second: str | None = None) -> str:
+        """One sentence on one pair's comparisons on several metrics (instead of one sentence per metric, which
+        reads as a form repeated): "Against B, A: test accuracy …; the gap …; and the … gap …"."""
+        entry = entries[0]
+        first = first or self.noun(entry.first)
+        second = second or self.noun(entry.second)
+        clauses = [self.clause(e) for e in entries]
+        joined = clauses[0] if len(clauses) == 1 else "; ".join(clauses[:-1]) + "; and " + clauses[-1]
+        return f"Comparing {first} with {second}: {joined}."
+
     def beats(self, entry: Comparison, first: str | None = None, second: str | None = None,
               evidence: bool = True) -> str:
         """"A beats B" / "B beats A" when significant; else "no significant difference between A and B"."""

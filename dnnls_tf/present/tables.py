@@ -127,6 +127,17 @@ def format_rate(rate) -> str:
     return f"{rate:g}" if finite(rate) else NO_VALUE
 
 
+def format_learning_rate(rate) -> str:
+    """A constant rate ("0.00848") or a schedule in words ("warm-up 2 epochs to 0.0249, cosine to 0.01 x peak")."""
+    if isinstance(rate, (int, float)):
+        return format_rate(float(rate))
+    warmup = getattr(rate, "warmup_epochs", None)
+    if warmup is None:
+        return str(rate)
+    return (f"warm-up {warmup} epoch{'' if warmup == 1 else 's'} to {format_rate(rate.peak)}, cosine to "
+            f"{format_rate(rate.final_fraction)} × peak")
+
+
 def format_sci(value, digits: int = 2) -> str:
     """A gradient measure: "4.5e-02" (the LaTeX renderer prints 4.5×10^-2)."""
     if not finite(value):
@@ -235,7 +246,7 @@ _LATEX_CHARACTERS = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\
                      "×": r"\ensuremath{\times}", "≥": r"\ensuremath{\geq}", "≤": r"\ensuremath{\leq}",
                      "≈": r"\ensuremath{\approx}", "→": r"\ensuremath{\to}", "∝": r"\ensuremath{\propto}",
                      "–": "--", NOT_APPLICABLE: "---", "·": r"\ensuremath{\cdot}", "²": r"\ensuremath{^2}",
-                     "“": "``", "”": "''", "’": "'",
+                     "“": "``", "”": "''", "’": "'", "…": r"\ldots{}",
                      **{greek: rf"\ensuremath{{\{name}}}" for greek, name in (
                          ("α", "alpha"), ("β", "beta"), ("γ", "gamma"), ("δ", "delta"), ("θ", "theta"),
                          ("μ", "mu"), ("σ", "sigma"), ("Δ", "Delta"))}}

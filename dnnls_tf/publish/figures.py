@@ -10,30 +10,56 @@ includes it at 100%.
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from dnnls_tf.experiments import REGISTRY
 from dnnls_tf.present import plots
 from dnnls_tf.present.charts import figure_per_class
 from dnnls_tf.present.curves import group_runs
-from dnnls_tf.study.results import load_summary
+from dnnls_tf.study.results import load_summary, summary_path
 
 PER_CLASS = "per_class"
 
 
+def study_summaries(study, wanted) -> dict:
+    """The typed summaries of the registered experiments `wanted(entry)` selects; a missing one is a UserError
+    naming `python -m dnnls_tf run <exp> --profile P`, except for an experiment that may be skipped (its
+    summary class has a `skipped` field, as experiment 4 beyond the brief), which is then a summary saying
+    it was not run here."""
+    summaries = {}
+    for entry in REGISTRY:
+        if not wanted(entry):
+            continue
+        optional = "skipped" in {f.name for f in dataclasses.fields(entry.summary_type)}
+        if optional and summaries and not summary_path(study.results_dir, entry.name).is_file():
+            first = next(iter(summaries.values()))
+            summaries[entry.name] = entry.summary_type(
+                schema=first.schema, experiment=entry.name, profile=first.profile, description=first.description,
+                library_version=first.library_version, data=first.data, epochs=first.epochs, seeds=first.seeds,
+                groups=[], comparisons=[],
+                skipped=f"it has not been run on the {study.profile} profile (`python -m dnnls_tf run "
+                        f"{entry.name} --profile {study.profile}` runs it)")
+            continue
+        summaries[entry.name] = load_summary(study.results_dir, entry.name, study.profile, entry.summary_type)
+    return summaries
+
+
 def load_summaries(study) -> dict:
-    """Every experiment's summary, typed (a missing one: UserError naming `run`)."""
-    return {e.name: load_summary(study.results_dir, e.name, study.profile, e.summary_type)
-            for e in REGISTRY if e.figures}
+    """Every experiment's summary, typed (a missing one: UserError naming `run`; see `study_summaries`)."""
+    return study_summaries(study, lambda entry: bool(entry.figures))
 
 
 def per_class_figure(study, summaries: dict):
     """Per-class accuracy and confusion matrices of every experiment's headline models."""
     entries = []
-    for name, summary in summaries.items():
+    ordered = [(entry.name, summaries[entry.name]) for entry in REGISTRY if entry.name in summaries]
+    for name, summary in ordered:  # the registry's order, however the caller gathered the summaries
+        if getattr(summary, "skipped", ""):
+            continue
         labels = REGISTRY.get(name).labels(summary)
         entries += [(f"{name}: {labels(block.key)}", block.accuracy, block.confusion) for block in summary.per_class]
-    first = next(iter(summaries.values()))
+    first = ordered[0][1]
     return figure_per_class(entries, first.profile, first.seeds)
 
 
@@ -53,9 +79,10 @@ def draw(study, names, summaries: dict | None = None) -> list[Path]:
     for name in names:
         experiment = specs[name][0]
         wanted |= {experiment} if experiment else {e.name for e in REGISTRY if e.figures}
-    for name in sorted(wanted - set(summaries)):
-        entry = REGISTRY.get(name)
-        summaries[name] = load_summary(study.results_dir, name, study.profile, entry.summary_type)
+    missing = wanted - set(summaries)
+    if missing:
+        loaded = study_summaries(study, lambda entry: entry.name in missing or entry.name in summaries)
+        summaries.update({name: loaded[name] for name in missing})
     paths = []
     for name in names:
         experiment, spec = specs[name]

@@ -150,8 +150,10 @@ def show_markdown(text: str) -> None:
 
 
 def show_claims(sentences: dict[str, str], *names: str) -> None:
-    """Display some of an experiment's sentences (`sentences_of(summary)`) as a bullet list (in the order named)."""
-    show_markdown("\n".join(f"- {sentences[name]}" for name in names))
+    """Display some of an experiment's sentences (`sentences_of(summary)`) as a bullet list (in the order named);
+    a sentence this profile's summary does not support (empty or absent, e.g. batch norm's own rate where it
+    was not swept) is left out."""
+    show_markdown("\n".join(f"- {sentences[name]}" for name in names if sentences.get(name)))
 
 
 # ------------------------------------------------------------------ an experiment's results
@@ -211,15 +213,15 @@ def statistics_note(summary) -> str:
 
 
 # ------------------------------------------------------------------ per-class results
-def confusion_sentences(summary, top: int = 2) -> list[str]:
-    """Per headline model of a summary: its best and worst class and its commonest confusions."""
+def confusion_rows(summary, top: int = 2) -> list[dict]:
+    """Per headline model of a summary: its best and worst class (with accuracy, %) and its `top` commonest
+    confusions (true class, predicted class, share of the true class's images, %)."""
     import numpy as np
 
-    from dnnls_tf.present import tables
     from dnnls_tf.present.charts import row_normalised
     from dnnls_tf.present.vocabulary import CLASS_NAMES
 
-    labels, lines = labels_of(summary), []
+    labels, rows = labels_of(summary), []
     for block in summary.per_class:
         accuracy = np.array(block.accuracy, dtype=float)
         if not np.isfinite(accuracy).any():
@@ -229,13 +231,41 @@ def confusion_sentences(summary, top: int = 2) -> list[str]:
         shares = np.nan_to_num(shares, nan=-1.0)
         pairs = np.dstack(np.unravel_index(np.argsort(shares, axis=None)[::-1][:top], shares.shape))[0]
         best, worst = int(np.nanargmax(accuracy)), int(np.nanargmin(accuracy))
-        confusions = "; ".join(f"{CLASS_NAMES[t]} taken for {CLASS_NAMES[p]} ({100 * shares[t, p]:.0f} % of the "
-                               f"{CLASS_NAMES[t]} images)" for t, p in pairs if shares[t, p] > 0)
-        lines.append(f"{labels(block.key)}: best on {CLASS_NAMES[best]} "
-                     f"({tables.format_value(accuracy[best], 'test_accuracy')} %), worst on {CLASS_NAMES[worst]} "
-                     f"({tables.format_value(accuracy[worst], 'test_accuracy')} %); commonest confusions: "
-                     f"{confusions or 'none'}.")
+        rows.append({"model": labels(block.key), "best": (CLASS_NAMES[best], accuracy[best]),
+                     "worst": (CLASS_NAMES[worst], accuracy[worst]),
+                     "confusions": [(CLASS_NAMES[t], CLASS_NAMES[p], 100 * shares[t, p])
+                                    for t, p in pairs if shares[t, p] > 0]})
+    return rows
+
+
+def confusion_sentences(summary, top: int = 2) -> list[str]:
+    """Per headline model of a summary: its best and worst class and its commonest confusions."""
+    from dnnls_tf.present import tables
+
+    lines = []
+    for row in confusion_rows(summary, top):
+        (best, best_accuracy), (worst, worst_accuracy) = row["best"], row["worst"]
+        confusions = "; ".join(f"{true} taken for {predicted} ({share:.0f} % of the {true} images)"
+                               for true, predicted, share in row["confusions"])
+        lines.append(f"{row['model']}: best on {best} ({tables.format_value(best_accuracy, 'test_accuracy')} %), "
+                     f"worst on {worst} ({tables.format_value(worst_accuracy, 'test_accuracy')} %); commonest "
+                     f"confusions: {confusions or 'none'}.")
     return lines
+
+
+def confusion_table(summary, top: int = 2):
+    """`confusion_rows` as a table (pandas DataFrame): one row per model, which reads better than one
+    sentence of the same form per model."""
+    import pandas as pd
+
+    from dnnls_tf.present import tables
+
+    return pd.DataFrame([{"model": row["model"],
+                          "best class (%)": f"{row['best'][0]} ({tables.format_value(row['best'][1], 'test_accuracy')})",
+                          "worst class (%)": f"{row['worst'][0]} ({tables.format_value(row['worst'][1], 'test_accuracy')})",
+                          "commonest confusions (% of the true class)": "; ".join(
+                              f"{true} → {predicted} ({share:.0f})" for true, predicted, share in row["confusions"])
+                          or "none"} for row in confusion_rows(summary, top)])
 
 
 def confusion_figure(summary):
@@ -259,7 +289,7 @@ def show_per_class(summary) -> None:
     show_table(tables.per_class_table(summary, REGISTRY.get(summary.experiment).label),
                f"Test accuracy per class (%), {summary.experiment}'s headline models (stable seeds pooled; "
                f"inference mode)")
-    show_markdown("\n".join(f"- {line}" for line in confusion_sentences(summary)))
+    show_table(confusion_table(summary), "Best and worst class, and the commonest confusions (true → predicted)")
     fig = confusion_figure(summary)
     display(fig)
     plt.close(fig)
@@ -279,3 +309,139 @@ def print_capture_overhead(study: Study) -> None:
                   f"(median over {result.get('rounds', '?')} rounds of 1 - images/CPU-s with capture / without)")
             return
     print("not measured here yet: `python -m dnnls_tf bench --json results/bench.json` (make bench) measures it")
+
+
+# ------------------------------------------------------------------ the code a walkthrough shows
+# What `show_code` can show: the library's own functions, shown (not copied) so the notebook and the code
+# that trained the runs cannot differ. name -> (module, qualified name within it, what it is).
+CODE = {
+    "model": ("dnnls_tf.core.models", "build_cnn", "the Keras definition of the CNN every run trains"),
+    "training_step": ("dnnls_tf.core.trainer", "Trainer._train_step",
+                      "one training step: forward pass, loss, gradients, the gradient capture, the update"),
+    "gradient_capture": ("dnnls_tf.core.trainer", "GradientCapture.step_sums",
+                         "what the capture sums per parameter at every step (before the update)"),
+    "gradient_sums": ("dnnls_tf.core.trainer", "kernel_sums", "the three sums of one gradient"),
+}
+
+
+def code_of(name: str) -> tuple[str, str]:
+    """The source of one of the functions in CODE (its text, and where it lives)."""
+    import importlib
+    import inspect
+    import textwrap
+
+    if name not in CODE:
+        raise UserError(f"no code named {name!r} to show (one of: {', '.join(CODE)})")
+    module_name, qualified, _ = CODE[name]
+    target = importlib.import_module(module_name)
+    for part in qualified.split("."):
+        target = getattr(target, part)
+    path = Path(inspect.getsourcefile(target))
+    line = inspect.getsourcelines(target)[1]
+    return textwrap.dedent(inspect.getsource(target)), f"{shown_path(path)}, line {line}"
+
+
+def show_code(*names: str) -> None:
+    """Display library functions as code (e.g. "model", "training_step", "gradient_capture"), each headed by
+    what it is and where it lives: the code that trained the stored runs, read from the package."""
+    blocks = []
+    for name in names:
+        text, where = code_of(name)
+        what = CODE[name][2]
+        blocks.append(f"**{what[:1].upper() + what[1:]}** (`{where}`):\n\n```python\n{text.rstrip()}\n```")
+    show_markdown("\n\n".join(blocks))
+
+
+def show_model_summary(study: Study, dropout: float = 0.0, batch_norm: bool = False) -> None:
+    """Keras' own summary of the CNN as the profile builds it: every layer, its output shape and parameters."""
+    from dnnls_tf.core.models import build_cnn
+
+    model_config = study.config.model
+    model = build_cnn(batch_norm=batch_norm, dropout=dropout, filters=model_config.filters,
+                      fc_units=model_config.fc_units, bn_momentum=model_config.bn_momentum)
+    lines = []
+    model.summary(print_fn=lambda line, *args, **kwargs: lines.append(line), line_length=78)
+    # Keras draws its table with box characters: plain ASCII keeps the saved output readable everywhere
+    text = "\n".join(lines).translate(str.maketrans("┏┓┗┛┃━┡┩│─└┘┌┐├┤┼┬┴╇╈╋┳┻", "++++|=++|-++++++++++++++"))
+    print(text)
+
+
+def runs_table(study: Study, experiment: str):
+    """The runs the experiment's plan trains, one row per group: its settings and its seeds (a pandas
+    DataFrame). Groups whose choice is still to be made upstream are not listed yet."""
+    import pandas as pd
+
+    from dnnls_tf.experiments import REGISTRY
+    from dnnls_tf.present.tables import format_learning_rate
+    from dnnls_tf.study.planner import plan_all
+
+    entry = REGISTRY.get(experiment)
+    plan = plan_all(study, REGISTRY, [*entry.needs, experiment])[experiment]
+    rows = []
+    for key, specs in plan.groups.items():
+        if not specs:
+            continue
+        spec = specs[0]
+        rows.append({"group": entry.label(key), "learning rate": format_learning_rate(spec.learning_rate),
+                     "dropout": f"{spec.dropout:g}", "batch norm": "yes" if spec.batch_norm else "no",
+                     "train / validation": f"{spec.train_split} / {spec.val_split}",
+                     "epochs": spec.epochs, "frozen": ", ".join(spec.frozen) or "none",
+                     "seeds": ", ".join(str(s.seed) for s in specs), "runs": len(specs)})
+    return pd.DataFrame(rows)
+
+
+def show_replication(study: Study, experiment: str) -> None:
+    """Experiment 4's verdicts on `experiment`'s comparisons at ten times the data, or one line on why there
+    are none (experiment 4 skipped here, or not run yet)."""
+    from dnnls_tf.experiments.data_scale.sentences import replication_rows
+    from dnnls_tf.present import tables
+    from dnnls_tf.study.results import summary_path
+
+    if not summary_path(study.results_dir, "exp4").is_file():
+        show_markdown(f"Experiment 4 (data scale) has not been run on the {study.profile} profile "
+                      f"(`python -m dnnls_tf run exp4 --profile {study.profile}` runs it).")
+        return
+    scale = summary_of(study, "exp4")
+    if scale.skipped:
+        show_markdown(f"Experiment 4 (data scale) did not run here: {scale.skipped}.")
+        return
+    summaries = {name: summary_of(study, name) for name in ("exp1", "exp2", "exp3")}
+    summaries["exp4"] = scale
+    words = {1: "significantly up", -1: "significantly down", 0: "not significant"}
+    rows = [{"comparison": r["comparison"].replace("_", " "),
+             "metric": tables.METRICS[r["metric"]].label,
+             "subset": f"{tables.format_value(r['before'].difference, r['metric'], signed=True)} pp, "
+                       f"{words[r['direction_before']]}",
+             f"{scale.sizes[-1]:,} images": f"{tables.format_value(r['after'].difference, r['metric'], signed=True)}"
+                                           f" pp, {words[r['direction_after']]}",
+             "verdict holds": "yes" if r["holds"] else "no"}
+            for r in replication_rows(summaries) if r["comparison"] and _replicates(scale, r, experiment)]
+    if not rows:
+        show_markdown(f"Experiment 4 repeats none of {experiment}'s comparisons.")
+        return
+    import pandas as pd
+
+    show_table(pd.DataFrame(rows), caption(scale, f"{experiment}'s headline comparisons repeated on "
+                                                  f"{scale.sizes[-1]:,} images of {scale.source} "
+                                                  f"({len(scale.seeds)} seeds), with the subset's choices."))
+
+
+def _replicates(scale, row: dict, experiment: str) -> bool:
+    return any(link.name == row["comparison"] and link.metric == row["metric"] and link.experiment == experiment
+               for link in scale.replicates)
+
+
+def show_answer(study: Study, experiment: str) -> None:
+    """The paper's hand-written answer to the experiment's question, with this profile's numbers (claims
+    that do not hold here are marked ⚠, as the paper flags them)."""
+    from dnnls_tf.publish.answers import paper_answer
+
+    show_markdown(paper_answer(study, experiment))
+
+
+def show_paper(study: Study, *headings: str) -> None:
+    """Paragraphs of the paper's Discussion (by their headings), with this profile's numbers; claims that do
+    not hold here are marked ⚠."""
+    from dnnls_tf.publish.answers import paper_paragraphs
+
+    show_markdown(paper_paragraphs(study, *headings))

@@ -26,25 +26,30 @@ from pathlib import Path
 from dnnls_tf.atomic import process_alive, replacing, write_text
 from dnnls_tf.errors import UserError
 from dnnls_tf.experiments import REGISTRY
+from dnnls_tf.experiments.data_scale.sentences import replication_rows
 from dnnls_tf.experiments.gradient_flow.figures import gradient_table
+from dnnls_tf.experiments.gradient_flow.summary import EXPLODING, VANISHING
 from dnnls_tf.experiments.learning_rate.figures import grid_check_table, ladder_table, tuner_table
 from dnnls_tf.paths import PROJECT_ROOT
 from dnnls_tf.present import sentences, tables
+from dnnls_tf.publish import claims, provenance
+from dnnls_tf.publish.figures import study_summaries
 from dnnls_tf.study import stats
-from dnnls_tf.study.results import load_summary
+from dnnls_tf.study.results import TEST_SET_METRICS
 from dnnls_tf.study.study import Study
 
 SOURCE_DIR = PROJECT_ROOT / "report"
 SOURCES = ("main.tex", "dnnls.sty", "references.bib", "latexmkrc")
+WRITTEN = ("main.tex",)  # the hand-written sources whose claims and numbers are checked at every build
+STRICT_PROFILES = ("subset",)  # the committed paper: a claim that no longer holds stops its build
 SUBSET_PDF = "dnnls_tf_report.pdf"
 # Names of the experiments' figures (tests check them), all included at the text width and 100%. The
 # body shows what the brief asks for, one float per entry (two figures stacked where a float
 # pairs curves with their summary); the appendix the fuller versions and the evidence.
-BODY_FLOATS = (("exp1_learning_curves",), ("exp1_schedule",), ("exp2_dropout_curves", "exp2_dropout_summary"),
-               ("exp2_transfer_curves", "exp2_transfer"), ("exp3_gradient_flow",), ("exp3_bn_curves",))
+BODY_FLOATS = (("exp1_learning_curves",), ("exp2_dropout_summary", "exp2_transfer"), ("exp3_gradient_flow",))
 BODY_FIGURES = tuple(name for names in BODY_FLOATS for name in names)
-APPENDIX_FIGURES = ("exp1_grid", "exp1_learning_curves_full", "exp1_schedule_full", "exp2_dropout_curves_full",
-                    "exp2_transfer_curves_full", "exp3_bn_curves_full", "per_class")
+APPENDIX_FIGURES = ("exp1_grid", "exp1_schedule", "exp2_dropout_curves", "exp2_transfer_curves", "exp3_bn_curves_full",
+                    "exp4_scale", "per_class")
 REPORT_FIGURES = BODY_FIGURES + APPENDIX_FIGURES
 LATEX_TIMEOUT_SECONDS = 600
 SCRATCH_PREFIX = "report-"
@@ -78,9 +83,9 @@ def scratch_parent(study: Study) -> Path:
 # ================================================================ inputs
 def load_summaries(study: Study) -> dict:
     """The typed summary of every registered experiment that writes sentences (the paper's results); a
-    missing one is a UserError naming `python -m dnnls_tf run <exp> --profile P`."""
-    return {e.name: load_summary(study.results_dir, e.name, study.profile, e.summary_type)
-            for e in REGISTRY if e.sentences}
+    missing one is a UserError naming `python -m dnnls_tf run <exp> --profile P`, except for an experiment
+    that may be skipped (experiment 4, beyond the brief): the paper then says in one line it was not run."""
+    return study_summaries(study, lambda entry: bool(entry.sentences))
 
 
 def figure_paths(study: Study) -> dict[str, Path]:
@@ -89,7 +94,7 @@ def figure_paths(study: Study) -> dict[str, Path]:
     paths = {name: study.figures_dir / f"{name}.pdf" for name in REPORT_FIGURES}
     missing = [name for name, path in paths.items() if not path.is_file()]
     if missing:
-        raise UserError(f"{len(missing)} figure(s) missing in {study.figures_dir} ({', '.join(missing)}): "
+        raise UserError(f"{len(missing)} {'figure' if len(missing) == 1 else 'figures'} missing in {study.figures_dir} ({', '.join(missing)}): "
                         f"`python -m dnnls_tf figures --profile {study.profile}` draws them")
     return paths
 
@@ -207,7 +212,38 @@ def setup_macros(study: Study, summaries: dict) -> Macros:
     macros.add("Alpha", f"{sentences.ALPHA:g}")
     for name, summary in summaries.items():
         macros.add(macro_name(name, "headline", "tests"), len(summary.headline()))
+    # provenance and the author line (page 1)
+    settings = provenance.paper_settings()
+    macros.add("PaperAuthor", settings["author"])
+    macros.add("PaperAffiliation", settings["affiliation"], raw=True)
+    macros.add("CodeCommit", provenance.input_commit().words())
+    macros.add("DataSource", data_source_words(summaries))
+    exp4 = summaries.get("exp4")
+    macros.add("DataScaleSkipped", exp4.skipped if exp4 is not None and exp4.skipped else "")
+    macros.add("DataScaleSource", exp4.source if exp4 is not None and not exp4.skipped else "")
+    macros.add("ParamsPerImage", round(int(metrics["params"]) / data.holdout_train))
+    macros.add("LossThreshold", f"{exp3.loss_threshold:g}")
+    macros.add("PlateauGainPP", f"{100 * config.training.plateau_gain:g}")
+    macros.add("BnRateFactors", _list([f"{f:g}" for f in config.exp3.bn_rate_factors]))
+    macros.add("PowerPercent", f"{100 * stats.POWER:g}")
+    macros.add("GridSpan", f"{exp1.grid.top / exp1.grid.bottom:.0f}")
+    macros.add("VanishingRatio", f"{VANISHING:g}")
+    macros.add("ExplodingRatio", f"{EXPLODING:g}")
     return macros
+
+
+SOURCE_WORDS = {"folder": "read from a CIFAR-10 batch folder", "archive": "read from the official CIFAR-10 archive",
+                "tfds": "read through tensorflow_datasets", "synthetic": "synthetic images (no CIFAR-10 found)"}
+
+
+def data_source_words(summaries: dict) -> str:
+    """The profile's data in words, and experiment 4's where it used other data."""
+    exp1 = summaries["exp1"]
+    words = f"{exp1.description} ({SOURCE_WORDS.get(exp1.data.source, exp1.data.source)})"
+    exp4 = summaries.get("exp4")
+    if exp4 is not None and not exp4.skipped and exp4.source and exp4.source != exp1.data.source:
+        words += f"; experiment 4: {exp4.source}"
+    return words
 
 
 def abstract_sentence(summaries: dict) -> str:
@@ -279,6 +315,91 @@ def results_table(summaries: dict):
     return pd.concat(parts, ignore_index=True)
 
 
+# The body's table: per question of the brief, the comparisons its answer rests on (experiment, name, metric,
+# the first group's role where the name recurs).
+MAIN_ROWS = (("1", "exp1", "schedule_vs_best_constant", "test_accuracy", None),
+             ("1", "exp1", "schedule_vs_best_constant", "generalization_gap", None),
+             ("1", "exp1", "peak_constant_vs_best_constant", "test_accuracy", None),
+             ("2", "exp2", "dropout_best_vs_none", "test_accuracy", None),
+             ("2", "exp2", "dropout_best_vs_none", "generalization_gap", None),
+             ("2", "exp2", "transfer_vs_source", "test_accuracy", "zero"),
+             ("2", "exp2", "transfer_vs_source", "train_test_gap", "zero"),
+             ("2", "exp2", "transfer_vs_scratch_b", "test_accuracy", "zero"),
+             ("2", "exp2", "transfer_vs_frozen_random", "test_accuracy", "zero"),
+             ("3", "exp3", "batch_norm_vs_none", "test_accuracy", None),
+             ("3", "exp3", "batch_norm_vs_none", "generalization_gap", None),
+             ("3", "exp3", "batch_norm_own_vs_none", "test_accuracy", None))
+
+
+# The body table's short names of its comparisons (the appendix's tables give the groups in full).
+SHORT_COMPARISONS = {
+    "schedule_vs_best_constant": lambda s: "schedule − best constant",
+    "peak_constant_vs_best_constant": lambda s: "constant at the peak − best constant",
+    "dropout_best_vs_none": lambda s: f"dropout {tables.format_rate(s.best_dropout)} − none",
+    "transfer_vs_source": lambda s: "transfer − its source",
+    "transfer_vs_scratch_b": lambda s: "transfer − scratch on B",
+    "transfer_vs_frozen_random": lambda s: "transfer − head over random conv",
+    "batch_norm_vs_none": lambda s: "batch norm − none (plain rate)",
+    "batch_norm_own_vs_none": lambda s: "batch norm at its rate − none",
+}
+
+
+def _entry(summary, name: str, metric: str, role: str | None):
+    for entry in summary.comparisons:
+        if entry.name == name and entry.metric == metric and (role is None or (role == "zero") == (entry.first[-1] == 0)):
+            return entry
+    raise KeyError(f"{summary.experiment}: no comparison {name} on {metric}")
+
+
+def _comparison_row(summary, entry, label) -> dict:
+    half = (entry.ci_high - entry.ci_low) / 2 if tables.finite(entry.ci_high) and tables.finite(entry.ci_low) \
+        else float("nan")
+    return {"comparison": f"{label(entry.first)} − {label(entry.second)}",
+            "metric": tables.METRICS[entry.metric].label,
+            "difference (pp)": tables.format_mean_ci(entry.difference, half, entry.metric, signed=True),
+            "Holm p": tables.format_p(entry.p_holm) if entry.headline else tables.NOT_APPLICABLE,
+            "test-set interval (pp)": (tables.format_interval(*entry.test_set_interval, entry.metric, signed=True)
+                                       if entry.metric in TEST_SET_METRICS else tables.NOT_APPLICABLE),
+            "MDE (pp)": tables.format_value(entry.mde, entry.metric)}
+
+
+def main_table(summaries: dict):
+    """The body's table: the comparisons each answer rests on, one row each (question, comparison, metric,
+    difference ± 95% CI over seeds, Holm p, the test set's interval, the smallest detectable effect)."""
+    import pandas as pd
+
+    rows = []
+    for question, name, comparison_name, metric, role in MAIN_ROWS:
+        summary = summaries[name]
+        try:
+            entry = _entry(summary, comparison_name, metric, role)
+        except KeyError:
+            continue
+        row = _comparison_row(summary, entry, REGISTRY.get(name).labels(summary))
+        row["comparison"] = SHORT_COMPARISONS[comparison_name](summary)
+        rows.append({"Q": question, **row})
+    return pd.DataFrame(rows)
+
+
+def replication_table(summaries: dict):
+    """Experiment 4's replication: each repeated comparison on the subset and at the largest size, and whether
+    its verdict holds (empty where experiment 4 did not run)."""
+    import pandas as pd
+
+    words = {1: "up", -1: "down", 0: "n.s."}
+    rows = []
+    for row in replication_rows(summaries):
+        before, after = row["before"], row["after"]
+        rows.append({"comparison": row["comparison"].replace("_", " "), "metric": tables.METRICS[row["metric"]].label,
+                     "subset (pp)": f"{tables.format_value(before.difference, row['metric'], signed=True)} "
+                                    f"({words[row['direction_before']]})",
+                     "largest size (pp)": f"{tables.format_value(after.difference, row['metric'], signed=True)} "
+                                          f"({words[row['direction_after']]})",
+                     "Holm p at scale": tables.format_p(after.p_holm),
+                     "verdict holds": "yes" if row["holds"] else "no"})
+    return pd.DataFrame(rows)
+
+
 def table_files(summaries: dict) -> dict[str, str]:
     """The report's tables (file name -> LaTeX), every caption naming the profile first."""
     exp1, exp2, exp3 = summaries["exp1"], summaries["exp2"], summaries["exp3"]
@@ -286,7 +407,25 @@ def table_files(summaries: dict) -> dict[str, str]:
     parts = {name: (summary, REGISTRY.get(name).label) for name, summary in summaries.items()}  # plain words
     seeds = f"mean ± 95% CI over {len(exp1.seeds)} seeds (unstable runs left out and counted)"
     interval = "the last column is the test set's own 95% bootstrap interval of the test accuracy"
+    body = {"tab_main.tex": _table(exp1, f"The comparisons each answer rests on (first − second; Q: the brief's "
+                                         f"question; transfer without dropout): difference ± 95% CI over "
+                                         f"{len(exp1.seeds)} seeds, Holm p within the experiment's family, the test "
+                                         f"set's 95% bootstrap interval, MDE at 80% power. Source: "
+                                         f"results/{exp1.profile}/exp*/summary.json.",
+                                   main_table(summaries), "tab:main", label_columns=3, size="footnotesize",
+                                   placement="t")}
+    replication = replication_table(summaries)
+    if not replication.empty:
+        exp4 = summaries["exp4"]
+        body["tab_replication.tex"] = _table(
+            exp4, f"Experiment 4: the headline comparisons repeated on {exp4.sizes[-1]:,} images of {exp4.source} "
+                  f"({len(exp4.seeds)} seeds), reusing the subset's choices; up/down: significant after Holm and "
+                  f"the test-set check; n.s.: not significant. Source: results/{exp4.profile}/exp4/summary.json.",
+            replication, "tab:replication", label_columns=2, size="footnotesize", placement="t")
+    else:
+        body["tab_replication.tex"] = f"% {tables.caption(exp1, 'Experiment 4 did not run on this profile.')}\n"
     return {
+        **body,
         "tab_results.tex": _table(exp1, f"The models each experiment's headline comparisons compare; {seeds}; "
                                         f"{interval}.", results_table(summaries), "tab:results", label_columns=2,
                                   size="footnotesize"),
@@ -332,20 +471,34 @@ def table_files(summaries: dict) -> dict[str, str]:
                                                "(mean ± 95% CI over seeds).",
                                          gradient_table(exp3, "last"), "tab:gradients-last",
                                          label_columns=3, size="footnotesize"),
-        "tab_per_class.tex": _table(exp1, "Per-class test accuracy of the headline models (mean over stable seeds).",
-                                    tables.per_class_summary_table(parts), "tab:per-class"),
     }
+
+
+def checked_claims(study: Study, summaries: dict) -> tuple[dict, list]:
+    """The paper's numbers and its hand-written claims evaluated; on the committed paper's profile a claim
+    that no longer holds is a UserError naming it (see publish/claims.py)."""
+    sources = claims.paper_sources(SOURCE_DIR, WRITTEN)
+    values = claims.result_values(summaries)
+    claims.check_results_used(sources, values, summaries)
+    statuses = claims.check_claims(sources, summaries, values)
+    claims.enforce(statuses, study.profile, STRICT_PROFILES)
+    return values, statuses
 
 
 def generated_files(study: Study, summaries: dict) -> dict[str, str]:
     """Every generated file's text (computed in full before anything is written)."""
+    values, statuses = checked_claims(study, summaries)
+    exp4 = summaries.get("exp4")
     return {"macros.tex": setup_macros(study, summaries).text("numbers of the setup"),
             "claims.tex": claim_macros(summaries).text("claim sentences"),
+            "results.tex": claims.results_tex(values),
+            "claim_status.tex": claims.status_tex(statuses, exp4 is not None and not exp4.skipped),
             **table_files(summaries)}
 
 
 def write_generated(study: Study, summaries: dict | None = None) -> Path:
-    """Write the generated LaTeX of the study's profile; returns its folder."""
+    """Write the generated LaTeX of the study's profile; returns its folder (a claim that no longer holds
+    on the subset profile stops it before anything is written)."""
     files = generated_files(study, summaries or load_summaries(study))
     folder = generated_dir(study)
     for name, text in files.items():

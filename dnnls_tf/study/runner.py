@@ -366,9 +366,9 @@ class RunOutcome:
 
     def describe(self, label: str, study: Study) -> str:
         if self.trained:
-            return (f"{label} [{study.profile}]: trained {len(self.trained)} run(s), "
+            return (f"{label} [{study.profile}]: trained {len(self.trained)} run{'' if len(self.trained) == 1 else 's'}, "
                     f"{len(self.read)} already in the store, {self.minutes:.1f} min")
-        return (f"{label} [{study.profile}]: nothing to train, all {len(self.read)} run(s) "
+        return (f"{label} [{study.profile}]: nothing to train, all {len(self.read)} runs "
                 f"already in {study.store.runs_dir}")
 
 

@@ -18,9 +18,9 @@ from dnnls_tf.present.plots import PALETTE, WIDTH
 from dnnls_tf.present.vocabulary import METRICS
 
 ARMS = ("transfer", "scratch_b", "frozen_random", "holdout", "dropout")
-ARM_TICKS = {"transfer": "transfer to B\n(conv from A, frozen)", "scratch_b": "from scratch on B",
-             "frozen_random": "head on frozen\nrandom conv", "holdout": "end to end on\nthe holdout split",
-             "dropout": "source model:\nend to end on A"}
+ARM_TICKS = {"transfer": "transfer to B\n(A's conv, frozen)", "scratch_b": "scratch on B",
+             "frozen_random": "head over\nrandom conv", "holdout": "end to end,\nholdout split",
+             "dropout": "source:\nend to end on A"}
 TRANSFER_ARMS = ("transfer", "scratch_b", "frozen_random")
 TRANSFER_NOTE = "transfer's validation half A trained its frozen features: its val. acc. flatters it"
 TRANSFER_NOTE_SHORT = "half A trained transfer's frozen features: its val. acc. flatters it"
@@ -34,9 +34,10 @@ def figure_dropout_summary(study, summary: DropoutTransferSummary) -> plt.Figure
     best = summary.best_dropout
     position = np.arange(len(entries))
     fig, axes = plt.subplots(1, 3, figsize=(WIDTH, 1.9), layout="constrained")
+    cut = False
     for ax, metric in zip(axes, SUMMARY_METRICS):
         scale = METRICS[metric].scale
-        core = []
+        core, seed_ends = [], []
         for x, entry in zip(position, entries):
             mean, low, high, n = estimate(entry, metric)
             plots.draw_estimate(ax, x - 0.12, scale * mean, scale * low, scale * high, PALETTE[0],
@@ -52,9 +53,12 @@ def figure_dropout_summary(study, summary: DropoutTransferSummary) -> plt.Figure
                 ax.text(x, 0.02, f"n = {n}", ha="center", va="bottom", fontsize=7, color="0.3",
                         transform=ax.get_xaxis_transform())
             core += [scale * mean, scale * test_low, scale * test_high]
+            seed_ends += [scale * low, scale * high]
         if metric != "test_accuracy":
             ax.axhline(0.0, color="0.3", lw=0.7)
             core.append(0.0)
+        core, cut_here = _with_seed_ends(core, seed_ends)
+        cut = cut or cut_here
         plots.fit_axis(ax, core, pad=0.3, floor=0 if metric == "test_accuracy" else None)
         ax.set(ylabel=axis_label(metric), xlabel="dropout rate p", title=METRICS[metric].label)
         ax.set_xticks(position, [f"{e.value:g}" + ("\nbest" if math.isclose(e.value, best) else "") for e in entries])
@@ -62,8 +66,22 @@ def figure_dropout_summary(study, summary: DropoutTransferSummary) -> plt.Figure
     handles = [plots.group_handle(SEED_LEGEND, PALETTE[0], marker="o", lw=1.3),
                plots.group_handle(INTERVAL_LEGEND, PALETTE[1], lw=0.8)]
     plots.header(fig, "Experiment 2: models per dropout rate · "
-                      + compact_detail(summary, "bars cut at the edge" + fewer_note(entries)), handles)
+                      + compact_detail(summary, ("seed CIs cut at the edge" if cut else "mean, 95% CI")
+                                       + fewer_note(entries)), handles)
     return fig
+
+
+def _with_seed_ends(core: list, seed_ends: list, widest: float = 2.5) -> tuple[list, bool]:
+    """The values an axis must show: the means and test-set intervals (`core`), and the seed CIs' ends
+    unless they span more than `widest` times the core (a CI of few stable seeds would squash every other
+    bar); then those bars are cut at the edge, which the second value says."""
+    values, ends = np.array(core, float), np.array(seed_ends, float)
+    if not np.isfinite(ends).any():
+        return core, False
+    span = np.nanmax(values) - np.nanmin(values) if np.isfinite(values).any() else 0.0
+    if span > 0 and np.nanmax(ends) - np.nanmin(ends) > widest * span:
+        return core, True
+    return [*core, *ends[np.isfinite(ends)]], False
 
 
 def figure_dropout_curves(study, summary: DropoutTransferSummary, full: bool = False) -> plt.Figure:
@@ -87,9 +105,10 @@ def unclean(kind: str, metric: str) -> bool:
 def figure_transfer(study, summary: DropoutTransferSummary) -> plt.Figure:
     """Transfer against its controls and the source models, for rate 0 and the best rate."""
     rates = (0.0, summary.best_dropout)
-    fig, axes = plt.subplots(1, 3, figsize=(WIDTH, 2.25), sharey=True, layout="constrained")
+    fig, axes = plt.subplots(1, 3, figsize=(WIDTH, 2.5), sharey=True, layout="constrained")
+    cut = False
     for ax, metric in zip(axes, SUMMARY_METRICS):
-        scale, core = METRICS[metric].scale, []
+        scale, core, seed_ends = METRICS[metric].scale, [], []
         for row, kind in enumerate(ARMS):
             for index, p in enumerate(rates):
                 entry = summary.group((kind, p))
@@ -107,12 +126,14 @@ def figure_transfer(study, summary: DropoutTransferSummary) -> plt.Figure:
                     ax.text(0.98, y, note, fontsize=7, color="0.3", va="center", ha="right",
                             transform=ax.get_yaxis_transform())
                 core += [scale * mean, scale * test_low, scale * test_high]
+                seed_ends += [scale * low, scale * high]
         if metric != "test_accuracy":
             ax.axvline(0.0, color="0.3", lw=0.7)
-        values = np.array(core, float)
+        core, cut_here = _with_seed_ends(core, seed_ends)
+        cut, values = cut or cut_here, np.array(core, float)
         span = np.nanmax(values) - np.nanmin(values) if np.isfinite(values).any() else 1.0
         if np.isfinite(values).any():
-            ax.set_xlim(np.nanmin(values) - 0.2 * span, np.nanmax(values) + 0.35 * span)  # room for n notes
+            ax.set_xlim(np.nanmin(values) - 0.08 * span, np.nanmax(values) + 0.3 * span)  # room for n notes
         ax.set(xlabel=axis_label(metric), title=METRICS[metric].label)
     axes[0].set_yticks(range(len(ARMS)), [ARM_TICKS[kind] for kind in ARMS])
     axes[0].set_ylim(len(ARMS) - 0.5, -0.5)  # the first arm on top
@@ -124,7 +145,8 @@ def figure_transfer(study, summary: DropoutTransferSummary) -> plt.Figure:
                                     {"ls": "none", "marker": "o", "mfc": "white"}))
     arms = [summary.group((kind, p)) for kind in ARMS for p in rates]
     plots.header(fig, "Experiment 2: transfer to B against its controls · "
-                      + compact_detail(summary, "bars cut at the edge" + fewer_note(arms)), handles)
+                      + compact_detail(summary, ("seed CIs cut at the edge" if cut else "mean, 95% CI")
+                                       + fewer_note(arms)), handles)
     return fig
 
 

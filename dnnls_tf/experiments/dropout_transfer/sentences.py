@@ -210,6 +210,8 @@ def sentences(summary: DropoutTransferSummary) -> dict[str, str]:
     for metric, name in (("test_accuracy", "dropout_test"), ("generalization_gap", "dropout_gap"),
                          ("train_test_gap", "dropout_train_test")):
         claims[name] = say.effect(summary.comparison("dropout_best_vs_none", metric))
+    claims["dropout_all"] = say.effects([summary.comparison("dropout_best_vs_none", metric)
+                                         for metric in ("test_accuracy", "generalization_gap", "train_test_gap")])
     for p, tag in ((0.0, "zero"), (best, "best")):
         transfer = ("transfer", p)
         for control in ("scratch_b", "frozen_random", "holdout"):
@@ -221,6 +223,15 @@ def sentences(summary: DropoutTransferSummary) -> dict[str, str]:
             claims[f"transfer_source{suffix}_{tag}"] = say.effect(
                 summary.comparison("transfer_vs_source", metric, transfer),
                 second=f"the source models trained end to end on A ({dropout_words(p)})")  # an object: plural is fine
+        claims[f"transfer_source_all_{tag}"] = say.effects(
+            [summary.comparison("transfer_vs_source", metric, transfer)
+             for metric in ("test_accuracy", "train_test_gap", "generalization_gap")],
+            second=f"the source models trained end to end on A ({dropout_words(p)})")
+        claims[f"transfer_controls_{tag}"] = " ".join(
+            say.effects([summary.comparison(f"transfer_vs_{control}", metric, transfer)
+                         for metric in ("test_accuracy", "train_test_gap")]) for control in ("scratch_b",
+                                                                                             "frozen_random",
+                                                                                             "holdout"))
         claims[f"reading_source_{tag}"] = source_reading(summary, p)
         claims[f"frozen_random_scratch_{tag}"] = say.effect(
             summary.comparison("frozen_random_vs_scratch_b", "test_accuracy", ("frozen_random", p)))
@@ -236,7 +247,7 @@ def sentences(summary: DropoutTransferSummary) -> dict[str, str]:
     claims["reading_transfer_best_brief"] = transfer_best_brief(summary)
     claims["family"] = say.family(label)
     claims["answer"] = " ".join([claims[name] for name in (
-        "budget", "plateau", "dropout_rates", "dropout_unstable", "best_dropout", "dropout_test", "dropout_gap",
+        "budget", "plateau", "dropout_rates", "dropout_unstable", "best_dropout", "dropout_all",
         "reading_dropout_trend", "transfer_validation", "reading_transfer_zero", "reading_transfer_best",
         "reading_source_zero", "reading_source_best")])
     return claims

@@ -55,7 +55,7 @@ def figure_grid(study, summary: LearningRateSummary) -> plt.Figure:
                f"{'yes' if check.all_stable else 'no'}, lowest rate saturated "
                f"{'yes' if check.lowest_saturated else 'no'}")
     plots.add_title(fig, "Experiment 1: the grid of constant learning rates, placed by the rule",
-                    f"profile {summary.profile}; range test and probes: seed(s) "
+                    f"profile {summary.profile}; range test and probes: seed{'s' if len(rule.probe_seeds) != 1 else ''} "
                     f"{', '.join(map(str, rule.probe_seeds))}; sweep: {len(summary.seeds)} seeds; {verdict}")
     return fig
 

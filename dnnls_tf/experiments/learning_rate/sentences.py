@@ -13,7 +13,7 @@ import numpy as np
 from dnnls_tf.experiments.learning_rate.grid import erratic_words
 from dnnls_tf.present.sentences import (Phrasing, brief, listing, plateau_sentence, selection_sentence, span,
                                         verdict)
-from dnnls_tf.present.tables import format_gain, format_interval, format_mean_ci, format_rate, format_value
+from dnnls_tf.present.tables import finite, format_gain, format_interval, format_mean_ci, format_rate, format_value
 from dnnls_tf.experiments.learning_rate.summary import LearningRateSummary
 
 OVERFIT_GAP = 0.10  # a train-minus-validation gap above 10 pp at every rate: "fits far better than it predicts"
@@ -245,9 +245,12 @@ def sentences(summary: LearningRateSummary) -> dict[str, str]:
                        f"{warmup} to a peak of {format_rate(schedule.peak)} and a "
                        f"cosine decay to {format_rate(schedule.final_fraction)} × peak (trial {chosen.index}: "
                        f"{format_value(chosen.score, 'val_accuracy')} % validation accuracy).")
+    claims["tuner"] += " " + tuner_seed_sentence(summary)
     claims["schedule_test"] = say.effect(summary.comparison("schedule_vs_best_constant", "test_accuracy"))
     claims["schedule_gap"] = say.effect(summary.comparison("schedule_vs_best_constant", "generalization_gap"))
     claims["schedule_train_test"] = say.effect(summary.comparison("schedule_vs_best_constant", "train_test_gap"))
+    claims["schedule_all"] = say.effects([summary.comparison("schedule_vs_best_constant", metric)
+                                          for metric in ("test_accuracy", "generalization_gap", "train_test_gap")])
     if summary.group(("peak_constant",)).run_ids == summary.group(best).run_ids:
         claims["ablation"] = (f"The tuned peak equals the best constant rate ({format_rate(schedule.peak)}), so the "
                               f"ablation's constant arm is the best constant rate itself: whatever the schedule "
@@ -264,7 +267,26 @@ def sentences(summary: LearningRateSummary) -> dict[str, str]:
         f"The five rates {_rates(summary.grid.rates)} were placed by the grid rule ({len(summary.seeds)} seeds each).",
         claims["grid_check"], claims["reading_grid_top"], claims["sweep_unstable"], claims["plateau"],
         claims["best_rate"],
-        claims["reading_sweep"], claims["tuner"], claims["schedule_test"], claims["schedule_gap"],
-        claims["schedule_train_test"], claims["ablation"], claims["reading_ablation"]])
+        claims["reading_sweep"], claims["tuner"], claims["schedule_all"], claims["ablation"],
+        claims["reading_ablation"]])
     return claims
 
+
+
+def tuner_seed_sentence(summary: LearningRateSummary) -> str:
+    """The tuner searched on one seed: its trials' spread against the seed-to-seed spread of the best constant
+    rate's validation accuracy, so the reader knows how finely the search could rank its trials."""
+    tuner = summary.tuner
+    scores = [t.score for t in tuner.trials if t.stable and finite(t.score)]
+    text = f"Every trial is a single run on one seed ({tuner.seed})"
+    if len(scores) < 2:
+        return text + "."
+    spread = f"{format_value(min(scores), 'val_accuracy')}–{format_value(max(scores), 'val_accuracy')} %"
+    seed_sd = summary.group(("rate", summary.best_constant_lr)).metrics["val_accuracy"].std
+    if not finite(seed_sd):
+        return text + f": the stable trials' validation accuracies span {spread}."
+    within = (max(scores) - min(scores)) <= 4 * seed_sd  # ±2 seed standard deviations
+    return (text + f": the stable trials' validation accuracies span {spread}, against a standard deviation of "
+            f"{format_value(seed_sd, 'val_accuracy')} pp over seeds at the best constant rate, so the search "
+            + ("cannot rank its trials more finely than seed noise." if within else
+               "spreads wider than seed noise, though one run per trial cannot order two close trials."))
