@@ -254,3 +254,38 @@ def test_a_latex_build_that_does_not_finish_is_stopped_with_one_line(tmp_path, m
     with pytest.raises(UserError, match=r"the report did not build within 0.05 s \(log: .*main.log\)$"):
         report.build_report(study)
     assert not report.pdf_path(study).exists()
+
+
+def test_the_input_commit_is_the_last_that_changed_what_the_paper_is_made_of(tmp_path, monkeypatch):
+    """A commit of README, tests or CI after the outputs leaves the commit the PDF and notebooks name (so
+    `make study` on the committed store still writes the same bytes); code or store changes move it, and
+    uncommitted ones are flagged."""
+    import subprocess
+
+    from dnnls_tf.publish import provenance
+
+    def git(*arguments):
+        return subprocess.run(["git", "-C", str(tmp_path), *arguments], check=True, capture_output=True,
+                              text=True).stdout.strip()
+
+    git("init", "-q")
+    git("config", "user.email", "t@example.org")
+    git("config", "user.name", "t")
+    (tmp_path / "dnnls_tf").mkdir()
+    (tmp_path / "dnnls_tf" / "code.py").write_text("A = 1\n")
+    git("add", "-A")
+    git("commit", "-q", "-m", "code")
+    code = git("log", "-1", "--format=%h", "--abbrev=7")
+    for name in ("README.md", ".ci/run", "tests/test_x.py", "figures/f.png"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("later\n")
+    git("add", "-A")
+    git("commit", "-q", "-m", "docs, tests, CI and outputs")
+    monkeypatch.setattr(provenance, "PROJECT_ROOT", tmp_path)
+    (tmp_path / "README.md").write_text("edited, not committed\n")
+    assert provenance.input_commit() == provenance.Commit(code, False)
+    (tmp_path / "dnnls_tf" / "code.py").write_text("A = 2\n")
+    assert provenance.input_commit() == provenance.Commit(code, True)
+    assert provenance.input_commit().words() == f"commit {code} with uncommitted changes"
+    git("commit", "-q", "-am", "code again")
+    assert provenance.input_commit() == provenance.Commit(git("log", "-1", "--format=%h", "--abbrev=7"), False)

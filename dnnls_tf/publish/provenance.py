@@ -1,10 +1,11 @@
 """Where a report or a notebook's numbers come from: the code's commit, the profile, the data, the author.
 
-The commit named is the last one that changed the *inputs* of the paper (code, configs, the run
-store and the hand-written LaTeX), not the outputs the build writes (the PDF, report/generated,
-figures, notebooks): a PDF cannot hold the hash of the commit that holds it, and this way the same
-inputs give the same PDF byte for byte after the outputs are committed. Changes to the inputs
-that are not committed are flagged ("uncommitted changes").
+The commit named is the last one that changed the *inputs* of the paper (the library, the
+configs, the run store and the report's LaTeX sources), not the outputs the build writes (the PDF,
+report/generated, figures, notebooks) nor what cannot change a number or a sentence of it (README,
+tests, CI, the Makefile): a PDF cannot hold the hash of the commit that holds it, and this way the same
+inputs give the same PDF byte for byte after the outputs are committed, whatever is committed later
+beside them. Changes to the inputs that are not committed are flagged ("uncommitted changes").
 """
 from __future__ import annotations
 
@@ -17,8 +18,10 @@ import yaml
 
 from dnnls_tf.paths import PROJECT_ROOT
 
-# What the build writes: never part of "the inputs" (else each build would flag the last one's outputs).
-OUTPUTS = ("report/dnnls_tf_report*.pdf", "report/generated", "figures", "notebooks", "build", "weights")
+# What the paper is made from: the library, the profiles, the store, the report's sources. What the build
+# writes (the PDF, report/generated, figures, notebooks) is never an input, else each build would flag the last.
+INPUTS = ("dnnls_tf", "configs", "results", "pyproject.toml", "requirements.txt", "report/main.tex",
+          "report/references.bib", "report/paper.yaml", "report/dnnls.sty", "report/latexmkrc")
 PAPER_SETTINGS = PROJECT_ROOT / "report" / "paper.yaml"
 GIT_TIMEOUT_SECONDS = 20
 
@@ -48,9 +51,8 @@ def input_commit() -> Commit:
     """The last commit that changed the paper's inputs, and whether they changed since (see the module)."""
     if not (PROJECT_ROOT / ".git").exists():
         return Commit("", False)
-    excluded = [f":(exclude){path}" for path in OUTPUTS]
-    short = (_git("log", "-1", "--format=%h", "--abbrev=7", "--", ".", *excluded) or "").strip()
-    status = _git("status", "--porcelain", "--untracked-files=no", "--", ".", *excluded)
+    short = (_git("log", "-1", "--format=%h", "--abbrev=7", "--", *INPUTS) or "").strip()
+    status = _git("status", "--porcelain", "--untracked-files=no", "--", *INPUTS)
     return Commit(short, bool(status and status.strip()))
 
 
