@@ -37,8 +37,7 @@ def test_the_committed_run_ids_are_pinned(subset):
 
 def _mirror_runs(study) -> set[str]:
     """Committed runs trained on the JPEG mirror (experiment 4 on the subset profile)."""
-    return {run_id for run_id in study.store.run_ids()
-            if json.loads((study.store.run_dir(run_id) / "config.json").read_text()).get("data_source") == "mirror"}
+    return {run_id for run_id in study.store.run_ids() if study.store.get(run_id).spec.data_source == "mirror"}
 
 
 def _skipped(plan) -> bool:

@@ -366,10 +366,14 @@ class RunOutcome:
 
     def describe(self, label: str, study: Study) -> str:
         if self.trained:
-            return (f"{label} [{study.profile}]: trained {len(self.trained)} run{'' if len(self.trained) == 1 else 's'}, "
+            return (f"{label} [{study.profile}]: trained {_runs(len(self.trained))}, "
                     f"{len(self.read)} already in the store, {self.minutes:.1f} min")
-        return (f"{label} [{study.profile}]: nothing to train, all {len(self.read)} runs "
-                f"already in {study.store.runs_dir}")
+        return f"{label} [{study.profile}]: nothing to train, {_runs(len(self.read))} already in {study.store.runs_dir}"
+
+
+def _runs(count: int) -> str:
+    """"1 run", "3 runs" (no "run(s)" in what a user reads)."""
+    return f"{count} run{'' if count == 1 else 's'}"
 
 
 def write_summaries(study: Study, registry: Registry, plans: list) -> None:
