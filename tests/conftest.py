@@ -1,14 +1,32 @@
 import collections
+import gc
 import os
 import shutil
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# NumPy asks Linux for huge pages for large arrays (madvise); on these machines a page fault then costs so
+# much that allocating 150 MB takes 2 s of system time instead of 0.07 s (the JPEG mirror's images: 2.9 s
+# instead of 0.2 s to read from its cache). Read once, when NumPy is imported: before anything imports it.
+os.environ.setdefault("NUMPY_MADVISE_HUGEPAGE", "0")
+
+
+def _scratch_in_memory(folder: str = "/dev/shm", needed: int = 2 << 30) -> None:
+    """Tests write about 40,000 throwaway files (stores copied, damaged, read back). On these machines' ext4
+    (mounted with `discard`) deleting them takes 3 s of wall time, on a RAM file system 0.2 s: pytest's
+    tmp_path folders go there when it has room (a small /dev/shm, as in a container, is left alone)."""
+    try:
+        if os.environ.get("PYTEST_DEBUG_TEMPROOT") is None and shutil.disk_usage(folder).free >= needed:
+            os.environ["PYTEST_DEBUG_TEMPROOT"] = folder
+    except OSError:  # no such folder
+        pass
+
+
+_scratch_in_memory()
 
 import pytest
 
-from dnnls_tf.experiments import load_config
-from dnnls_tf.core.data import SHARED_SUBSET
-from dnnls_tf.study.study import Study
+# The library is imported inside the fixtures and helpers: pytest-xdist's controller, which runs no test,
+# starts the workers a second sooner without it.
 
 TINY = {"data.source": "synthetic", "data.max_train": None, "data.max_test": None, "data.train_eval_sample": 100,
         "model.filters": [4, 8, 8], "model.fc_units": 16, "training.epochs": 2, "training.batch_size": 50,
@@ -16,8 +34,40 @@ TINY = {"data.source": "synthetic", "data.max_train": None, "data.max_test": Non
         "compute.intra_op_threads": 1, "compute.inter_op_threads": 1}
 
 
+def pytest_configure(config):
+    """One intra-op and one inter-op thread per process that runs tests, as every profile that runs here
+    trains (two single-threaded workers on two cores): set before any TensorFlow operation, or it is too
+    late. pytest-xdist's controller runs no test and does not import TensorFlow."""
+    if hasattr(config, "workerinput") or config.getoption("dist", "no") == "no":
+        from dnnls_tf.core import runtime
+
+        runtime.configure_threads(1, 1)
+
+
+def pytest_unconfigure(config):
+    """The process ends next: without this its last garbage collections walk every object TensorFlow made
+    (about a second per worker, with the suite waiting)."""
+    gc.freeze()
+
+
+# Modules whose tests trace TensorFlow functions or read all of the JPEG mirror: a test there takes
+# seconds. They run first, so that the two workers of `-n 2 --dist worksteal` end together on short tests.
+HEAVY_FIRST = ("test_transfer", "test_training", "test_reuse", "test_golden", "test_bench", "test_gpu_path",
+               "test_mirror", "test_plans")
+
+
+def pytest_collection_modifyitems(items):
+    def rank(item):
+        name = item.path.stem
+        return HEAVY_FIRST.index(name) if name in HEAVY_FIRST else len(HEAVY_FIRST)
+
+    items.sort(key=rank)  # stable: the order within a module, and of the other modules, stays
+
+
 def tiny_config(**settings):
     """The quick profile shrunk to a model and data set that train in about a second."""
+    from dnnls_tf.experiments import load_config
+
     return load_config("quick", settings={**TINY, **{key.replace("__", "."): value for key, value in settings.items()}})
 
 
@@ -43,9 +93,15 @@ def empty_compiled(monkeypatch):
         kept.setdefault(key, compiled)
 
 
+def _tiny_study(root):
+    from dnnls_tf.study.study import Study
+
+    return Study(tiny_config(), root=root, writable=True)
+
+
 @pytest.fixture
 def tiny_study(tmp_path):
-    return Study(tiny_config(), root=tmp_path, writable=True)
+    return _tiny_study(tmp_path)
 
 
 @pytest.fixture(scope="session")
@@ -54,7 +110,7 @@ def _trained_root(tmp_path_factory):
     from dnnls_tf.study.runner import execute
 
     root = tmp_path_factory.mktemp("trained")
-    study = Study(tiny_config(), root=root, writable=True)
+    study = _tiny_study(root)
     pools = runtime.start(study.config.compute)
     for seed in (0, 1):
         execute(study.spec(seed, 0.05), study, pools)
@@ -65,7 +121,7 @@ def _trained_root(tmp_path_factory):
 def trained_study(_trained_root, tmp_path):
     """A tiny study whose store holds the holdout runs of seeds 0 and 1 at rate 0.05 (a fresh copy per test)."""
     shutil.copytree(_trained_root, tmp_path / "root")
-    return Study(tiny_config(), root=tmp_path / "root", writable=True)
+    return _tiny_study(tmp_path / "root")
 
 
 @pytest.fixture(scope="session")
@@ -76,13 +132,15 @@ def complete_root(tmp_path_factory):
     from fakes import fill_fakes
 
     root = tmp_path_factory.mktemp("complete")
-    study = Study(tiny_config(), root=root, writable=True)
+    study = _tiny_study(root)
     write_summaries(study, REGISTRY, fill_fakes(study, list(REGISTRY.names)))
     return root
 
 
 @pytest.fixture(scope="session")
 def real_subset():
+    from dnnls_tf.core.data import SHARED_SUBSET
+
     if not SHARED_SUBSET.is_dir() and not os.environ.get("DNNLS_DATA_DIR"):
         pytest.skip("the real CIFAR-10 subset is not available")
     return os.environ.get("DNNLS_DATA_DIR") or str(SHARED_SUBSET)
