@@ -122,7 +122,7 @@ class FakeModel:
 
 def result_of(run, model=None) -> FakeResult:
     recorded = {"data_source", "workers", "intra_op_threads", "inter_op_threads", "library_version",
-                "weights_sha256"}
+                "weights_sha256", "cpu_identity"}
     return FakeResult(history=run.history, steps=run.steps, gradients=run.gradients, predictions=run.predictions,
                       metrics={k: v for k, v in run.metrics.items() if k not in recorded}, model=model)
 

@@ -166,7 +166,7 @@ def test_experiment_4_plans_the_scale_curve_and_the_replication_from_the_earlier
     from dnnls_tf.study.study import Study
     from fakes import fill_fakes
 
-    study = Study(tiny_config(), root=tmp_path, writable=True)
+    study = Study(tiny_config(exp4__epochs=3, exp4__max_epochs=6), root=tmp_path, writable=True)
     plans = {plan.experiment: plan for plan in fill_fakes(study, ["exp4"])}
     plan, exp4 = plan_all(study, REGISTRY, ["exp4"])["exp4"], study.config.exp4
     assert plan.complete and plan.choices["sizes"] == list(exp4.sizes)
@@ -184,6 +184,7 @@ def test_experiment_4_plans_the_scale_curve_and_the_replication_from_the_earlier
                         for kind in ("source", "transfer"))
     assert [t.init_from for t in transfer] == [s.run_id for s in source] and all(t.frozen for t in transfer)
     summary = REGISTRY.get("exp4").summarize(study, plans["exp4"])
+    assert summary.epochs == exp4.epochs != study.config.training.epochs  # its own budget, not the profile's
     assert {c.name for c in summary.headline()} == {"schedule_vs_constant", "dropout_vs_none", "batch_norm_vs_none",
                                                     "transfer_vs_source"}
     assert {(r.experiment, r.of) for r in summary.replicates} >= {("exp1", "schedule_vs_best_constant"),

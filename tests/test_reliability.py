@@ -327,6 +327,8 @@ DAMAGE = {
     "a non-numeric loss in steps.csv": _steps_word,
     "metrics.json nested 100,000 deep": lambda run: (run / "metrics.json").write_text("[" * 10**5 + "]" * 10**5),
     "a run folder that is a file": _as_file,
+    "a CPU named over two lines": lambda run: (run / "metrics.json").write_text(json.dumps(
+        {**json.loads((run / "metrics.json").read_text()), "cpu_identity": "Xeon\nerror: forged"})),
 }
 
 

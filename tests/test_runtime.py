@@ -45,3 +45,21 @@ def test_without_a_gpu_nothing_is_set_or_refused(monkeypatch):
     monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: [])
     assert runtime.configure_gpus() == {"gpus": 0, "memory_growth": True}
     runtime.start(tiny_config(compute__workers=2).compute)
+
+
+@pytest.mark.parametrize("setting, advised", [(None, False), ("1", True)], ids=["default", "explicit"])
+def test_numpy_imported_after_the_library_advises_no_huge_pages_unless_asked(setting, advised):
+    """A process that imports the library before NumPy (the CLI, its workers) allocates large arrays
+    without huge-page advice; an explicit NUMPY_MADVISE_HUGEPAGE wins."""
+    import os
+    import subprocess
+    import sys
+
+    env = {key: value for key, value in os.environ.items() if key != "NUMPY_MADVISE_HUGEPAGE"}
+    if setting is not None:
+        env["NUMPY_MADVISE_HUGEPAGE"] = setting
+    probe = ("import dnnls_tf, numpy\n"
+             "from numpy._core.multiarray import _set_madvise_hugepage\n"
+             "print(_set_madvise_hugepage(True))")  # returns the advice in effect before the call
+    output = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
+    assert output.stdout.strip() == str(advised)

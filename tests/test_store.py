@@ -39,6 +39,7 @@ def test_a_run_is_stored_per_the_contract(trained_study):
     assert list(run.gradients["layer_names"]) == ["conv1", "conv2", "conv3", "fc1", "fc2"]
     assert len(run.predictions["test_predictions"]) == 200
     assert run.metrics["best_epoch"] == int(history["val_accuracy"].idxmax()) + 1
+    assert run.metrics["cpu_identity"] == runtime.cpu_description()["cpu_identity"]  # what decides its last bits
     assert trained_study.store.weights_path(run.run_id).is_file()
 
 

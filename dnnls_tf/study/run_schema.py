@@ -111,6 +111,9 @@ def check_metrics(metrics: dict, epochs: int) -> None:
     if not (metrics.get("weights_sha256") is None or (isinstance(metrics["weights_sha256"], str)
                                                        and re.fullmatch(r"[0-9a-f]{64}", metrics["weights_sha256"]))):
         raise ValueError("metrics.json: 'weights_sha256' is not a SHA-256 digest")
+    cpu = metrics.get("cpu_identity")  # runs stored before it was recorded have none
+    if not (cpu is None or (isinstance(cpu, str) and 0 < len(cpu) <= 300 and cpu.isprintable())):
+        raise ValueError("metrics.json: 'cpu_identity' is not a line of text naming a CPU")
 
 
 def check_numeric_table(table: pd.DataFrame, name: str, integer: tuple[str, ...]) -> None:

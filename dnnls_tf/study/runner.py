@@ -70,7 +70,7 @@ def execute(spec, study: Study, pools: dict, progress: bool = False, observer=No
     `observer(study, spec)`, if given, is a context manager yielding an `on_epoch` hook that
     watches the run train (tools.tensorboard.live_events: TensorBoard events as it goes).
     """
-    from dnnls_tf.core import training
+    from dnnls_tf.core import runtime, training
 
     start = time.perf_counter()
     if not isinstance(spec, RunSpec):
@@ -83,7 +83,9 @@ def execute(spec, study: Study, pools: dict, progress: bool = False, observer=No
     check_fingerprint(splits, spec.data_fingerprint, spec.train_split, spec.val_split, f"run {spec.run_id}")
     with (observer(study, spec) if observer else contextlib.nullcontext()) as live:
         result = training.train_run(spec, splits, source, progress=progress, on_epoch=live)
-    recorded = {**pools, "workers": study.config.compute.workers, "data_source": splits.data.source}
+    # the CPU too: float results of the same code differ between CPUs (oneDNN picks AVX-512 where there is one)
+    recorded = {**pools, "workers": study.config.compute.workers, "data_source": splits.data.source,
+                "cpu_identity": runtime.cpu_description()["cpu_identity"]}
     run = study.store.save(spec, result, recorded)
     accuracy = run.metrics.get("val_accuracy")
     return (f"{run.metrics['status']}{'' if run.stable else ' (unstable)'}, val "

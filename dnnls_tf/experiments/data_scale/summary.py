@@ -35,7 +35,8 @@ class DataScaleSummary(Summary):
 def summarize(study, plan_: Plan) -> DataScaleSummary:
     choices = plan_.choices
     if "skipped" in choices:
-        return DataScaleSummary(**summary_fields(study, "exp4", {}, []), skipped=choices["skipped"])
+        return DataScaleSummary(**summary_fields(study, "exp4", {}, [], study.config.exp4.epochs),
+                                skipped=choices["skipped"])
     groups = groups_stored(study, plan_)
     largest = choices["sizes"][-1]
     constant = ("constant", largest)
@@ -56,6 +57,7 @@ def summarize(study, plan_: Plan) -> DataScaleSummary:
             replicated.append(Replicates(name, metric, experiment, of, of_first))
     return DataScaleSummary(
         **summary_fields(study, "exp4", groups, adjust_family(items, "exp4 replication"),
+                         study.config.exp4.epochs,  # the budget at the largest size; a smaller one trains longer
                          splits=study.splits_for(study.config.exp4.source if study.config.exp4.source != "profile"
                                                  else "")),
         source=choices["source"], sizes=choices["sizes"], learning_rate=choices["learning_rate"],
