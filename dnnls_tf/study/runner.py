@@ -20,6 +20,7 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import signal
+import threading
 import time
 import traceback
 from dataclasses import dataclass
@@ -106,8 +107,6 @@ def _die_with_parent(parent_pid: int) -> None:
 def _worker_main(connection, parent_pid: int, config, root: str, data_dir: str | None, observer) -> None:
     _die_with_parent(parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    import threading
-
     from tqdm import tqdm
 
     tqdm.set_lock(threading.RLock())  # not tqdm's default process-shared lock: a killed worker leaks none
@@ -129,6 +128,39 @@ def _worker_main(connection, parent_pid: int, config, root: str, data_dir: str |
             connection.send(("error", f"run {spec.run_id}: an input is nested too deeply"))
         except Exception:  # a bug: the parent shows its traceback
             connection.send(("crash", traceback.format_exc()))
+
+
+class DeferredInterrupt:
+    """Ctrl-C while worker processes train: the handler only notes it, and the parent raises
+    KeyboardInterrupt where it submits a run or waits for one (`check`).
+
+    Python's own handler raises wherever the main thread happens to be, and inside a finalizer (an
+    npz file the garbage collector closes while the parent plans) Python prints that exception and
+    drops it: the study then ran on to its end (seen once under `make test`). Taken over only in the
+    main thread and only from Python's default handler (a notebook kernel keeps its own); `stop`
+    puts back what was there.
+    """
+
+    def __init__(self, enabled: bool = True):
+        self.enabled, self.pending, self._previous = enabled, False, None
+
+    def start(self) -> None:
+        if (self.enabled and threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
+            self._previous = signal.signal(signal.SIGINT, self._note)
+
+    def _note(self, signum, frame) -> None:
+        self.pending = True
+
+    def check(self) -> None:
+        if self.pending:
+            self.pending = False
+            raise KeyboardInterrupt
+
+    def stop(self) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
 
 
 class WorkerPool:
@@ -161,10 +193,15 @@ class WorkerPool:
         self.busy[connection] = (process, task)
         return self.processes.index(process)
 
-    def wait(self) -> tuple[Task, str, str]:
-        """Block until a busy worker reports: (task, kind, message); a dead worker is a UserError."""
+    def wait(self, interrupt: DeferredInterrupt | None = None) -> tuple[Task, str, str]:
+        """Block until a busy worker reports: (task, kind, message); a dead worker is a UserError. A Ctrl-C
+        that `interrupt` noted is raised within a fifth of a second."""
         sentinels = {process.sentinel: connection for connection, (process, _) in self.busy.items()}
-        ready = multiprocessing.connection.wait(list(self.busy) + list(sentinels))
+        ready = []
+        while not ready:
+            if interrupt is not None:
+                interrupt.check()
+            ready = multiprocessing.connection.wait(list(self.busy) + list(sentinels), timeout=0.2)
         connection = next((r for r in ready if r in self.busy), None) or sentinels[ready[0]]
         process, task = self.busy.pop(connection)
         try:
@@ -272,6 +309,8 @@ class Runner:
     def complete(self, names: list[str]) -> list:
         workers = self.study.config.compute.workers
         running: dict[str, Task] = {}
+        interrupt = DeferredInterrupt(enabled=workers > 1)  # one process trains in this one: Ctrl-C at once
+        interrupt.start()
         try:
             while True:
                 if self.study.store.lease is not None:  # workers save runs: the parent checks its lease for them
@@ -306,9 +345,10 @@ class Runner:
                 for task in tasks:
                     if not self._pool.idle:
                         break
+                    interrupt.check()  # no run starts after Ctrl-C
                     worker = self._pool.submit(task)
                     running[task.run_id] = (task, worker, self._now())
-                task, kind, message = self._pool.wait()
+                task, kind, message = self._pool.wait(interrupt)
                 _, worker, started = running.pop(task.run_id)
                 if kind == "error":
                     raise UserError(message)
@@ -316,6 +356,7 @@ class Runner:
                     raise RuntimeError(f"a worker failed on run {task.run_id}:\n{message}")
                 self._report(task, worker, started, message)
         finally:
+            interrupt.stop()
             for bar in self.bars.values():
                 bar.close()
             if self._pool is not None:
