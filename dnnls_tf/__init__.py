@@ -8,7 +8,7 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # NumPy advises Linux to back large arrays with huge pages. On the project's 2-core VMs a page fault
 # then costs so much that a 150 MB array takes 2 s of system time to allocate instead of 0.07 s, and
-# `run all` on the complete subset store took 27-29 s instead of 17-18 s (README, Tests). Read when
+# `run all` on the complete subset store took 27-29 s instead of 17-18 s (README). Read when
 # NumPy is first imported (the CLI, its worker processes); an explicit setting wins.
 os.environ.setdefault("NUMPY_MADVISE_HUGEPAGE", "0")
 

@@ -3,11 +3,10 @@ import gc
 import os
 import shutil
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-# NumPy asks Linux for huge pages for large arrays (madvise); on these machines a page fault then costs so
-# much that allocating 150 MB takes 2 s of system time instead of 0.07 s (the JPEG mirror's images: 2.9 s
-# instead of 0.2 s to read from its cache). Read once, when NumPy is imported: before anything imports it.
-os.environ.setdefault("NUMPY_MADVISE_HUGEPAGE", "0")
+# The package's own import (light: it only sets environment variables) before any test module imports NumPy
+# or TensorFlow: their settings then are the CLI's (oneDNN kernels, quiet logs, no huge-page advice for NumPy,
+# which on these machines made a 150 MB allocation take 2 s of system time instead of 0.07 s).
+import dnnls_tf  # noqa: F401
 
 
 def _scratch_in_memory(folder: str = "/dev/shm", needed: int = 2 << 30) -> None:
